@@ -1,0 +1,51 @@
+# graphgrad — every target installs what it needs first, on a fresh machine, in or out of a venv.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+RUNTIME_DEPS := numpy cffi networkx graphviz tqdm setuptools wheel
+TEST_DEPS := pytest hypothesis matplotlib
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fopenmp -std=c11
+
+.PHONY: install deps dot build test demo bench asan clean
+
+deps:
+	$(PIP) install $(PIP_FLAGS) $(RUNTIME_DEPS) $(TEST_DEPS)
+
+# the Graphviz `dot` program renders the PNGs; install it when we can, else say what to do
+dot:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) || exit 1; \
+	  else \
+	    echo "graphgrad needs the Graphviz 'dot' program: install it (apt-get install graphviz / brew install graphviz) and rerun"; \
+	    exit 1; \
+	  fi; }
+
+build: deps
+	$(PIP) install $(PIP_FLAGS) --no-build-isolation -e .
+
+install: deps dot build
+
+test: install
+	$(PYTHON) -m pytest tests
+
+demo: install
+	$(PYTHON) examples/first_model.py --out out
+	$(PYTHON) examples/linear_regression.py --out out
+
+bench: install
+	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PYTHON) "$$script" || exit 1; done
+
+# rebuild the C core with AddressSanitizer + UBSan and run the tests under it
+asan: deps dot
+	rm -f graphgrad/_core*.so
+	GRAPHGRAD_CFLAGS="$(ASAN_FLAGS)" $(PIP) install $(PIP_FLAGS) --no-build-isolation -e .
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  $(PYTHON) -m pytest tests -x -p no:cacheprovider
+	rm -f graphgrad/_core*.so
+	$(PIP) install $(PIP_FLAGS) --no-build-isolation -e .
+
+clean:
+	rm -rf build dist *.egg-info graphgrad/_core*.so graphgrad/_core.c graphgrad/*.o out .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,173 @@
+/* program.c — the interpreter: runs a compiled gg_program's instruction list in one call
+ * (forward, backward and optimizer update alike), plus the thread setting. It never
+ * allocates, prints or exits: errors come back as a gg_status and the failing instruction. */
+#include <math.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <omp.h>
+#include "gg_internal.h"
+
+/* ---- threads: the core's one global ---- */
+static int gg_num_threads = 0; /* 0 = not yet read from the environment */
+
+int gg_threads(void) {
+    if (gg_num_threads <= 0) {
+        const char *env = getenv("GRAPHGRAD_NUM_THREADS");
+        int n = env ? atoi(env) : 0;
+        gg_num_threads = n > 0 ? n : omp_get_max_threads();
+    }
+    return gg_num_threads;
+}
+
+void gg_set_num_threads(int32_t n) { gg_num_threads = n > 0 ? n : omp_get_max_threads(); }
+
+int32_t gg_get_num_threads(void) { return gg_threads(); }
+
+/* ---- helpers ---- */
+#define BUF(p, i) ((p)->buffers[(i)])
+#define F32(p, i) ((float *)BUF(p, i))
+#define F64(p, i) ((double *)BUF(p, i))
+#define SCALAR_F64(p, i) (((const double *)BUF(p, i))[0])
+
+/* Call kernel NAME for the instruction's dtype with the argument list written once. */
+#define DISPATCH(ins, NAME, F32_ARGS, F64_ARGS)                  \
+    do {                                                         \
+        if ((ins)->dtype == GG_F32) gg_##NAME##_f32 F32_ARGS;    \
+        else if ((ins)->dtype == GG_F64) gg_##NAME##_f64 F64_ARGS; \
+        else return GG_ERR_BAD_DTYPE;                            \
+    } while (0)
+
+#define BINARY(NAME)                                                                         \
+    DISPATCH(ins, NAME,                                                                      \
+             (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), (int32_t)d[0], d + 1, \
+              d + 1 + d[0], d + 1 + 2 * d[0]),                                               \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), (int32_t)d[0], d + 1, \
+              d + 1 + d[0], d + 1 + 2 * d[0]))
+
+#define UNARY(NAME) \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0]), (F64(p, ins->out), F64(p, ins->in[0]), d[0]))
+
+#define BACKWARD(NAME)                                                               \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0]))
+
+#define LOSS(NAME)                                                                            \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]))
+
+#define LOSS_BACKWARD(NAME)                                                                  \
+    DISPATCH(ins, NAME,                                                                      \
+             (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0]))
+
+/* Execute one instruction. */
+static int execute(gg_program *p, const gg_instr *ins) {
+    const int64_t *d = ins->dims;
+    const double *a = ins->attrs;
+    switch (ins->opcode) {
+    case GG_OP_ADD: BINARY(add); break;
+    case GG_OP_SUB: BINARY(sub); break;
+    case GG_OP_MUL: BINARY(mul); break;
+    case GG_OP_DIV: BINARY(div); break;
+    case GG_OP_NEG: UNARY(neg); break;
+    case GG_OP_ABS: UNARY(abs); break;
+    case GG_OP_SIGN: UNARY(sign); break;
+    case GG_OP_COPY: UNARY(copy); break;
+    case GG_OP_RELU: UNARY(relu); break;
+    case GG_OP_SIGMOID: UNARY(sigmoid); break;
+    case GG_OP_RELU_BACKWARD: BACKWARD(relu_backward); break;
+    case GG_OP_SIGMOID_BACKWARD: BACKWARD(sigmoid_backward); break;
+    case GG_OP_SUM:
+        DISPATCH(ins, sum,
+                 (F32(p, ins->out), ins->out_size, F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
+                 (F64(p, ins->out), ins->out_size, F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
+        break;
+    case GG_OP_EXPAND:
+        DISPATCH(ins, expand,
+                 (F32(p, ins->out), F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
+        break;
+    case GG_OP_MATMUL:
+        DISPATCH(ins, gemm,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
+                  (int32_t)d[4], a[0], a[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
+                  (int32_t)d[4], a[0], a[1]));
+        break;
+    case GG_OP_MSE: LOSS(mse); break;
+    case GG_OP_MSE_BACKWARD: LOSS_BACKWARD(mse_backward); break;
+    case GG_OP_L1: LOSS(l1); break;
+    case GG_OP_L1_BACKWARD: LOSS_BACKWARD(l1_backward); break;
+    case GG_OP_INCREMENT:
+        /* a float64 counter variable, e.g. the optimizer's step count */
+        F64(p, ins->out)[0] += a[0];
+        break;
+    case GG_OP_SGD_UPDATE: {
+        double lr = SCALAR_F64(p, ins->in[3]);
+        int64_t step = (int64_t)SCALAR_F64(p, ins->in[4]);
+        void *buf = ins->in[2] >= 0 ? BUF(p, ins->in[2]) : NULL;
+        DISPATCH(ins, sgd_update,
+                 (F32(p, ins->out), F32(p, ins->in[1]), (float *)buf, d[0], lr, step, a[0], a[1], a[2], (int32_t)d[1]),
+                 (F64(p, ins->out), F64(p, ins->in[1]), (double *)buf, d[0], lr, step, a[0], a[1], a[2], (int32_t)d[1]));
+        break;
+    }
+    default:
+        return GG_ERR_UNKNOWN_OPCODE;
+    }
+    return GG_OK;
+}
+
+/* Nonzero when every element of the instruction's output is finite. */
+static int output_is_finite(const gg_program *p, const gg_instr *ins) {
+    if (ins->dtype == GG_F32) {
+        const float *x = F32(p, ins->out);
+        for (int64_t i = 0; i < ins->out_size; i++)
+            if (!isfinite(x[i])) return 0;
+    } else if (ins->dtype == GG_F64) {
+        const double *x = F64(p, ins->out);
+        for (int64_t i = 0; i < ins->out_size; i++)
+            if (!isfinite(x[i])) return 0;
+    }
+    return 1;
+}
+
+int gg_program_run(gg_program *p) {
+    for (int32_t i = 0; i < p->n_instr; i++) {
+        const gg_instr *ins = &p->instrs[i];
+        int status = execute(p, ins);
+        if (status == GG_OK && p->check_numerics && !output_is_finite(p, ins)) status = GG_ERR_NUMERICS;
+        if (status != GG_OK) {
+            p->failed_instr = i;
+            return status;
+        }
+    }
+    p->failed_instr = -1;
+    return GG_OK;
+}
+
+const char *gg_opcode_name(int32_t opcode) {
+    switch (opcode) {
+    case GG_OP_ADD: return "add";
+    case GG_OP_SUB: return "sub";
+    case GG_OP_MUL: return "mul";
+    case GG_OP_DIV: return "div";
+    case GG_OP_NEG: return "neg";
+    case GG_OP_ABS: return "abs";
+    case GG_OP_SIGN: return "sign";
+    case GG_OP_COPY: return "copy";
+    case GG_OP_RELU: return "relu";
+    case GG_OP_RELU_BACKWARD: return "relu_backward";
+    case GG_OP_SIGMOID: return "sigmoid";
+    case GG_OP_SIGMOID_BACKWARD: return "sigmoid_backward";
+    case GG_OP_SUM: return "sum";
+    case GG_OP_EXPAND: return "expand";
+    case GG_OP_MATMUL: return "matmul";
+    case GG_OP_MSE: return "mse";
+    case GG_OP_MSE_BACKWARD: return "mse_backward";
+    case GG_OP_L1: return "l1";
+    case GG_OP_L1_BACKWARD: return "l1_backward";
+    case GG_OP_INCREMENT: return "increment";
+    case GG_OP_SGD_UPDATE: return "sgd_update";
+    default: return NULL;
+    }
+}

@@ -1,0 +1,40 @@
+"""Typed errors. Each message names what the user needs to fix the problem: the op, the node,
+the shapes or dtypes involved, and the line of user code that created the node."""
+
+
+class GraphGradError(Exception):
+    """Base class of every error graphgrad raises on purpose."""
+
+
+class ShapeError(GraphGradError, ValueError):
+    """An op was given inputs whose shapes (or dtypes) it cannot combine."""
+
+
+class FeedError(GraphGradError, ValueError):
+    """A program was called with a missing, unknown or mis-shaped feed."""
+
+
+class CycleError(GraphGradError):
+    """The graph has a cycle, so no execution order exists."""
+
+
+class GradientError(GraphGradError):
+    """A gradient was asked for that cannot be built (unconnected input, non-scalar output, ...)."""
+
+
+class NumericsError(GraphGradError, FloatingPointError):
+    """check_numerics mode: an instruction produced NaN or Inf."""
+
+
+class DivergenceError(GraphGradError, FloatingPointError):
+    """Training stopped because the loss became NaN or Inf."""
+
+
+class RuntimeFailure(GraphGradError, RuntimeError):
+    """The C interpreter returned an error status it should never return for a valid program."""
+
+
+def describe_node(node) -> str:
+    """'op node "name" (created at file:line)' for messages."""
+    where = f" (created at {node.source})" if getattr(node, "source", None) else ""
+    return f'{node.op} node "{node.name}"{where}'

@@ -1,0 +1,173 @@
+"""OpDef — the one place an op is declared — and the registry of all of them.
+
+An OpDef says, for one op: its C opcode, its shape rule (static shapes, None allowed for the
+batch dimension, and again with concrete shapes when a Program is specialised), its dtype rule,
+its gradient rule (built from other graph ops, so gradients are graphs too), how it lowers to
+an instruction's integer dims and real attrs, whether it may run in place, which inputs it
+overwrites (optimizer updates), and a FLOPs estimate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import Tensor, user_source
+
+
+class OpShapeError(ValueError):
+    """Raised by shape rules; make() turns it into a ShapeError that names the node and line."""
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """What an op contributes to its gg_instr: integer dims, real attrs, and which of the node's
+    inputs become the instruction's input buffers (an index into node.inputs, or -1 for absent)."""
+    dims: Sequence[int] = ()
+    attrs: Sequence[float] = ()
+    inputs: Sequence[int] | None = None  # None: every input, in order
+
+
+def _same_float_dtype(op: str, dtypes: Sequence[np.dtype], attrs: dict) -> np.dtype:
+    if len(set(dtypes)) > 1:
+        raise OpShapeError(f"inputs have different dtypes {[d.name for d in dtypes]}; cast one of them")
+    return dtypes[0]
+
+
+def _elementwise_flops(in_shapes, out_shape, attrs) -> int:
+    return int(np.prod(out_shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    opcode: str | None                      # enum name in csrc/graphgrad.h; None for leaves
+    shape: Callable                         # (input shapes, attrs) -> output shape
+    grad: Callable | None                   # (node, grad of output) -> [grad of each input or None]
+    lower: Callable | None                  # (concrete input shapes, output shape, attrs) -> Lowered
+    dtype: Callable = _same_float_dtype     # (op, input dtypes, attrs) -> output dtype
+    inplace: bool = False                   # the output may reuse input 0's memory when it dies here
+    writes: tuple = ()                      # inputs the instruction overwrites (its output aliases writes[0])
+    flops: Callable = _elementwise_flops    # (input shapes, output shape, attrs) -> FLOPs
+    doc: str = ""
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in REGISTRY:
+        raise ValueError(f"op {opdef.name!r} is declared twice")
+    REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def _fmt_shape(shape) -> str:
+    inner = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({inner}{',' if len(shape) == 1 else ''})"
+
+
+def make(op: str, inputs: Sequence[Tensor], attrs: dict | None = None, name: str | None = None) -> Tensor:
+    """Create a node of `op`: runs the shape and dtype rules now, so errors name the user's line."""
+    opdef = REGISTRY[op]
+    attrs = attrs or {}
+    source = user_source()
+    try:
+        dtype = opdef.dtype(op, [t.dtype for t in inputs], attrs)
+        shape = tuple(opdef.shape([t.shape for t in inputs], attrs))
+    except OpShapeError as err:
+        shapes = ", ".join(f'"{t.name}" {_fmt_shape(t.shape)} {t.dtype.name}' for t in inputs)
+        where = f"\n  at {source}" if source else ""
+        label = f' "{name}"' if name else ""
+        raise ShapeError(f"{op}{label}: {err}\n  inputs: {shapes}{where}") from None
+    return Tensor(op, inputs, attrs, shape, dtype, name=name, source=source)
+
+
+def concrete_shape(node: Tensor, input_shapes: Sequence[tuple]) -> tuple:
+    """The output shape of `node` for concrete input shapes (used when a Program is specialised)."""
+    opdef = REGISTRY[node.op]
+    try:
+        return tuple(opdef.shape(list(input_shapes), node.attrs))
+    except OpShapeError as err:
+        shapes = ", ".join(f'"{t.name}" {_fmt_shape(s)}' for t, s in zip(node.inputs, input_shapes))
+        where = f"\n  at {node.source}" if node.source else ""
+        raise ShapeError(f'{node.op} "{node.name}": {err}\n  inputs (as fed): {shapes}{where}') from None
+
+
+# ---- shape helpers shared by the op families ----------------------------------------------
+
+def broadcast_dim(a, b):
+    """One axis of NumPy broadcasting; None (the batch dimension) is unknown until run time."""
+    if a == b:
+        return a
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    if a is None:
+        return b
+    if b is None:
+        return a
+    raise OpShapeError("shapes cannot be broadcast together")
+
+
+def broadcast_shapes(a: tuple, b: tuple) -> tuple:
+    rank = max(len(a), len(b))
+    a = (1,) * (rank - len(a)) + tuple(a)
+    b = (1,) * (rank - len(b)) + tuple(b)
+    try:
+        return tuple(broadcast_dim(x, y) for x, y in zip(a, b))
+    except OpShapeError:
+        raise OpShapeError(f"shapes {_fmt_shape(a)} and {_fmt_shape(b)} cannot be broadcast together "
+                           "(NumPy rules: trailing axes must match or be 1)") from None
+
+
+def broadcast_strides(out_shape: tuple, in_shape: tuple) -> list[int]:
+    """Element strides for reading a C-contiguous `in_shape` array as `out_shape` (0 where broadcast)."""
+    rank = len(out_shape)
+    padded = (1,) * (rank - len(in_shape)) + tuple(in_shape)
+    strides, step = [0] * rank, 1
+    for d in range(rank - 1, -1, -1):
+        strides[d] = 0 if padded[d] == 1 and out_shape[d] != 1 else step
+        step *= padded[d]
+    return strides
+
+
+def collapse_dims(shape: Sequence[int], *stride_lists: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+    """Drop size-1 axes and merge neighbours that every stride list walks contiguously, so kernels
+    see the fewest axes (a (B, N) + (N,) add stays 2-D; a same-shape add becomes 1-D)."""
+    axes = [d for d in range(len(shape)) if shape[d] != 1]
+    out_shape: list[int] = []
+    out_strides: list[list[int]] = [[] for _ in stride_lists]
+    for d in axes:
+        if out_shape and all(s[-1] == st[d] * shape[d] for s, st in zip(out_strides, stride_lists)):
+            out_shape[-1] *= shape[d]
+            for s, st in zip(out_strides, stride_lists):
+                s[-1] = st[d]
+        else:
+            out_shape.append(shape[d])
+            for s, st in zip(out_strides, stride_lists):
+                s.append(st[d])
+    return out_shape, out_strides
+
+
+def numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def normalize_axes(axes, rank: int) -> tuple[int, ...]:
+    """axes (None = all, int or sequence, negatives allowed) -> sorted tuple of non-negative axes."""
+    if axes is None:
+        return tuple(range(rank))
+    if isinstance(axes, (int, np.integer)):
+        axes = (int(axes),)
+    out = []
+    for a in axes:
+        if not -rank <= a < rank:
+            raise OpShapeError(f"axis {a} is out of range for a tensor of rank {rank}")
+        out.append(a % rank)
+    if len(set(out)) != len(out):
+        raise OpShapeError(f"repeated axis in {tuple(axes)}")
+    return tuple(sorted(out))

@@ -1,0 +1,209 @@
+"""Program: a compiled graph you call with feeds. Each call is exactly one call into C
+(gg_program_run) that runs every instruction — forward, backward and optimizer update.
+
+A Program is specialised to the concrete shapes of its feeds: the first call with new shapes
+plans and lowers once more (cheap) and caches the result, so a different batch size works.
+Buffers (the arena, the instruction list, the pointer table) are allocated once per
+specialisation, never per call.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._core import ffi, lib
+from .compiler import Plan, build_plan, schedule
+from .compiler.memory import ALIGN
+from .errors import FeedError, NumericsError, RuntimeFailure
+from .graph import Graph, Tensor, source_text
+from .ops import REGISTRY
+from .ops.registry import _fmt_shape
+
+
+class _Executable:
+    """One specialisation: the plan and the C structures that run it."""
+
+    def __init__(self, plan: Plan, placeholders: list[Tensor], outputs: list[Tensor], check_numerics: bool):
+        self.plan = plan
+        mem = plan.memory
+        self.arena = np.zeros(mem.arena_bytes + ALIGN, dtype=np.uint8)
+        base = (-self.arena.ctypes.data) % ALIGN
+        self.c_buffers = ffi.new("void *[]", max(len(mem.buffers), 1))
+        self.views: list[np.ndarray | None] = []
+        for i, buf in enumerate(mem.buffers):
+            if buf.kind == "state":
+                view = buf.node.data
+            elif buf.kind == "arena":
+                start = base + buf.offset
+                view = self.arena[start:start + buf.nbytes].view(buf.node.dtype).reshape(buf.shape)
+            else:
+                self.views.append(None)
+                continue
+            self.views.append(view)
+            self.c_buffers[i] = ffi.cast("void *", view.ctypes.data)
+
+        self.c_instrs = ffi.new("gg_instr[]", max(len(plan.instructions), 1))
+        for c, ins in zip(self.c_instrs, plan.instructions):
+            c.opcode, c.dtype, c.out, c.n_in, c.out_size = ins.opcode, ins.dtype, ins.out, len(ins.inputs), ins.out_size
+            c_inputs = getattr(c, "in")    # `in` is a Python keyword
+            for k, v in enumerate(ins.inputs):
+                c_inputs[k] = v
+            for k, v in enumerate(ins.dims):
+                c.dims[k] = v
+            for k, v in enumerate(ins.attrs):
+                c.attrs[k] = v
+        self.c_prog = ffi.new("gg_program *")
+        self.c_prog.n_instr = len(plan.instructions)
+        self.c_prog.instrs = self.c_instrs
+        self.c_prog.n_buffers = len(mem.buffers)
+        self.c_prog.buffers = self.c_buffers
+        self.c_prog.check_numerics = int(check_numerics)
+        self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
+        self.fetch_slots = [mem.buffer_of[o.id] for o in outputs]
+
+
+class Program:
+    """A compiled graph. Call it with feeds (by placeholder name, or a {placeholder: value} dict);
+    it returns the outputs as NumPy arrays — one value when compiled from a single Tensor, a
+    list when compiled from a list. With an optimizer, each call is one training step and
+    returns the loss (the first output) as it was before the update."""
+
+    def __init__(self, outputs, optimizer=None, check_numerics: bool = False):
+        self._single = isinstance(outputs, Tensor)
+        self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
+        if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
+            raise TypeError("gg.compile takes a Tensor or a non-empty list of Tensors")
+        self.optimizer = optimizer
+        self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
+        self.graph = Graph(self.outputs + self.updates)
+        self.order = schedule(self.graph)
+        self.placeholders = [n for n in self.order if n.op == "placeholder"]
+        self._by_name: dict[str, list[Tensor]] = {}
+        for p in self.placeholders:
+            self._by_name.setdefault(p.name, []).append(p)
+        self.check_numerics = bool(check_numerics)
+        self._executables: dict[tuple, _Executable] = {}
+        self._last: _Executable | None = None
+
+    # ---- calling ----
+    def __call__(self, feed_dict: dict | None = None, **feeds):
+        arrays = self._collect_feeds(feed_dict, feeds)
+        key = tuple(a.shape for a in arrays)
+        exe = self._executables.get(key)
+        if exe is None:
+            exe = self._specialise(key)
+        for slot, arr in zip(exe.feed_slots, arrays):
+            exe.c_buffers[slot] = ffi.from_buffer(arr)
+        status = lib.gg_program_run(exe.c_prog)
+        if status != lib.GG_OK:
+            self._raise_status(exe, status)
+        self._last = exe
+        results = []
+        for slot, out in zip(exe.fetch_slots, self.outputs):
+            view = exe.views[slot]
+            value = (arrays[self.placeholders.index(out)] if view is None else view).copy()
+            results.append(value[()] if value.ndim == 0 else value)
+        return results[0] if self._single else results
+
+    def _specialise(self, key: tuple) -> _Executable:
+        feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
+        exe = _Executable(build_plan(self.order, feed_shapes), self.placeholders, self.outputs, self.check_numerics)
+        self._executables[key] = exe
+        return exe
+
+    def _collect_feeds(self, feed_dict: dict | None, feeds: dict) -> list[np.ndarray]:
+        given: dict[int, object] = {}
+        items = list((feed_dict or {}).items()) + list(feeds.items())
+        for key, value in items:
+            if isinstance(key, Tensor):
+                if key not in self.placeholders:
+                    what = "is not a placeholder" if key.op != "placeholder" else "is not used by this program"
+                    raise FeedError(f'cannot feed "{key.name}": it {what}. {self._expected()}')
+                target = key
+            else:
+                matches = self._by_name.get(key)
+                if not matches:
+                    raise FeedError(f"unknown feed {key!r}. {self._expected()}")
+                if len(matches) > 1:
+                    raise FeedError(f"feed name {key!r} is ambiguous ({len(matches)} placeholders share it); "
+                                    "feed by placeholder: f({x: value})")
+                target = matches[0]
+            given[target.id] = value
+        missing = [p for p in self.placeholders if p.id not in given]
+        if missing:
+            names = ", ".join(f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in missing)
+            raise FeedError(f"missing feed for {names}. {self._expected()}")
+        return [self._check_feed(p, given[p.id]) for p in self.placeholders]
+
+    def _expected(self) -> str:
+        return "This program's placeholders: " + ", ".join(
+            f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in self.placeholders) + "."
+
+    @staticmethod
+    def _check_feed(p: Tensor, value) -> np.ndarray:
+        if isinstance(value, np.ndarray) and value.dtype == p.dtype and value.flags.c_contiguous:
+            arr = value                          # used as it is: no copy
+        else:
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, p.dtype, casting="same_kind"):
+                raise FeedError(f'feed "{p.name}" has dtype {arr.dtype}; expected {p.dtype.name} '
+                                f"(or a real number type that casts to it)")
+            arr = np.ascontiguousarray(arr, dtype=p.dtype)
+        if arr.ndim != len(p.shape) or any(d is not None and d != s for d, s in zip(p.shape, arr.shape)):
+            raise FeedError(f'feed "{p.name}" has shape {arr.shape}; expected {_fmt_shape(p.shape)} '
+                            "(None matches any size)")
+        return arr
+
+    def _raise_status(self, exe: _Executable, status: int):
+        index = exe.c_prog.failed_instr
+        node = exe.plan.instructions[index].node if 0 <= index < len(exe.plan.instructions) else None
+        where = f"\n  created at {node.source}: {source_text(node.source)}" if node is not None and node.source else ""
+        if status == lib.GG_ERR_NUMERICS:
+            raise NumericsError(f'check_numerics: instruction {index}, {node.op} node "{node.name}" '
+                                f"({node.role}), produced NaN or Inf{where}")
+        op = node.op if node is not None else "?"
+        raise RuntimeFailure(f"the C interpreter failed with status {status} at instruction {index} ({op}){where}")
+
+    # ---- reading the plan ----
+    def plan(self, batch_size: int | None = None) -> Plan:
+        """The plan of the last specialisation run, or of the one for `batch_size` (None dims)."""
+        if batch_size is not None:
+            key = tuple(tuple(batch_size if d is None else d for d in p.shape) for p in self.placeholders)
+            return (self._executables.get(key) or self._specialise(key)).plan
+        if self._last is None:
+            if all(None not in p.shape for p in self.placeholders):
+                return self.plan(batch_size=1)
+            raise ValueError("this program has not run yet: call it once, or pass batch_size=N")
+        return self._last.plan
+
+    def summary(self, batch_size: int | None = None, file=None) -> str:
+        """Print (and return) the instruction table: op, node, shapes, FLOPs, bytes, buffer."""
+        from .summary import format_summary
+        text = format_summary(self.plan(batch_size))
+        print(text, file=file)
+        return text
+
+    def render(self, path: str, **options) -> str:
+        """Draw the whole program (forward, backward and update nodes) to a PNG; see gg.render."""
+        from .viz import render
+        return render(self.outputs + self.updates, path, **options)
+
+
+def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False) -> Program:  # noqa: A001
+    """Compile outputs into a Program. With an optimizer, outputs[0] is the loss and every call
+    runs forward, backward and the update in one C call.
+
+    check_numerics=True stops at the first instruction that produces NaN or Inf and raises
+    NumericsError naming its node and the line of code that created it.
+    """
+    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the C kernels use (default: GRAPHGRAD_NUM_THREADS, else all cores)."""
+    lib.gg_set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return int(lib.gg_get_num_threads())
