@@ -19,7 +19,11 @@ void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const in
         return;
     }
     memset(out, 0, (size_t)out_n * sizeof(real));
-    if (total == 0) return;
+    if (total == 0) {
+        /* an empty sum is 0; an empty mean is 0 * NaN = NaN, as in NumPy */
+        for (int64_t i = 0; i < out_n; i++) out[i] = (real)(0.0 * scale);
+        return;
+    }
     int64_t inner = in_shape[rank - 1], inner_stride = out_stride[rank - 1];
     int64_t outer = total / inner;
     int64_t idx[32] = {0};

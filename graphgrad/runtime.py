@@ -117,9 +117,11 @@ class Program:
         items = list((feed_dict or {}).items()) + list(feeds.items())
         for key, value in items:
             if isinstance(key, Tensor):
+                if key.op != "placeholder":
+                    raise FeedError(f'cannot feed "{key.name}": it is a {key.op} node, not a placeholder. '
+                                    f"{self._expected()}")
                 if key not in self.placeholders:
-                    what = "is not a placeholder" if key.op != "placeholder" else "is not used by this program"
-                    raise FeedError(f'cannot feed "{key.name}": it {what}. {self._expected()}')
+                    continue   # a placeholder this program does not need: nothing to do
                 target = key
             else:
                 matches = self._by_name.get(key)
@@ -149,7 +151,7 @@ class Program:
             if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, p.dtype, casting="same_kind"):
                 raise FeedError(f'feed "{p.name}" has dtype {arr.dtype}; expected {p.dtype.name} '
                                 f"(or a real number type that casts to it)")
-            arr = np.ascontiguousarray(arr, dtype=p.dtype)
+            arr = np.asarray(arr, dtype=p.dtype, order="C")   # (ascontiguousarray would make 0-d arrays 1-d)
         if arr.ndim != len(p.shape) or any(d is not None and d != s for d, s in zip(p.shape, arr.shape)):
             raise FeedError(f'feed "{p.name}" has shape {arr.shape}; expected {_fmt_shape(p.shape)} '
                             "(None matches any size)")

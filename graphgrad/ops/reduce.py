@@ -25,7 +25,9 @@ def _keepdims_strides(shape, axes) -> list[int]:
 
 def _scale(shape, axes, mean) -> float:
     count = numel([shape[d] for d in axes])
-    return 1.0 / count if mean and count else 1.0
+    if not mean:
+        return 1.0
+    return 1.0 / count if count else float("nan")   # NumPy: the mean of nothing is NaN
 
 
 # sum_reduce(x; axes, keepdims, mean): shape (..) -> reduced

@@ -1,0 +1,59 @@
+"""Rendering: valid PNGs, the labels a reader needs, roles in three colours, the chain rule."""
+import numpy as np
+
+import graphgrad as gg
+from graphgrad.viz import ROLE_COLOURS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _first_model():
+    x = gg.constant(2.0, name="x")
+    w = gg.variable(3.0, name="w")
+    b = gg.variable(1.0, name="b")
+    y_true = gg.constant(4.0, name="y_true")
+    x1 = gg.mul(w, x, name="x1")
+    x2 = gg.add(x1, b, name="x2")
+    return w, b, gg.l1(x2, y_true, name="loss")
+
+
+def test_render_writes_a_png(tmp_path):
+    *_, loss = _first_model()
+    path = gg.render(loss, str(tmp_path / "g.png"))
+    data = open(path, "rb").read()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_chain_rule_view_has_values_and_local_gradients_on_edges():
+    *_, loss = _first_model()
+    source = gg.to_dot(loss, show_values=True).source
+    for label in ("x2 = 7", "∂loss/∂x2 = 1", "x1 = 6", "∂x2/∂x1 = 1", "∂x2/∂b = 1", "w = 3", "∂x1/∂w = 2",
+                  "∂x1/∂x = 3", "∂loss/∂y_true = -1"):
+        assert label in source, label
+
+
+def test_training_step_graph_shows_three_roles_and_shapes(tmp_path):
+    x = gg.placeholder((None, 4), name="x")
+    y = gg.placeholder((None, 1), name="y")
+    w = gg.variable(np.zeros((4, 1)), name="w")
+    step = gg.compile(gg.mse(x @ w, y), optimizer=gg.optim.SGD(lr=0.1))
+    path = step.render(str(tmp_path / "step.png"))
+    assert open(path, "rb").read().startswith(PNG_MAGIC)
+    source = gg.to_dot(step.outputs + step.updates).source
+    for colour in ROLE_COLOURS.values():
+        assert colour in source
+    assert "(None, 4)" in source and "sgd_update" in source and "(in place)" in source
+
+
+def test_show_values_with_feeds_and_highlight(tmp_path):
+    x = gg.placeholder((2,), name="x")
+    s = gg.sum(gg.sigmoid(x), name="s")
+    dot = gg.to_dot(s, show_values=True, feed_dict={x: [0.0, 0.0]}, highlight=s)
+    assert "x = [0, 0]" in dot.source and "∂s/∂sigmoid" in dot.source
+    assert 'color=red' in dot.source
+
+
+def test_render_other_formats(tmp_path):
+    *_, loss = _first_model()
+    assert open(gg.render(loss, str(tmp_path / "g.svg")), encoding="utf-8").read().lstrip().startswith("<?xml")
+    assert "digraph" in open(gg.render(loss, str(tmp_path / "g.dot")), encoding="utf-8").read()
