@@ -25,3 +25,23 @@ def test_linear_regression(tmp_path):
     result = run_example("linear_regression", "--out", str(tmp_path), "--quick")
     assert abs(result["w"] - 3) < 0.05 and abs(result["b"] - 2) < 0.05
     assert (tmp_path / "linear_regression_step.png").stat().st_size > 1000
+
+
+def test_chain_rule(tmp_path):
+    result = run_example("chain_rule", "--out", str(tmp_path))
+    assert result["product"] == pytest.approx(result["grad"], rel=1e-12)
+    assert (tmp_path / "chain_rule.png").stat().st_size > 1000
+
+
+def test_learning_rate(tmp_path):
+    losses = run_example("learning_rate", "--out", str(tmp_path), "--quick")
+    small, good, large = (losses[k] for k in losses)
+    assert good[-1] < small[-1] < small[0]          # both converge, the good one much faster
+    assert large[-1] > large[0] and all(b > a for a, b in zip(large, large[1:]))   # diverges
+    assert (tmp_path / "learning_rate.png").stat().st_size > 1000
+
+
+def test_backprop_cost(tmp_path):
+    result = run_example("backprop_cost", "--out", str(tmp_path), "--quick")
+    assert all(1.9 < r < 3.2 for r in result["flop_ratios"])   # a constant factor of the forward FLOPs
+    assert (tmp_path / "backprop_cost.png").stat().st_size > 1000
