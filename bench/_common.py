@@ -1,0 +1,76 @@
+"""Shared by the bench scripts: thread pinning before NumPy/torch load, timing, result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def pin_threads(n: int) -> None:
+    """Set every thread knob before numpy / torch / graphgrad are imported in this process."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHGRAD_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def time_per_call(fn, min_time: float = 1.0, min_calls: int = 10, warmup: int = 3) -> float:
+    """Seconds per call: the best of several timed batches of calls (after a warm-up)."""
+    for _ in range(warmup):
+        fn()
+    calls, best = 1, float("inf")
+    start = time.perf_counter()
+    fn()
+    single = time.perf_counter() - start
+    calls = max(1, int(0.2 / max(single, 1e-9)))
+    deadline = time.perf_counter() + min_time
+    runs = 0
+    while time.perf_counter() < deadline or runs * calls < min_calls:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+        runs += 1
+    return best
+
+
+def run_worker(script: str, args: list[str], threads: int, timeout: float = 600) -> dict | None:
+    """Run `script --worker ...` in a fresh process pinned to `threads`; it prints one JSON line."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHGRAD_NUM_THREADS"):
+        env[var] = str(threads)
+    proc = subprocess.run([sys.executable, script, "--worker", *args, "--threads", str(threads)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    for line in reversed(proc.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    sys.stderr.write(proc.stderr[-2000:])
+    return None
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def write_json(name: str, payload: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, name)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+    return path
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
