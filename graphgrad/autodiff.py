@@ -36,7 +36,8 @@ def grad(y: Tensor, xs, grad_ys: Tensor | None = None, unconnected: str = "raise
     if not isinstance(y, Tensor) or not all(isinstance(x, Tensor) for x in xs):
         raise TypeError("gg.grad(y, xs) takes a Tensor y and a Tensor or a list of Tensors xs")
     if len({x.id for x in xs}) != len(xs):
-        raise GradientError("gg.grad: the same tensor is listed twice in xs")
+        twice = next(x for k, x in enumerate(xs) if any(x is other for other in xs[:k]))
+        raise GradientError(f'gg.grad: "{twice.name}" ({twice.op}, created at {twice.source}) is listed twice in xs')
 
     with building("backward"):
         if grad_ys is None:
@@ -51,6 +52,7 @@ def grad(y: Tensor, xs, grad_ys: Tensor | None = None, unconnected: str = "raise
         elif grad_ys.shape != y.shape:
             raise GradientError(f'gg.grad: grad_ys has shape {grad_ys.shape} but "{y.name}" has {y.shape}')
 
+        _check_creation_order(y)
         needed = _nodes_between(y, xs)
         pending: dict[int, list[Tensor]] = {y.id: [grad_ys]} if y.id in needed else {}
         results: dict[int, Tensor] = {}
@@ -83,6 +85,19 @@ def grad(y: Tensor, xs, grad_ys: Tensor | None = None, unconnected: str = "raise
                     f'gg.grad: "{y.name}" does not depend on "{x.name}" ({x.op}, created at {x.source}); '
                     'pass unconnected="zero" to get zeros instead')
     return out[0] if single else out
+
+
+def _check_creation_order(y: Tensor) -> None:
+    """The backward sweep relies on inputs being older than their readers, which holds unless
+    a node's inputs were rewired after creation (which can also close a cycle)."""
+    for node in ancestors([y]):
+        late = next((inp for inp in node.inputs if inp.id >= node.id), None)
+        if late is not None:
+            from .compiler.schedule import schedule
+            from .graph import Graph
+            schedule(Graph([y]))     # raises CycleError naming the cycle, if there is one
+            raise GradientError(f'gg.grad: node "{node.name}" reads "{late.name}", which was created after it: '
+                                "a Tensor's inputs must not be changed after it is made")
 
 
 def _nodes_between(y: Tensor, xs: Sequence[Tensor]) -> set[int]:

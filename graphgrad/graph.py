@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import linecache
+import math
 import os
 import sys
 from typing import Iterable, Iterator, Sequence
@@ -173,7 +174,12 @@ def _check_shape(shape) -> Shape:
 
 def placeholder(shape, name: str | None = None, dtype="float32") -> Tensor:
     """An input fed at run time. `shape` may use None for the batch dimension: (None, 784)."""
-    return Tensor("placeholder", (), {}, _check_shape(shape), _dt.as_dtype(dtype), name=name, source=user_source())
+    shape, dtype = _check_shape(shape), _dt.as_dtype(dtype)
+    nbytes = math.prod(1 if d is None else d for d in shape) * dtype.itemsize
+    if nbytes > 2**63 - 1:
+        raise ShapeError(f'placeholder "{name}" of shape {shape} {dtype.name} would take {nbytes:.3g} bytes, '
+                         f"more than any buffer can hold (2**63 - 1)\n  at {user_source()}")
+    return Tensor("placeholder", (), {}, shape, dtype, name=name, source=user_source())
 
 
 def variable(value, name: str | None = None, dtype="float32", trainable: bool = True) -> Tensor:

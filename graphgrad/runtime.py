@@ -27,7 +27,13 @@ class _Executable:
     def __init__(self, plan: Plan, placeholders: list[Tensor], outputs: list[Tensor], check_numerics: bool):
         self.plan = plan
         mem = plan.memory
-        self.arena = np.zeros(mem.arena_bytes + ALIGN, dtype=np.uint8)
+        try:
+            self.arena = np.zeros(mem.arena_bytes + ALIGN, dtype=np.uint8)
+        except MemoryError:
+            largest = max((b for b in mem.buffers if b.kind == "arena"), key=lambda b: b.nbytes)
+            raise MemoryError(f"cannot allocate this program's {mem.arena_bytes:,}-byte arena; its largest "
+                              f'buffer is {largest.node.op} node "{largest.node.name}" {largest.shape} '
+                              f"({largest.nbytes:,} bytes, created at {largest.node.source})") from None
         base = (-self.arena.ctypes.data) % ALIGN
         self.c_buffers = ffi.new("void *[]", max(len(mem.buffers), 1))
         self.views: list[np.ndarray | None] = []
@@ -113,6 +119,9 @@ class Program:
         return exe
 
     def _collect_feeds(self, feed_dict: dict | None, feeds: dict) -> list[np.ndarray]:
+        if feed_dict is not None and not isinstance(feed_dict, dict):
+            raise TypeError(f"feed a program by name, f(x=...), or with a dict {{placeholder: value}}; got a "
+                            f"{type(feed_dict).__name__} as its positional argument. {self._expected()}")
         given: dict[int, object] = {}
         items = list((feed_dict or {}).items()) + list(feeds.items())
         for key, value in items:
@@ -136,7 +145,19 @@ class Program:
         if missing:
             names = ", ".join(f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in missing)
             raise FeedError(f"missing feed for {names}. {self._expected()}")
-        return [self._check_feed(p, given[p.id]) for p in self.placeholders]
+        arrays = [self._check_feed(p, given[p.id]) for p in self.placeholders]
+        if self.optimizer is not None:
+            # a step on no examples would still advance the step count and the optimizer's state
+            for p, arr in zip(self.placeholders, arrays):
+                if arr.size == 0:
+                    raise FeedError(f'feed "{p.name}" has shape {arr.shape}: a training step needs at least '
+                                    "one example (skip empty batches)")
+        if self.check_numerics:
+            for p, arr in zip(self.placeholders, arrays):
+                if not np.isfinite(arr).all():
+                    raise NumericsError(f'check_numerics: feed "{p.name}" {arr.shape} holds NaN or Inf '
+                                        f"(first at index {np.argwhere(~np.isfinite(arr))[0].tolist()})")
+        return arrays
 
     def _expected(self) -> str:
         return "This program's placeholders: " + ", ".join(

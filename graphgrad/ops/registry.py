@@ -8,6 +8,7 @@ overwrites (optimizer updates), and a FLOPs estimate.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -37,7 +38,7 @@ def _same_float_dtype(op: str, dtypes: Sequence[np.dtype], attrs: dict) -> np.dt
 
 
 def _elementwise_flops(in_shapes, out_shape, attrs) -> int:
-    return int(np.prod(out_shape, dtype=np.int64))
+    return numel(out_shape)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def make(op: str, inputs: Sequence[Tensor], attrs: dict | None = None, name: str
     try:
         dtype = opdef.dtype(op, [t.dtype for t in inputs], attrs)
         shape = tuple(opdef.shape([t.shape for t in inputs], attrs))
+        check_size(shape, dtype)
     except OpShapeError as err:
         shapes = ", ".join(f'"{t.name}" {_fmt_shape(t.shape)} {t.dtype.name}' for t in inputs)
         where = f"\n  at {source}" if source else ""
@@ -89,7 +91,9 @@ def concrete_shape(node: Tensor, input_shapes: Sequence[tuple]) -> tuple:
     """The output shape of `node` for concrete input shapes (used when a Program is specialised)."""
     opdef = REGISTRY[node.op]
     try:
-        return tuple(opdef.shape(list(input_shapes), node.attrs))
+        shape = tuple(opdef.shape(list(input_shapes), node.attrs))
+        check_size(shape, node.dtype)
+        return shape
     except OpShapeError as err:
         shapes = ", ".join(f'"{t.name}" {_fmt_shape(s)}' for t, s in zip(node.inputs, input_shapes))
         where = f"\n  at {node.source}" if node.source else ""
@@ -154,7 +158,20 @@ def collapse_dims(shape: Sequence[int], *stride_lists: Sequence[int]) -> tuple[l
 
 
 def numel(shape) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    """Element count, exact (Python ints: np.prod would wrap around silently on absurd shapes)."""
+    return math.prod(int(d) for d in shape)
+
+
+#: the largest buffer graphgrad will plan: its byte size must fit the C core's int64 sizes
+MAX_BUFFER_BYTES = 2**63 - 1
+
+
+def check_size(shape, dtype) -> None:
+    """OpShapeError when a tensor of `shape` (None counted as 1) would not fit in int64 bytes."""
+    nbytes = numel(1 if d is None else d for d in shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_BUFFER_BYTES:
+        raise OpShapeError(f"the result {_fmt_shape(shape)} {np.dtype(dtype).name} would take {nbytes:.3g} bytes, "
+                           "more than any buffer can hold (2**63 - 1)")
 
 
 def normalize_axes(axes, rank: int) -> tuple[int, ...]:
