@@ -57,7 +57,19 @@ enum gg_opcode {
     GG_OP_L1_BACKWARD = 103,
     /* optimizer updates: write variables in place */
     GG_OP_INCREMENT = 120,
-    GG_OP_SGD_UPDATE = 121
+    GG_OP_SGD_UPDATE = 121,
+    GG_OP_RMSPROP_UPDATE = 122,
+    GG_OP_ADAM_UPDATE = 123,
+    GG_OP_ADAMAX_UPDATE = 124,
+    GG_OP_NADAM_UPDATE = 125,
+    GG_OP_ADAGRAD_UPDATE = 126,
+    GG_OP_ADADELTA_UPDATE = 127,
+    GG_OP_FTRL_UPDATE = 128,
+    GG_OP_LION_UPDATE = 129,
+    /* gradient clipping inside the step (see csrc/optim.c) */
+    GG_OP_GRAD_SUMSQ = 140,
+    GG_OP_CLIP_BY_NORM = 141,
+    GG_OP_CLIP_BY_VALUE = 142
 };
 
 /* One instruction. Buffer indices refer to gg_program.buffers; -1 means "absent". */
@@ -148,9 +160,39 @@ void gg_l1_backward_f32(float *dp, const float *p, const float *y, const float *
 void gg_l1_backward_f64(double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale);
 
 /* ---- optim.c ---- */
-/* w, g, buf are (n,); lr and step are float64 scalars. PyTorch's SGD: buf may be NULL when momentum == 0 */
+/* Update rules: w and the state buffers are (n,) and overwritten; g is (n,); lr and step are the
+ * optimizer's float64 runtime scalars; optional state is NULL when its option is off. */
+/* gradient clipping: out is () float64 = acc + sum g^2 (acc may be NULL); clip_by_norm scales g by
+ * min(1, max_norm / (sqrt(sumsq) + 1e-6)); clip_by_value clamps g to [-clip_value, clip_value] */
+void gg_grad_sumsq_f32(double *out, const float *g, const double *acc, int64_t n);
+void gg_grad_sumsq_f64(double *out, const double *g, const double *acc, int64_t n);
+void gg_clip_by_norm_f32(float *out, const float *g, const double *sumsq, int64_t n, double max_norm);
+void gg_clip_by_norm_f64(double *out, const double *g, const double *sumsq, int64_t n, double max_norm);
+void gg_clip_by_value_f32(float *out, const float *g, int64_t n, double clip_value);
+void gg_clip_by_value_f64(double *out, const double *g, int64_t n, double clip_value);
+/* SGD: buf NULL when momentum == 0 */
 void gg_sgd_update_f32(float *w, const float *g, float *buf, int64_t n, double lr, int64_t step, double momentum, double dampening, double weight_decay, int32_t nesterov);
 void gg_sgd_update_f64(double *w, const double *g, double *buf, int64_t n, double lr, int64_t step, double momentum, double dampening, double weight_decay, int32_t nesterov);
+/* RMSprop: gavg NULL unless centered, buf NULL unless momentum > 0 */
+void gg_rmsprop_update_f32(float *w, const float *g, float *sq, float *gavg, float *buf, int64_t n, double lr, double alpha, double eps, double weight_decay, double momentum);
+void gg_rmsprop_update_f64(double *w, const double *g, double *sq, double *gavg, double *buf, int64_t n, double lr, double alpha, double eps, double weight_decay, double momentum);
+/* Adam / AdamW (decoupled = 1): vmax NULL unless amsgrad */
+void gg_adam_update_f32(float *w, const float *g, float *m, float *v, float *vmax, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay, int32_t decoupled);
+void gg_adam_update_f64(double *w, const double *g, double *m, double *v, double *vmax, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay, int32_t decoupled);
+void gg_adamax_update_f32(float *w, const float *g, float *m, float *u, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay);
+void gg_adamax_update_f64(double *w, const double *g, double *m, double *u, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay);
+/* NAdam: mu_product is () float64 */
+void gg_nadam_update_f32(float *w, const float *g, float *m, float *v, double *mu_product, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay, double momentum_decay, int32_t decoupled);
+void gg_nadam_update_f64(double *w, const double *g, double *m, double *v, double *mu_product, int64_t n, double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay, double momentum_decay, int32_t decoupled);
+void gg_adagrad_update_f32(float *w, const float *g, float *sum, int64_t n, double lr, int64_t step, double lr_decay, double weight_decay, double eps);
+void gg_adagrad_update_f64(double *w, const double *g, double *sum, int64_t n, double lr, int64_t step, double lr_decay, double weight_decay, double eps);
+void gg_adadelta_update_f32(float *w, const float *g, float *sq, float *acc, int64_t n, double lr, double rho, double eps, double weight_decay);
+void gg_adadelta_update_f64(double *w, const double *g, double *sq, double *acc, int64_t n, double lr, double rho, double eps, double weight_decay);
+/* Ftrl (TensorFlow ApplyFtrlV2): n_acc is the squared-gradient accumulator, z the linear term */
+void gg_ftrl_update_f32(float *w, const float *g, float *n_acc, float *z, int64_t n, double lr, double lr_power, double l1, double l2, double l2_shrinkage, double beta);
+void gg_ftrl_update_f64(double *w, const double *g, double *n_acc, double *z, int64_t n, double lr, double lr_power, double l1, double l2, double l2_shrinkage, double beta);
+void gg_lion_update_f32(float *w, const float *g, float *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
+void gg_lion_update_f64(double *w, const double *g, double *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
 
 /* END CDEF */
 

@@ -1,22 +1,63 @@
-/* optim.c — optimizer update rules, applied to a variable in place. Each follows its
- * published (PyTorch) definition; the docstrings in graphgrad/optim.py give the formulas.
+/* optim.c — optimizer update rules and gradient clipping, applied in place inside the
+ * training step. Each rule follows its published definition (PyTorch's for every optimizer but
+ * Ftrl, which follows TensorFlow's ApplyFtrlV2 kernel, and Lion, which follows its paper);
+ * the docstrings in graphgrad/optim.py give the formulas.
+ *
+ * Conventions: w is the variable (overwritten), g its gradient, the state buffers (momentum,
+ * moments, accumulators) are the variable's shape and overwritten too; every array is (n,).
+ * Per-step scalars (lr, step, bias corrections) are computed once in double, then applied
+ * elementwise in `real`. Optional state is NULL when the option that needs it is off.
  * Compiled through kernels_f32.c / kernels_f64.c. */
 #ifndef KERNEL
 #error "compile optim.c through kernels_f32.c or kernels_f64.c"
 #endif
+#include <tgmath.h>
 
-/* w, g, buf are (n,); step counts from 1. PyTorch SGD: g += wd·w; buf = g on the first step,
- * else momentum·buf + (1 − dampening)·g; the step direction is g + momentum·buf (nesterov)
- * or buf; w −= lr·direction. With momentum == 0 buf is unused (may be NULL). */
+#define OPTIM_LOOP _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)")
+
+/* ---- gradient clipping ---- */
+
+/* out is () float64 = acc + Σ g²; g is (n,); acc is () float64 or NULL (a chain over every gradient) */
+void KERNEL(grad_sumsq)(double *out, const real *g, const double *acc, int64_t n) {
+    double s = 0.0;
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static) reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    out[0] = (acc ? acc[0] : 0.0) + s;
+}
+
+/* out, g are (n,); sumsq is () float64, the squared global norm. PyTorch's clip_grad_norm_:
+ * out = g · min(1, max_norm / (‖g‖ + 1e-6)) */
+void KERNEL(clip_by_norm)(real *out, const real *g, const double *sumsq, int64_t n, double max_norm) {
+    double coef = max_norm / (sqrt(sumsq[0]) + 1e-6);
+    real c = (real)(coef < 1.0 ? coef : 1.0);
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] * c;
+}
+
+/* out, g are (n,): out = clamp(g, −clip_value, clip_value); NaN stays NaN (as torch.clamp) */
+void KERNEL(clip_by_value)(real *out, const real *g, int64_t n, double clip_value) {
+    real hi = (real)clip_value, lo = -hi;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real x = g[i];
+        out[i] = x > hi ? hi : (x < lo ? lo : x);
+    }
+}
+
+/* ---- update rules ---- */
+
+/* w, g, buf are (n,); buf NULL when momentum == 0. PyTorch SGD: g += wd·w; buf = g on the first
+ * step, else momentum·buf + (1 − dampening)·g; the direction is g + momentum·buf (nesterov) or
+ * buf; w −= lr·direction. */
 void KERNEL(sgd_update)(real *w, const real *g, real *buf, int64_t n, double lr, int64_t step,
                         double momentum, double dampening, double weight_decay, int32_t nesterov) {
     real lr_ = (real)lr, mom = (real)momentum, damp = (real)(1.0 - dampening), wd = (real)weight_decay;
     int first = step <= 1;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
+    OPTIM_LOOP
     for (int64_t i = 0; i < n; i++) {
         real gi = g[i];
         if (weight_decay != 0.0) gi += wd * w[i];
-        if (momentum != 0.0) {
+        if (buf) {
             real bi = first ? gi : mom * buf[i] + damp * gi;
             buf[i] = bi;
             gi = nesterov ? gi + mom * bi : bi;
@@ -24,3 +65,187 @@ void KERNEL(sgd_update)(real *w, const real *g, real *buf, int64_t n, double lr,
         w[i] -= lr_ * gi;
     }
 }
+
+/* w, g, sq, gavg, buf are (n,); gavg NULL unless centered, buf NULL unless momentum > 0.
+ * PyTorch RMSprop: sq = α·sq + (1−α)·g²; avg = √(sq − gavg²) (centered, gavg lerps to g by 1−α)
+ * or √sq; avg += eps; then buf = momentum·buf + g/avg, w −= lr·buf, or w −= lr·g/avg. */
+void KERNEL(rmsprop_update)(real *w, const real *g, real *sq, real *gavg, real *buf, int64_t n, double lr,
+                            double alpha, double eps, double weight_decay, double momentum) {
+    real lr_ = (real)lr, a = (real)alpha, a1 = (real)(1.0 - alpha), eps_ = (real)eps;
+    real wd = (real)weight_decay, mom = (real)momentum;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real gi = g[i];
+        if (weight_decay != 0.0) gi += wd * w[i];
+        real s = a * sq[i] + a1 * gi * gi;
+        sq[i] = s;
+        real avg;
+        if (gavg) {
+            real ga = gavg[i] + a1 * (gi - gavg[i]);
+            gavg[i] = ga;
+            avg = sqrt(s - ga * ga);
+        } else {
+            avg = sqrt(s);
+        }
+        avg += eps_;
+        if (buf) {
+            real b = mom * buf[i] + gi / avg;
+            buf[i] = b;
+            w[i] -= lr_ * b;
+        } else {
+            w[i] -= lr_ * (gi / avg);
+        }
+    }
+}
+
+/* w, g, m, v, vmax are (n,); vmax NULL unless amsgrad. PyTorch Adam (decoupled = 0) and AdamW
+ * (decoupled = 1: w ·= 1 − lr·wd first, instead of g += wd·w): m lerps to g by 1−β1;
+ * v = β2·v + (1−β2)·g²; vmax = max(vmax, v); w −= lr/(1−β1^t) · m / (√v̂/√(1−β2^t) + eps). */
+void KERNEL(adam_update)(real *w, const real *g, real *m, real *v, real *vmax, int64_t n, double lr,
+                         int64_t step, double beta1, double beta2, double eps, double weight_decay,
+                         int32_t decoupled) {
+    double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    real step_size = (real)(lr / bc1), bc2_sqrt = (real)sqrt(bc2), eps_ = (real)eps;
+    real b1 = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2);
+    real wd = (real)weight_decay, decay = (real)(1.0 - lr * weight_decay);
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real wi = w[i], gi = g[i];
+        if (decoupled) wi *= decay;
+        else if (weight_decay != 0.0) gi += wd * wi;
+        real mi = m[i] + b1 * (gi - m[i]);
+        real vi = b2 * v[i] + b2c * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        if (vmax) {
+            if (vi > vmax[i]) vmax[i] = vi;
+            vi = vmax[i];
+        }
+        real denom = sqrt(vi) / bc2_sqrt + eps_;
+        w[i] = wi - step_size * (mi / denom);
+    }
+}
+
+/* w, g, m, u are (n,). PyTorch Adamax: g += wd·w; m lerps to g by 1−β1; u = max(β2·u, |g| + eps);
+ * w −= lr/(1−β1^t) · m/u. */
+void KERNEL(adamax_update)(real *w, const real *g, real *m, real *u, int64_t n, double lr, int64_t step,
+                           double beta1, double beta2, double eps, double weight_decay) {
+    real clr = (real)(lr / (1.0 - pow(beta1, (double)step)));
+    real b1 = (real)(1.0 - beta1), b2 = (real)beta2, eps_ = (real)eps, wd = (real)weight_decay;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real gi = g[i];
+        if (weight_decay != 0.0) gi += wd * w[i];
+        real mi = m[i] + b1 * (gi - m[i]);
+        real a = b2 * u[i], b = fabs(gi) + eps_;
+        real ui = a > b ? a : b;
+        m[i] = mi;
+        u[i] = ui;
+        w[i] -= clr * (mi / ui);
+    }
+}
+
+/* w, g, m, v are (n,); mu_product is () float64, the running product of the momentum schedule.
+ * PyTorch NAdam: μ_t = β1·(1 − ½·0.96^(t·ψ)); mu_product ·= μ_t; m lerps to g by 1−β1;
+ * v = β2·v + (1−β2)·g²; denom = √(v/(1−β2^t)) + eps;
+ * w −= lr·(1−μ_t)/(1−Πμ) · g/denom + lr·μ_{t+1}/(1−Πμ·μ_{t+1}) · m/denom.
+ * Weight decay is L2 (g += wd·w) or decoupled (w ·= 1 − lr·wd). */
+void KERNEL(nadam_update)(real *w, const real *g, real *m, real *v, double *mu_product, int64_t n, double lr,
+                          int64_t step, double beta1, double beta2, double eps, double weight_decay,
+                          double momentum_decay, int32_t decoupled) {
+    double t = (double)step;
+    double bc2 = 1.0 - pow(beta2, t);
+    double mu = beta1 * (1.0 - 0.5 * pow(0.96, t * momentum_decay));
+    double mu_next = beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * momentum_decay));
+    double prod = mu_product[0] * mu;
+    mu_product[0] = prod;
+    real c_grad = (real)(-lr * (1.0 - mu) / (1.0 - prod));
+    real c_avg = (real)(-lr * mu_next / (1.0 - prod * mu_next));
+    real b1 = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2), bc2_ = (real)bc2;
+    real eps_ = (real)eps, wd = (real)weight_decay, decay = (real)(1.0 - lr * weight_decay);
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real wi = w[i], gi = g[i];
+        if (decoupled) wi *= decay;
+        else if (weight_decay != 0.0) gi += wd * wi;
+        real mi = m[i] + b1 * (gi - m[i]);
+        real vi = b2 * v[i] + b2c * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        real denom = sqrt(vi / bc2_) + eps_;
+        wi += c_grad * (gi / denom);
+        w[i] = wi + c_avg * (mi / denom);
+    }
+}
+
+/* w, g, sum are (n,). PyTorch Adagrad: g += wd·w; sum += g²; w −= lr/(1 + (t−1)·lr_decay) · g/(√sum + eps). */
+void KERNEL(adagrad_update)(real *w, const real *g, real *sum, int64_t n, double lr, int64_t step,
+                            double lr_decay, double weight_decay, double eps) {
+    real clr = (real)(lr / (1.0 + (double)(step - 1) * lr_decay)), eps_ = (real)eps, wd = (real)weight_decay;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real gi = g[i];
+        if (weight_decay != 0.0) gi += wd * w[i];
+        real s = sum[i] + gi * gi;
+        sum[i] = s;
+        w[i] -= clr * (gi / (sqrt(s) + eps_));
+    }
+}
+
+/* w, g, sq, acc are (n,). PyTorch Adadelta: g += wd·w; sq = ρ·sq + (1−ρ)·g²;
+ * δ = √(acc + eps)/√(sq + eps) · g; acc = ρ·acc + (1−ρ)·δ²; w −= lr·δ. */
+void KERNEL(adadelta_update)(real *w, const real *g, real *sq, real *acc, int64_t n, double lr, double rho,
+                             double eps, double weight_decay) {
+    real lr_ = (real)lr, r = (real)rho, r1 = (real)(1.0 - rho), eps_ = (real)eps, wd = (real)weight_decay;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real gi = g[i];
+        if (weight_decay != 0.0) gi += wd * w[i];
+        real s = r * sq[i] + r1 * gi * gi;
+        sq[i] = s;
+        real delta = sqrt(acc[i] + eps_) / sqrt(s + eps_) * gi;
+        acc[i] = r * acc[i] + r1 * delta * delta;
+        w[i] -= lr_ * delta;
+    }
+}
+
+/* w, g, n_acc, z are (n,). TensorFlow ApplyFtrlV2 (p = −lr_power, l2' = l2 + beta/(2·lr) as Keras
+ * passes it): ĝ = g + 2·l2_shrinkage·w; n' = n + g²; z += ĝ − (n'^p − n^p)/lr · w;
+ * w = (l1·sign(z) − z)/(n'^p/lr + 2·l2') where |z| > l1, else exactly 0; n = n'. */
+void KERNEL(ftrl_update)(real *w, const real *g, real *n_acc, real *z, int64_t n, double lr, double lr_power,
+                         double l1, double l2, double l2_shrinkage, double beta) {
+    real lr_ = (real)lr, l1_ = (real)l1, p = (real)(-lr_power), shrink2 = (real)(2.0 * l2_shrinkage);
+    real l2x2 = (real)(2.0 * (l2 + beta / (2.0 * lr)));
+    int root = lr_power == -0.5;
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real wi = w[i], gi = g[i], old = n_acc[i];
+        real gs = gi + shrink2 * wi;
+        real acc = old + gi * gi;
+        real pw_new = root ? sqrt(acc) : pow(acc, p);
+        real pw_old = root ? sqrt(old) : pow(old, p);
+        real zi = z[i] + (gs - (pw_new - pw_old) / lr_ * wi);
+        real sign = (real)((zi > 0) - (zi < 0));
+        real x = l1_ * sign - zi, y = pw_new / lr_ + l2x2;
+        z[i] = zi;
+        n_acc[i] = acc;
+        w[i] = fabs(zi) > l1_ ? x / y : (real)0;
+    }
+}
+
+/* w, g, m are (n,). Lion (Chen et al. 2023): w ·= 1 − lr·wd; w −= lr·sign(β1·m + (1−β1)·g);
+ * then m = β2·m + (1−β2)·g. sign(0) = 0. */
+void KERNEL(lion_update)(real *w, const real *g, real *m, int64_t n, double lr, double beta1, double beta2,
+                         double weight_decay) {
+    real lr_ = (real)lr, b1 = (real)beta1, b1c = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2);
+    real decay = (real)(1.0 - lr * weight_decay);
+    OPTIM_LOOP
+    for (int64_t i = 0; i < n; i++) {
+        real gi = g[i], c = b1 * m[i] + b1c * gi;
+        real sign = (real)((c > 0) - (c < 0));
+        w[i] = w[i] * decay - lr_ * sign;
+        m[i] = b2 * m[i] + b2c * gi;
+    }
+}
+
+#undef OPTIM_LOOP

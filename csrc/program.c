@@ -28,6 +28,8 @@ int32_t gg_get_num_threads(void) { return gg_threads(); }
 #define F32(p, i) ((float *)BUF(p, i))
 #define F64(p, i) ((double *)BUF(p, i))
 #define SCALAR_F64(p, i) (((const double *)BUF(p, i))[0])
+#define OPT(p, i) ((i) >= 0 ? BUF(p, i) : NULL)              /* an optional buffer: -1 means absent */
+#define STEP(p, i) ((int64_t)SCALAR_F64(p, i))               /* the optimizer's step count */
 
 /* Call kernel NAME for the instruction's dtype with the argument list written once. */
 #define DISPATCH(ins, NAME, F32_ARGS, F64_ARGS)                  \
@@ -102,15 +104,88 @@ static int execute(gg_program *p, const gg_instr *ins) {
         /* a float64 counter variable, e.g. the optimizer's step count */
         F64(p, ins->out)[0] += a[0];
         break;
-    case GG_OP_SGD_UPDATE: {
-        double lr = SCALAR_F64(p, ins->in[3]);
-        int64_t step = (int64_t)SCALAR_F64(p, ins->in[4]);
-        void *buf = ins->in[2] >= 0 ? BUF(p, ins->in[2]) : NULL;
+    /* optimizer updates: out is the variable (written in place), in[0] its gradient, then the
+     * state buffers (-1 when absent), then the lr and step scalars; layouts in ops/updates.py */
+    case GG_OP_SGD_UPDATE:
         DISPATCH(ins, sgd_update,
-                 (F32(p, ins->out), F32(p, ins->in[1]), (float *)buf, d[0], lr, step, a[0], a[1], a[2], (int32_t)d[1]),
-                 (F64(p, ins->out), F64(p, ins->in[1]), (double *)buf, d[0], lr, step, a[0], a[1], a[2], (int32_t)d[1]));
+                 (F32(p, ins->out), F32(p, ins->in[0]), (float *)OPT(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
+                  STEP(p, ins->in[3]), a[0], a[1], a[2], (int32_t)d[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), (double *)OPT(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
+                  STEP(p, ins->in[3]), a[0], a[1], a[2], (int32_t)d[1]));
         break;
-    }
+    case GG_OP_RMSPROP_UPDATE:
+        DISPATCH(ins, rmsprop_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), (float *)OPT(p, ins->in[2]),
+                  (float *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), a[0], a[1], a[2], a[3]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), (double *)OPT(p, ins->in[2]),
+                  (double *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), a[0], a[1], a[2], a[3]));
+        break;
+    case GG_OP_ADAM_UPDATE:
+        DISPATCH(ins, adam_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]),
+                  (float *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1],
+                  a[2], a[3], (int32_t)d[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]),
+                  (double *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1],
+                  a[2], a[3], (int32_t)d[1]));
+        break;
+    case GG_OP_ADAMAX_UPDATE:
+        DISPATCH(ins, adamax_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), STEP(p, ins->in[4]), a[0], a[1], a[2], a[3]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), STEP(p, ins->in[4]), a[0], a[1], a[2], a[3]));
+        break;
+    case GG_OP_NADAM_UPDATE:
+        DISPATCH(ins, nadam_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), F64(p, ins->in[3]),
+                  d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], a[4], (int32_t)d[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), F64(p, ins->in[3]),
+                  d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], a[4], (int32_t)d[1]));
+        break;
+    case GG_OP_ADAGRAD_UPDATE:
+        DISPATCH(ins, adagrad_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
+                  STEP(p, ins->in[3]), a[0], a[1], a[2]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
+                  STEP(p, ins->in[3]), a[0], a[1], a[2]));
+        break;
+    case GG_OP_ADADELTA_UPDATE:
+        DISPATCH(ins, adadelta_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2]));
+        break;
+    case GG_OP_FTRL_UPDATE:
+        DISPATCH(ins, ftrl_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2], a[3], a[4]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
+                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2], a[3], a[4]));
+        break;
+    case GG_OP_LION_UPDATE:
+        DISPATCH(ins, lion_update,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]), a[0],
+                  a[1], a[2]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]), a[0],
+                  a[1], a[2]));
+        break;
+    /* clipping: grad_sumsq's output is float64 whatever the gradient's dtype, so dims[1] names
+     * the gradient's dtype */
+    case GG_OP_GRAD_SUMSQ:
+        if (d[1] == GG_F32) gg_grad_sumsq_f32(F64(p, ins->out), F32(p, ins->in[0]), (const double *)OPT(p, ins->in[1]), d[0]);
+        else if (d[1] == GG_F64) gg_grad_sumsq_f64(F64(p, ins->out), F64(p, ins->in[0]), (const double *)OPT(p, ins->in[1]), d[0]);
+        else return GG_ERR_BAD_DTYPE;
+        break;
+    case GG_OP_CLIP_BY_NORM:
+        DISPATCH(ins, clip_by_norm, (F32(p, ins->out), F32(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]));
+        break;
+    case GG_OP_CLIP_BY_VALUE:
+        DISPATCH(ins, clip_by_value, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0]));
+        break;
     default:
         return GG_ERR_UNKNOWN_OPCODE;
     }
@@ -168,6 +243,17 @@ const char *gg_opcode_name(int32_t opcode) {
     case GG_OP_L1_BACKWARD: return "l1_backward";
     case GG_OP_INCREMENT: return "increment";
     case GG_OP_SGD_UPDATE: return "sgd_update";
+    case GG_OP_RMSPROP_UPDATE: return "rmsprop_update";
+    case GG_OP_ADAM_UPDATE: return "adam_update";
+    case GG_OP_ADAMAX_UPDATE: return "adamax_update";
+    case GG_OP_NADAM_UPDATE: return "nadam_update";
+    case GG_OP_ADAGRAD_UPDATE: return "adagrad_update";
+    case GG_OP_ADADELTA_UPDATE: return "adadelta_update";
+    case GG_OP_FTRL_UPDATE: return "ftrl_update";
+    case GG_OP_LION_UPDATE: return "lion_update";
+    case GG_OP_GRAD_SUMSQ: return "grad_sumsq";
+    case GG_OP_CLIP_BY_NORM: return "clip_by_norm";
+    case GG_OP_CLIP_BY_VALUE: return "clip_by_value";
     default: return NULL;
     }
 }

@@ -3,10 +3,10 @@
 Build a graph of tensor ops, let gg.grad add the backward pass and an optimizer the update,
 compile it, and run a whole training step — forward, backward, update — in one call into C.
 """
-from . import datasets, errors, ops, optim
+from . import datasets, errors, ops, optim, schedules
 from .autodiff import grad
 from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, NumericsError,
-                     ShapeError)
+                     OptimizerError, ShapeError)
 from .gradcheck import gradcheck
 from .graph import Graph, Tensor, constant, placeholder, variable
 from .ops import abs, add, div, l1, matmul, mean, mse, mul, neg, relu, sigmoid, sub, sum
@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
-    "render", "to_dot", "set_num_threads", "get_num_threads", "optim", "ops", "errors", "datasets",
+    "render", "to_dot", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
     "GraphGradError", "ShapeError", "FeedError", "CycleError", "GradientError", "NumericsError", "DivergenceError",
+    "OptimizerError",
 ]

@@ -22,6 +22,11 @@ class GradientError(GraphGradError):
     """A gradient was asked for that cannot be built (unconnected input, non-scalar output, ...)."""
 
 
+class OptimizerError(GraphGradError, ValueError):
+    """An optimizer or schedule was misconfigured: a bad learning rate or hyperparameter, no
+    variables to update, a variable listed twice, a fixed hyperparameter changed after compiling."""
+
+
 class NumericsError(GraphGradError, FloatingPointError):
     """check_numerics mode: an instruction produced NaN or Inf."""
 
