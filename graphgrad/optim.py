@@ -29,8 +29,8 @@ from typing import Iterable
 
 import numpy as np
 
-from . import dtypes as _dt
 from . import ops
+from .ops import updates
 from .autodiff import grad
 from .errors import OptimizerError
 from .graph import Tensor, ancestors, building, variable
@@ -240,15 +240,12 @@ class Optimizer:
 
     def _clip(self, grads: list[Tensor]) -> list[Tensor]:
         if self.clip_value is not None:
-            grads = [ops.make("clip_by_value", [g], {"clip_value": self.clip_value}, name=f"clip {g.name}")
-                     for g in grads]
+            grads = [updates.clip_by_value(g, self.clip_value, name=f"clip {g.name}") for g in grads]
         if self.clip_norm is not None:
             total = None
             for g in grads:
-                inputs = [g] if total is None else [g, total]
-                total = ops.make("grad_sumsq", inputs, {"grad_dtype": _dt.C_CODES[g.dtype]}, name="sum g²")
-            grads = [ops.make("clip_by_norm", [g, total], {"max_norm": self.clip_norm}, name=f"clip {g.name}")
-                     for g in grads]
+                total = updates.grad_sumsq(g, total, name="sum g²")
+            grads = [updates.clip_by_norm(g, total, self.clip_norm, name=f"clip {g.name}") for g in grads]
         return grads
 
     def _rule(self, rule: str, var: Tensor, g: Tensor, lr: Tensor, step: Tensor, state: Iterable[str],

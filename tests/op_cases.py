@@ -99,3 +99,21 @@ def needs_case(opdef) -> bool:
     """Every op needs a case here except leaves (no instruction) and update ops, which are
     checked step by step against their published rules (test_optim, test_runtime)."""
     return opdef.opcode is not None and not opdef.writes
+
+
+# gradient clipping (ops/updates.py): grad_sumsq's float64 output is observed through clip_by_norm
+def _clip_norm_ref(max_norm, *gs):
+    return gs[0] * min(1.0, max_norm / (np.sqrt(sum(np.sum(g * g) for g in gs)) + 1e-6))
+
+
+_upd = gg.ops.updates
+OP_CASES.update({
+    "grad_sumsq": [OpCase(lambda a, b: _upd.clip_by_norm(a, _upd.grad_sumsq(b, _upd.grad_sumsq(a)), 1.0),
+                          lambda a, b: _clip_norm_ref(1.0, a, b), [(3, 4), (5,)], differentiable=False)],
+    "clip_by_norm": [OpCase(lambda g: _upd.clip_by_norm(g, _upd.grad_sumsq(g), 100.0),
+                            lambda g: _clip_norm_ref(100.0, g), [(3, 4)], differentiable=False),
+                     OpCase(lambda g: _upd.clip_by_norm(g, _upd.grad_sumsq(g), 0.5),
+                            lambda g: _clip_norm_ref(0.5, g), [(2, 3)], differentiable=False)],
+    "clip_by_value": [OpCase(lambda g: _upd.clip_by_value(g, 0.5), lambda g: np.clip(g, -0.5, 0.5), [(3, 4)],
+                             differentiable=False)],
+})

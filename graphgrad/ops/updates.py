@@ -16,7 +16,8 @@ scales a gradient by min(1, max_norm/(‖g‖ + 1e-6)) from it; `clip_by_value` 
 from __future__ import annotations
 
 from .. import dtypes as _dt
-from .registry import Lowered, OpDef, OpShapeError, numel, register
+from ..graph import Tensor
+from .registry import Lowered, OpDef, OpShapeError, make, numel, register
 
 #: node input positions of the fixed part (the state variables follow)
 W, G, LR, STEP = 0, 1, 2, 3
@@ -110,11 +111,33 @@ def _clip_norm_shape(shapes, attrs):
     return shapes[0]
 
 
+def _clip_norm_dtype(op, dtypes, attrs):
+    if dtypes[1] != _dt.FLOAT64:
+        raise OpShapeError(f"the squared norm must be float64 (grad_sumsq's output), got {dtypes[1]}")
+    return dtypes[0]
+
+
 register(OpDef("clip_by_norm", "GG_OP_CLIP_BY_NORM", _clip_norm_shape, grad=None,
                lower=lambda ins, out, attrs: Lowered(dims=[numel(out)], attrs=[attrs["max_norm"]]),
-               dtype=lambda op, dtypes, attrs: dtypes[0],
+               dtype=_clip_norm_dtype,
                doc="g * min(1, max_norm / (sqrt(sumsq) + 1e-6)), as torch.nn.utils.clip_grad_norm_"))
 register(OpDef("clip_by_value", "GG_OP_CLIP_BY_VALUE", lambda shapes, attrs: shapes[0], grad=None,
                lower=lambda ins, out, attrs: Lowered(dims=[numel(out)], attrs=[attrs["clip_value"]]),
                dtype=lambda op, dtypes, attrs: dtypes[0],
                doc="clamp(g, -clip_value, clip_value), as torch.nn.utils.clip_grad_value_"))
+
+
+def grad_sumsq(g: Tensor, acc: Tensor | None = None, name: str | None = None) -> Tensor:
+    """acc + Σg², a float64 scalar (chain it over every gradient for the squared global norm)."""
+    return make("grad_sumsq", [g] if acc is None else [g, acc], {"grad_dtype": _dt.C_CODES[g.dtype]},
+                name=name)
+
+
+def clip_by_norm(g: Tensor, sumsq: Tensor, max_norm: float, name: str | None = None) -> Tensor:
+    """g · min(1, max_norm/(√sumsq + 1e-6)); sumsq is grad_sumsq's float64 scalar."""
+    return make("clip_by_norm", [g, sumsq], {"max_norm": float(max_norm)}, name=name)
+
+
+def clip_by_value(g: Tensor, clip_value: float, name: str | None = None) -> Tensor:
+    """g clamped to [−clip_value, clip_value]."""
+    return make("clip_by_value", [g], {"clip_value": float(clip_value)}, name=name)
