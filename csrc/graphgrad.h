@@ -18,7 +18,8 @@ enum gg_status {
     GG_ERR_UNKNOWN_OPCODE = 1,
     GG_ERR_BAD_DTYPE = 2,
     GG_ERR_NUMERICS = 3,
-    GG_ERR_BAD_INSTR = 4
+    GG_ERR_BAD_INSTR = 4,
+    GG_ERR_BAD_INDEX = 5      /* an integer label outside [0, classes) */
 };
 
 /* ---- dtypes of buffers ---- */
@@ -35,19 +36,46 @@ enum gg_opcode {
     GG_OP_SUB = 2,
     GG_OP_MUL = 3,
     GG_OP_DIV = 4,
+    GG_OP_POW = 5,
+    GG_OP_MAXIMUM = 6,
+    GG_OP_MINIMUM = 7,
+    GG_OP_MAXIMUM_MASK = 8,   /* 1 where a > b, 0.5 where a == b, else 0: maximum's gradient mask */
+    GG_OP_EQUAL = 9,          /* 1 where a == b, else 0 */
     /* elementwise, unary (dims[0] = element count) */
     GG_OP_NEG = 20,
     GG_OP_ABS = 21,
     GG_OP_SIGN = 22,
     GG_OP_COPY = 23,
+    GG_OP_EXP = 24,
+    GG_OP_LOG = 25,
+    GG_OP_SQRT = 26,
+    GG_OP_POW_SCALAR = 27,    /* attrs[0] = exponent */
+    GG_OP_CLIP = 28,          /* attrs[0] = lo, attrs[1] = hi */
+    GG_OP_CLIP_BACKWARD = 29,
     /* activations and their backward kernels */
     GG_OP_RELU = 40,
     GG_OP_RELU_BACKWARD = 41,
     GG_OP_SIGMOID = 42,
     GG_OP_SIGMOID_BACKWARD = 43,
+    GG_OP_LEAKY_RELU = 44,    /* attrs[0] = negative slope */
+    GG_OP_LEAKY_RELU_BACKWARD = 45,
+    GG_OP_ELU = 46,           /* attrs[0] = alpha */
+    GG_OP_ELU_BACKWARD = 47,
+    GG_OP_GELU = 48,          /* dims[1] = 1 for the tanh approximation, 0 for the exact erf form */
+    GG_OP_GELU_BACKWARD = 49,
+    GG_OP_TANH = 50,
+    GG_OP_TANH_BACKWARD = 51,
+    GG_OP_SOFTPLUS = 52,
+    GG_OP_SOFTPLUS_BACKWARD = 53,
     /* reductions and their inverse (dims: rank, in_shape[rank], out_stride[rank]; attrs[0] = scale) */
     GG_OP_SUM = 60,
     GG_OP_EXPAND = 61,
+    GG_OP_MAX = 62,           /* dims as GG_OP_SUM, no attrs */
+    /* softmax family along one axis (dims: outer, n, inner: the axis has n elements, stride inner) */
+    GG_OP_SOFTMAX = 63,
+    GG_OP_SOFTMAX_BACKWARD = 64,
+    GG_OP_LOG_SOFTMAX = 65,
+    GG_OP_LOG_SOFTMAX_BACKWARD = 66,
     /* matrix product (dims: M, N, K, trans_a, trans_b; attrs: alpha, beta) */
     GG_OP_MATMUL = 80,
     /* losses (dims[0] = element count; attrs[0] = scale, 1/n for the mean) */
@@ -55,6 +83,16 @@ enum gg_opcode {
     GG_OP_MSE_BACKWARD = 101,
     GG_OP_L1 = 102,
     GG_OP_L1_BACKWARD = 103,
+    GG_OP_HUBER = 104,        /* attrs[1] = delta */
+    GG_OP_HUBER_BACKWARD = 105,
+    /* (dims[1] of a backward: 0 = gradient for the prediction/logits, 1 = for the target) */
+    GG_OP_BCE = 106,          /* binary cross-entropy from logits */
+    GG_OP_BCE_BACKWARD = 107,
+    /* softmax cross-entropy over the last axis (dims: rows, classes; attrs[0] = scale) */
+    GG_OP_SOFTMAX_CE = 108,   /* probability (or one-hot) targets, same shape as the logits */
+    GG_OP_SOFTMAX_CE_BACKWARD = 109,
+    GG_OP_SOFTMAX_CE_LABELS = 110,   /* int64 class labels, one per row */
+    GG_OP_SOFTMAX_CE_LABELS_BACKWARD = 111,
     /* optimizer updates: write variables in place */
     GG_OP_INCREMENT = 120,
     GG_OP_SGD_UPDATE = 121,
@@ -69,7 +107,15 @@ enum gg_opcode {
     /* gradient clipping inside the step (see csrc/optim.c) */
     GG_OP_GRAD_SUMSQ = 140,
     GG_OP_CLIP_BY_NORM = 141,
-    GG_OP_CLIP_BY_VALUE = 142
+    GG_OP_CLIP_BY_VALUE = 142,
+    /* shape ops: strided copies (dims: offset, rank, shape[rank], in_stride[rank]) */
+    GG_OP_RESHAPE = 180,      /* dims[0] = element count: a plain copy */
+    GG_OP_TRANSPOSE = 181,
+    GG_OP_BROADCAST_TO = 182,
+    GG_OP_SLICE = 183,
+    GG_OP_SLICE_BACKWARD = 184,   /* zero the output, then write the input through the strided view */
+    GG_OP_CONCAT = 185,       /* dims: outer, width of each input's block per outer index */
+    GG_OP_CONCAT_PART = 186   /* one input's block of a concat: a strided copy */
 };
 
 /* One instruction. Buffer indices refer to gg_program.buffers; -1 means "absent". */
@@ -114,6 +160,16 @@ void gg_add_f64(double *out, const double *a, const double *b, int32_t rank, con
 void gg_sub_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
 void gg_mul_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
 void gg_div_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_pow_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_maximum_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_minimum_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_maximum_mask_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_equal_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_pow_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_maximum_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_minimum_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_maximum_mask_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
+void gg_equal_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
 /* out and x are (n,) */
 void gg_neg_f32(float *out, const float *x, int64_t n);
 void gg_abs_f32(float *out, const float *x, int64_t n);
@@ -127,11 +183,50 @@ void gg_sign_f64(double *out, const double *x, int64_t n);
 void gg_copy_f64(double *out, const double *x, int64_t n);
 void gg_relu_f64(double *out, const double *x, int64_t n);
 void gg_sigmoid_f64(double *out, const double *x, int64_t n);
+void gg_exp_f32(float *out, const float *x, int64_t n);
+void gg_log_f32(float *out, const float *x, int64_t n);
+void gg_sqrt_f32(float *out, const float *x, int64_t n);
+void gg_tanh_f32(float *out, const float *x, int64_t n);
+void gg_softplus_f32(float *out, const float *x, int64_t n);
+void gg_gelu_f32(float *out, const float *x, int64_t n);
+void gg_gelu_tanh_f32(float *out, const float *x, int64_t n);
+void gg_exp_f64(double *out, const double *x, int64_t n);
+void gg_log_f64(double *out, const double *x, int64_t n);
+void gg_sqrt_f64(double *out, const double *x, int64_t n);
+void gg_tanh_f64(double *out, const double *x, int64_t n);
+void gg_softplus_f64(double *out, const double *x, int64_t n);
+void gg_gelu_f64(double *out, const double *x, int64_t n);
+void gg_gelu_tanh_f64(double *out, const double *x, int64_t n);
+/* out and x are (n,); one or two real parameters */
+void gg_pow_scalar_f32(float *out, const float *x, int64_t n, double exponent);
+void gg_leaky_relu_f32(float *out, const float *x, int64_t n, double slope);
+void gg_elu_f32(float *out, const float *x, int64_t n, double alpha);
+void gg_clip_f32(float *out, const float *x, int64_t n, double lo, double hi);
+void gg_pow_scalar_f64(double *out, const double *x, int64_t n, double exponent);
+void gg_leaky_relu_f64(double *out, const double *x, int64_t n, double slope);
+void gg_elu_f64(double *out, const double *x, int64_t n, double alpha);
+void gg_clip_f64(double *out, const double *x, int64_t n, double lo, double hi);
 /* dx, x, y, dy are (n,): relu's backward reads its input x, sigmoid's reads its output y */
 void gg_relu_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
 void gg_sigmoid_backward_f32(float *dx, const float *y, const float *dy, int64_t n);
 void gg_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
 void gg_sigmoid_backward_f64(double *dx, const double *y, const double *dy, int64_t n);
+/* tanh's backward reads its output y; softplus's and gelu's read the input x */
+void gg_tanh_backward_f32(float *dx, const float *y, const float *dy, int64_t n);
+void gg_softplus_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
+void gg_gelu_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
+void gg_gelu_tanh_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
+void gg_tanh_backward_f64(double *dx, const double *y, const double *dy, int64_t n);
+void gg_softplus_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
+void gg_gelu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
+void gg_gelu_tanh_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
+/* dx, x, dy are (n,); the parameters as in the forward kernel */
+void gg_leaky_relu_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double slope);
+void gg_elu_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double alpha);
+void gg_clip_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double lo, double hi);
+void gg_leaky_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double slope);
+void gg_elu_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double alpha);
+void gg_clip_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double lo, double hi);
 
 /* ---- reduce.c ---- */
 /* x is in_shape[rank]; out has out_n elements, out_stride is 0 on reduced axes; out = scale * sum */
@@ -140,6 +235,27 @@ void gg_sum_f64(double *out, int64_t out_n, const double *x, int32_t rank, const
 /* out is out_shape[rank]; g is read with g_stride (0 on reduced axes); out = scale * g broadcast */
 void gg_expand_f32(float *out, const float *g, int32_t rank, const int64_t *out_shape, const int64_t *g_stride, double scale);
 void gg_expand_f64(double *out, const double *g, int32_t rank, const int64_t *out_shape, const int64_t *g_stride, double scale);
+/* x is in_shape[rank]; out has out_n elements, out_stride is 0 on reduced axes; out = max (NaN propagates) */
+void gg_max_f32(float *out, int64_t out_n, const float *x, int32_t rank, const int64_t *in_shape, const int64_t *out_stride);
+void gg_max_f64(double *out, int64_t out_n, const double *x, int32_t rank, const int64_t *in_shape, const int64_t *out_stride);
+/* out, x, y, dy, dx are (outer, n, inner), normalised along the n axis */
+void gg_softmax_f32(float *out, const float *x, int64_t outer, int64_t n, int64_t inner);
+void gg_log_softmax_f32(float *out, const float *x, int64_t outer, int64_t n, int64_t inner);
+void gg_softmax_backward_f32(float *dx, const float *y, const float *dy, int64_t outer, int64_t n, int64_t inner);
+void gg_log_softmax_backward_f32(float *dx, const float *y, const float *dy, int64_t outer, int64_t n, int64_t inner);
+void gg_softmax_f64(double *out, const double *x, int64_t outer, int64_t n, int64_t inner);
+void gg_log_softmax_f64(double *out, const double *x, int64_t outer, int64_t n, int64_t inner);
+void gg_softmax_backward_f64(double *dx, const double *y, const double *dy, int64_t outer, int64_t n, int64_t inner);
+void gg_log_softmax_backward_f64(double *dx, const double *y, const double *dy, int64_t outer, int64_t n, int64_t inner);
+/* out is shape[rank] (contiguous); x is read at offset + sum(index[d] * stride[d]) */
+void gg_strided_copy_f32(float *out, const float *x, int64_t offset, int32_t rank, const int64_t *shape, const int64_t *stride);
+void gg_strided_copy_f64(double *out, const double *x, int64_t offset, int32_t rank, const int64_t *shape, const int64_t *stride);
+/* out has out_n elements, zeroed; g is shape[rank] (contiguous), written at offset + sum(index[d] * stride[d]) */
+void gg_strided_scatter_f32(float *out, int64_t out_n, const float *g, int64_t offset, int32_t rank, const int64_t *shape, const int64_t *stride);
+void gg_strided_scatter_f64(double *out, int64_t out_n, const double *g, int64_t offset, int32_t rank, const int64_t *shape, const int64_t *stride);
+/* out is (outer, sum of widths); xs[k] is (outer, widths[k]) */
+void gg_concat_f32(float *out, const float *const *xs, int32_t n_in, int64_t outer, const int64_t *widths);
+void gg_concat_f64(double *out, const double *const *xs, int32_t n_in, int64_t outer, const int64_t *widths);
 
 /* ---- gemm.c ---- */
 /* c is (m,n) = alpha * op(a) op(b) + beta * c; op(a) is (m,k), op(b) is (k,n); trans flags 0/1 */
@@ -158,6 +274,29 @@ void gg_l1_f32(float *out, const float *p, const float *y, int64_t n, double sca
 void gg_l1_f64(double *out, const double *p, const double *y, int64_t n, double scale);
 void gg_l1_backward_f32(float *dp, const float *p, const float *y, const float *dout, int64_t n, double scale);
 void gg_l1_backward_f64(double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale);
+/* out is () = scale * sum huber_delta(p - y) ; dp = dout * scale * clip(p - y, -delta, delta) */
+void gg_huber_f32(float *out, const float *p, const float *y, int64_t n, double scale, double delta);
+void gg_huber_f64(double *out, const double *p, const double *y, int64_t n, double scale, double delta);
+void gg_huber_backward_f32(float *dp, const float *p, const float *y, const float *dout, int64_t n, double scale, double delta);
+void gg_huber_backward_f64(double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale, double delta);
+/* x (logits), y (targets in [0, 1]) are (n,); out is () = scale * sum(max(x,0) - x y + log(1 + exp(-|x|)));
+ * backward: dx = dout * scale * (sigmoid(x) - y) (wrt 0) or dy = -dout * scale * x (wrt 1) */
+void gg_bce_f32(float *out, const float *x, const float *y, int64_t n, double scale);
+void gg_bce_f64(double *out, const double *x, const double *y, int64_t n, double scale);
+void gg_bce_backward_f32(float *d, const float *x, const float *y, const float *dout, int64_t n, double scale, int32_t wrt);
+void gg_bce_backward_f64(double *d, const double *x, const double *y, const double *dout, int64_t n, double scale, int32_t wrt);
+/* x (logits) and t (target distributions) are (rows, classes); out is () = scale * sum_r sum_c t (lse_r - x);
+ * backward: dx = dout * scale * (softmax(x) * sum_c t - t) (wrt 0) or dt = dout * scale * (lse - x) (wrt 1) */
+void gg_softmax_ce_f32(float *out, const float *x, const float *t, int64_t rows, int64_t classes, double scale);
+void gg_softmax_ce_f64(double *out, const double *x, const double *t, int64_t rows, int64_t classes, double scale);
+void gg_softmax_ce_backward_f32(float *d, const float *x, const float *t, const float *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
+void gg_softmax_ce_backward_f64(double *d, const double *x, const double *t, const double *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
+/* x is (rows, classes), labels is (rows,) int64; out is () = scale * sum_r (lse_r - x[r, label_r]);
+ * dx = dout * scale * (softmax(x) - onehot(label)). Return the number of labels outside [0, classes) (0: ok). */
+int32_t gg_softmax_ce_labels_f32(float *out, const float *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
+int32_t gg_softmax_ce_labels_f64(double *out, const double *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
+int32_t gg_softmax_ce_labels_backward_f32(float *dx, const float *x, const int64_t *labels, const float *dout, int64_t rows, int64_t classes, double scale);
+int32_t gg_softmax_ce_labels_backward_f64(double *dx, const double *x, const int64_t *labels, const double *dout, int64_t rows, int64_t classes, double scale);
 
 /* ---- optim.c ---- */
 /* Update rules: w and the state buffers are (n,) and overwritten; g is (n,); lr and step are the

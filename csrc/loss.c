@@ -1,5 +1,8 @@
 /* loss.c — the loss functions, forward (to a scalar) and backward (gradient w.r.t. the
- * prediction). `scale` is 1/n for reduction="mean" and 1 for "sum". Compiled through kernels_f*.c. */
+ * prediction, and for the cross-entropies also w.r.t. the target: `wrt`). `scale` is 1/n for
+ * reduction="mean" (n: elements, or rows for the softmax cross-entropy) and 1 for "sum".
+ * Sums accumulate in double; logits go through log-sum-exp with the max subtracted, so ±1000
+ * stays finite in float32. Compiled through kernels_f*.c. */
 #ifndef KERNEL
 #error "compile loss.c through kernels_f32.c or kernels_f64.c"
 #endif
@@ -39,4 +42,138 @@ void KERNEL(l1_backward)(real *dp, const real *p, const real *y, const real *dou
         real d = p[i] - y[i];
         dp[i] = c * (real)((d > 0) - (d < 0));
     }
+}
+
+/* p, y are (n,); out is (): quadratic within delta of the target, linear beyond (PyTorch's HuberLoss) */
+void KERNEL(huber)(real *out, const real *p, const real *y, int64_t n, double scale, double delta) {
+    double acc = 0.0;
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)p[i] - (double)y[i]);
+        acc += d <= delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
+    }
+    out[0] = (real)(acc * scale);
+}
+
+/* dp, p, y are (n,); dout is (): dp = dout * scale * clip(p - y, -delta, delta) */
+void KERNEL(huber_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale,
+                            double delta) {
+    real c = (real)(scale * (double)dout[0]), hi = (real)delta;
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        real d = p[i] - y[i];
+        dp[i] = c * (d > hi ? hi : d < -hi ? -hi : d);
+    }
+}
+
+/* x (logits), y are (n,); out is (): max(x, 0) - x y + log1p(exp(-|x|)) never overflows */
+void KERNEL(bce)(real *out, const real *x, const real *y, int64_t n, double scale) {
+    double acc = 0.0;
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
+    for (int64_t i = 0; i < n; i++) {
+        double xi = (double)x[i];
+        acc += (xi > 0 ? xi : 0.0) - xi * (double)y[i] + log1p(exp(-fabs(xi)));
+    }
+    out[0] = (real)(acc * scale);
+}
+
+/* d, x, y are (n,); dout is (): wrt 0: d = c (sigmoid(x) - y); wrt 1: d = -c x */
+void KERNEL(bce_backward)(real *d, const real *x, const real *y, const real *dout, int64_t n, double scale,
+                          int32_t wrt) {
+    real c = (real)(scale * (double)dout[0]);
+    if (wrt) {
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) d[i] = -c * x[i];
+        return;
+    }
+#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        real e = exp(-fabs(x[i]));                      /* in (0, 1]: no overflow */
+        real s = x[i] >= 0 ? (real)1 / ((real)1 + e) : e / ((real)1 + e);
+        d[i] = c * (s - y[i]);
+    }
+}
+
+/* One row of logits: its max and log(sum(exp(x - max))), so lse = max + log-sum. */
+static void row_lse(const real *x, int64_t classes, real *max_out, real *logsum_out) {
+    real m = -INFINITY;
+    for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY) m = 0;
+    real s = 0;
+    for (int64_t j = 0; j < classes; j++) s += exp(x[j] - m);
+    *max_out = m;
+    *logsum_out = log(s);
+}
+
+/* x, t are (rows, classes); out is () = scale * sum_r sum_c t (lse_r - x) */
+void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, int64_t classes, double scale) {
+    double acc = 0.0;
+#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) reduction(+ : acc)
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * classes, *tr = t + r * classes;
+        real m, ls;
+        row_lse(xr, classes, &m, &ls);
+        double row = 0.0;
+        /* (lse - x) = (m - x) + ls: both terms finite for finite logits */
+        for (int64_t j = 0; j < classes; j++) row += (double)tr[j] * ((double)(m - xr[j]) + (double)ls);
+        acc += row;
+    }
+    out[0] = (real)(acc * scale);
+}
+
+/* d, x, t are (rows, classes); dout is (): wrt 0: d = c (softmax(x) sum_c t - t); wrt 1: d = c (lse - x) */
+void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const real *dout, int64_t rows,
+                                 int64_t classes, double scale, int32_t wrt) {
+    real c = (real)(scale * (double)dout[0]);
+#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * classes, *tr = t + r * classes;
+        real *dr = d + r * classes;
+        real m, ls;
+        row_lse(xr, classes, &m, &ls);
+        if (wrt) {
+            for (int64_t j = 0; j < classes; j++) dr[j] = c * ((m - xr[j]) + ls);
+            continue;
+        }
+        real tsum = 0;
+        for (int64_t j = 0; j < classes; j++) tsum += tr[j];
+        for (int64_t j = 0; j < classes; j++) dr[j] = c * (exp(xr[j] - m - ls) * tsum - tr[j]);
+    }
+}
+
+/* x is (rows, classes), labels (rows,); out is () = scale * sum_r (lse_r - x[r, label_r]).
+ * Returns the number of labels outside [0, classes); out is then left unwritten. */
+int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *labels, int64_t rows, int64_t classes,
+                                  double scale) {
+    for (int64_t r = 0; r < rows; r++)
+        if (labels[r] < 0 || labels[r] >= classes) return 1;
+    double acc = 0.0;
+#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) reduction(+ : acc)
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * classes;
+        real m, ls;
+        row_lse(xr, classes, &m, &ls);
+        acc += (double)(m - xr[labels[r]]) + (double)ls;
+    }
+    out[0] = (real)(acc * scale);
+    return 0;
+}
+
+/* dx, x are (rows, classes), labels (rows,), dout (): dx = c (softmax(x) - onehot(label)).
+ * Returns the number of labels outside [0, classes) (dx is then left unwritten). */
+int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_t *labels, const real *dout,
+                                           int64_t rows, int64_t classes, double scale) {
+    for (int64_t r = 0; r < rows; r++)
+        if (labels[r] < 0 || labels[r] >= classes) return 1;
+    real c = (real)(scale * (double)dout[0]);
+#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const real *xr = x + r * classes;
+        real *dr = dx + r * classes;
+        real m, ls;
+        row_lse(xr, classes, &m, &ls);
+        for (int64_t j = 0; j < classes; j++) dr[j] = c * exp(xr[j] - m - ls);
+        dr[labels[r]] -= c;
+    }
+    return 0;
 }

@@ -62,6 +62,37 @@ int32_t gg_get_num_threads(void) { return gg_threads(); }
              (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0]), \
              (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0]))
 
+#define UNARY_P(NAME) \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0]), (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0]))
+
+#define UNARY_PQ(NAME)                                                                   \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0], a[1]),        \
+             (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0], a[1]))
+
+#define BACKWARD_P(NAME)                                                                     \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]))
+
+#define BACKWARD_PQ(NAME)                                                                          \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0], a[1]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0], a[1]))
+
+/* softmax family: dims outer, n, inner */
+#define ALONG_AXIS(NAME) \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], d[1], d[2]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), d[0], d[1], d[2]))
+
+#define ALONG_AXIS_BACKWARD(NAME)                                                                   \
+    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2]), \
+             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2]))
+
+/* shape ops: dims offset, rank, shape[rank], stride[rank] */
+#define STRIDED(NAME, ...)                                                                               \
+    DISPATCH(ins, NAME, (F32(p, ins->out), __VA_ARGS__ F32(p, ins->in[0]), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]), \
+             (F64(p, ins->out), __VA_ARGS__ F64(p, ins->in[0]), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]))
+
+#define LABELS(p, i) ((const int64_t *)BUF(p, i))
+
 /* Execute one instruction. */
 static int execute(gg_program *p, const gg_instr *ins) {
     const int64_t *d = ins->dims;
@@ -79,6 +110,57 @@ static int execute(gg_program *p, const gg_instr *ins) {
     case GG_OP_SIGMOID: UNARY(sigmoid); break;
     case GG_OP_RELU_BACKWARD: BACKWARD(relu_backward); break;
     case GG_OP_SIGMOID_BACKWARD: BACKWARD(sigmoid_backward); break;
+    case GG_OP_POW: BINARY(pow); break;
+    case GG_OP_MAXIMUM: BINARY(maximum); break;
+    case GG_OP_MINIMUM: BINARY(minimum); break;
+    case GG_OP_MAXIMUM_MASK: BINARY(maximum_mask); break;
+    case GG_OP_EQUAL: BINARY(equal); break;
+    case GG_OP_EXP: UNARY(exp); break;
+    case GG_OP_LOG: UNARY(log); break;
+    case GG_OP_SQRT: UNARY(sqrt); break;
+    case GG_OP_POW_SCALAR: UNARY_P(pow_scalar); break;
+    case GG_OP_CLIP: UNARY_PQ(clip); break;
+    case GG_OP_CLIP_BACKWARD: BACKWARD_PQ(clip_backward); break;
+    case GG_OP_LEAKY_RELU: UNARY_P(leaky_relu); break;
+    case GG_OP_LEAKY_RELU_BACKWARD: BACKWARD_P(leaky_relu_backward); break;
+    case GG_OP_ELU: UNARY_P(elu); break;
+    case GG_OP_ELU_BACKWARD: BACKWARD_P(elu_backward); break;
+    case GG_OP_GELU:
+        if (d[1]) UNARY(gelu_tanh);
+        else UNARY(gelu);
+        break;
+    case GG_OP_GELU_BACKWARD:
+        if (d[1]) BACKWARD(gelu_tanh_backward);
+        else BACKWARD(gelu_backward);
+        break;
+    case GG_OP_TANH: UNARY(tanh); break;
+    case GG_OP_TANH_BACKWARD: BACKWARD(tanh_backward); break;
+    case GG_OP_SOFTPLUS: UNARY(softplus); break;
+    case GG_OP_SOFTPLUS_BACKWARD: BACKWARD(softplus_backward); break;
+    case GG_OP_MAX:
+        DISPATCH(ins, max,
+                 (F32(p, ins->out), ins->out_size, F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0]),
+                 (F64(p, ins->out), ins->out_size, F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0]));
+        break;
+    case GG_OP_SOFTMAX: ALONG_AXIS(softmax); break;
+    case GG_OP_LOG_SOFTMAX: ALONG_AXIS(log_softmax); break;
+    case GG_OP_SOFTMAX_BACKWARD: ALONG_AXIS_BACKWARD(softmax_backward); break;
+    case GG_OP_LOG_SOFTMAX_BACKWARD: ALONG_AXIS_BACKWARD(log_softmax_backward); break;
+    case GG_OP_RESHAPE: UNARY(copy); break;
+    case GG_OP_TRANSPOSE:
+    case GG_OP_BROADCAST_TO:
+    case GG_OP_SLICE:
+    case GG_OP_CONCAT_PART: STRIDED(strided_copy); break;
+    case GG_OP_SLICE_BACKWARD: STRIDED(strided_scatter, ins->out_size,); break;
+    case GG_OP_CONCAT: {
+        /* dims: outer, widths[n_in]; the input pointers gathered on the stack */
+        if (ins->n_in < 1 || ins->n_in > 6) return GG_ERR_BAD_INSTR;
+        const void *xs[6];
+        for (int32_t k = 0; k < ins->n_in; k++) xs[k] = BUF(p, ins->in[k]);
+        DISPATCH(ins, concat, (F32(p, ins->out), (const float *const *)xs, ins->n_in, d[0], d + 1),
+                 (F64(p, ins->out), (const double *const *)xs, ins->n_in, d[0], d + 1));
+        break;
+    }
     case GG_OP_SUM:
         DISPATCH(ins, sum,
                  (F32(p, ins->out), ins->out_size, F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
@@ -100,6 +182,53 @@ static int execute(gg_program *p, const gg_instr *ins) {
     case GG_OP_MSE_BACKWARD: LOSS_BACKWARD(mse_backward); break;
     case GG_OP_L1: LOSS(l1); break;
     case GG_OP_L1_BACKWARD: LOSS_BACKWARD(l1_backward); break;
+    case GG_OP_HUBER:
+        DISPATCH(ins, huber, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0], a[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0], a[1]));
+        break;
+    case GG_OP_HUBER_BACKWARD:
+        DISPATCH(ins, huber_backward,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0], a[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0], a[1]));
+        break;
+    case GG_OP_BCE: LOSS(bce); break;
+    case GG_OP_BCE_BACKWARD:
+        DISPATCH(ins, bce_backward,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0], (int32_t)d[1]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0], (int32_t)d[1]));
+        break;
+    case GG_OP_SOFTMAX_CE:
+        DISPATCH(ins, softmax_ce, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], a[0]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], a[0]));
+        break;
+    case GG_OP_SOFTMAX_CE_BACKWARD:
+        DISPATCH(ins, softmax_ce_backward,
+                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], d[1], a[0], (int32_t)d[2]),
+                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], d[1], a[0], (int32_t)d[2]));
+        break;
+    case GG_OP_SOFTMAX_CE_LABELS: {
+        /* labels are an int64 buffer; a label outside [0, classes) is reported, never read */
+        int32_t bad = 0;
+        if (ins->dtype == GG_F32)
+            bad = gg_softmax_ce_labels_f32(F32(p, ins->out), F32(p, ins->in[0]), LABELS(p, ins->in[1]), d[0], d[1], a[0]);
+        else if (ins->dtype == GG_F64)
+            bad = gg_softmax_ce_labels_f64(F64(p, ins->out), F64(p, ins->in[0]), LABELS(p, ins->in[1]), d[0], d[1], a[0]);
+        else return GG_ERR_BAD_DTYPE;
+        if (bad) return GG_ERR_BAD_INDEX;
+        break;
+    }
+    case GG_OP_SOFTMAX_CE_LABELS_BACKWARD: {
+        int32_t bad = 0;
+        if (ins->dtype == GG_F32)
+            bad = gg_softmax_ce_labels_backward_f32(F32(p, ins->out), F32(p, ins->in[0]), LABELS(p, ins->in[1]),
+                                                    F32(p, ins->in[2]), d[0], d[1], a[0]);
+        else if (ins->dtype == GG_F64)
+            bad = gg_softmax_ce_labels_backward_f64(F64(p, ins->out), F64(p, ins->in[0]), LABELS(p, ins->in[1]),
+                                                    F64(p, ins->in[2]), d[0], d[1], a[0]);
+        else return GG_ERR_BAD_DTYPE;
+        if (bad) return GG_ERR_BAD_INDEX;
+        break;
+    }
     case GG_OP_INCREMENT:
         /* a float64 counter variable, e.g. the optimizer's step count */
         F64(p, ins->out)[0] += a[0];
@@ -254,6 +383,47 @@ const char *gg_opcode_name(int32_t opcode) {
     case GG_OP_GRAD_SUMSQ: return "grad_sumsq";
     case GG_OP_CLIP_BY_NORM: return "clip_by_norm";
     case GG_OP_CLIP_BY_VALUE: return "clip_by_value";
+    case GG_OP_POW: return "pow";
+    case GG_OP_MAXIMUM: return "maximum";
+    case GG_OP_MINIMUM: return "minimum";
+    case GG_OP_MAXIMUM_MASK: return "maximum_mask";
+    case GG_OP_EQUAL: return "equal";
+    case GG_OP_EXP: return "exp";
+    case GG_OP_LOG: return "log";
+    case GG_OP_SQRT: return "sqrt";
+    case GG_OP_POW_SCALAR: return "pow_scalar";
+    case GG_OP_CLIP: return "clip";
+    case GG_OP_CLIP_BACKWARD: return "clip_backward";
+    case GG_OP_LEAKY_RELU: return "leaky_relu";
+    case GG_OP_LEAKY_RELU_BACKWARD: return "leaky_relu_backward";
+    case GG_OP_ELU: return "elu";
+    case GG_OP_ELU_BACKWARD: return "elu_backward";
+    case GG_OP_GELU: return "gelu";
+    case GG_OP_GELU_BACKWARD: return "gelu_backward";
+    case GG_OP_TANH: return "tanh";
+    case GG_OP_TANH_BACKWARD: return "tanh_backward";
+    case GG_OP_SOFTPLUS: return "softplus";
+    case GG_OP_SOFTPLUS_BACKWARD: return "softplus_backward";
+    case GG_OP_MAX: return "max";
+    case GG_OP_SOFTMAX: return "softmax";
+    case GG_OP_SOFTMAX_BACKWARD: return "softmax_backward";
+    case GG_OP_LOG_SOFTMAX: return "log_softmax";
+    case GG_OP_LOG_SOFTMAX_BACKWARD: return "log_softmax_backward";
+    case GG_OP_HUBER: return "huber";
+    case GG_OP_HUBER_BACKWARD: return "huber_backward";
+    case GG_OP_BCE: return "binary_cross_entropy";
+    case GG_OP_BCE_BACKWARD: return "binary_cross_entropy_backward";
+    case GG_OP_SOFTMAX_CE: return "softmax_cross_entropy";
+    case GG_OP_SOFTMAX_CE_BACKWARD: return "softmax_cross_entropy_backward";
+    case GG_OP_SOFTMAX_CE_LABELS: return "softmax_cross_entropy_labels";
+    case GG_OP_SOFTMAX_CE_LABELS_BACKWARD: return "softmax_cross_entropy_labels_backward";
+    case GG_OP_RESHAPE: return "reshape";
+    case GG_OP_TRANSPOSE: return "transpose";
+    case GG_OP_BROADCAST_TO: return "broadcast_to";
+    case GG_OP_SLICE: return "slice";
+    case GG_OP_SLICE_BACKWARD: return "slice_backward";
+    case GG_OP_CONCAT: return "concat";
+    case GG_OP_CONCAT_PART: return "concat_part";
     default: return NULL;
     }
 }

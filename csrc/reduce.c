@@ -1,9 +1,12 @@
-/* reduce.c — sum (and mean, through its scale) over any set of axes, and expand, its adjoint:
- * the broadcast of a reduced tensor back to the full shape. Compiled through kernels_f*.c. */
+/* reduce.c — sum (and mean, through its scale) and max over any set of axes; expand, the sum's
+ * adjoint (the broadcast of a reduced tensor back to the full shape); softmax and log-softmax
+ * along one axis with their backward kernels; and the strided copies the shape ops lower to
+ * (transpose, broadcast_to, slice and its scatter-back, concat). Compiled through kernels_f*.c. */
 #ifndef KERNEL
 #error "compile reduce.c through kernels_f32.c or kernels_f64.c"
 #endif
 #include <string.h>
+#include <tgmath.h>
 
 /* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. */
 void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
@@ -71,5 +74,172 @@ void KERNEL(expand)(real *out, const real *g, int32_t rank, const int64_t *out_s
         real *dst = out + o * inner;
         const real *src = g + off;
         for (int64_t i = 0; i < inner; i++) dst[i] = s * src[i * inner_stride];
+    }
+}
+
+/* The larger of m and v, NaN winning (once m is NaN it stays NaN) */
+static inline real nan_max(real m, real v) { return (v > m || v != v) ? v : m; }
+
+/* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. NaN wins, as in
+ * NumPy. The caller guarantees every output has at least one element to reduce. */
+void KERNEL(max)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
+                 const int64_t *out_stride) {
+    int64_t total = 1;
+    for (int32_t d = 0; d < rank; d++) total *= in_shape[d];
+    if (total == 0) return;
+    for (int64_t i = 0; i < out_n; i++) out[i] = -INFINITY;
+    if (rank == 0) { out[0] = x[0]; return; }
+    int64_t inner = in_shape[rank - 1], inner_stride = out_stride[rank - 1];
+    int64_t outer = total / inner;
+    int64_t idx[32] = {0};
+    int64_t off = 0;
+    for (int64_t o = 0; o < outer; o++) {
+        const real *row = x + o * inner;
+        if (inner_stride == 0) {
+            real m = out[off];
+            for (int64_t i = 0; i < inner; i++) m = nan_max(m, row[i]);
+            out[off] = m;
+        } else {
+            real *dst = out + off;
+            for (int64_t i = 0; i < inner; i++) dst[i * inner_stride] = nan_max(dst[i * inner_stride], row[i]);
+        }
+        /* odometer step over the outer axes */
+        for (int32_t d = rank - 2; d >= 0; d--) {
+            idx[d]++;
+            off += out_stride[d];
+            if (idx[d] < in_shape[d]) break;
+            off -= idx[d] * out_stride[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* One line of the softmax axis: n elements, stride `step`. Returns log(sum(exp(x - max))) and the max. */
+static real line_logsumexp(const real *x, int64_t n, int64_t step, real *max_out) {
+    real m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = x[j * step] > m ? x[j * step] : m;
+    if (m == -INFINITY) m = 0;   /* all -inf (or n == 0): keep exp(x - m) defined */
+    real s = 0;
+    for (int64_t j = 0; j < n; j++) s += exp(x[j * step] - m);
+    *max_out = m;
+    return log(s);
+}
+
+/* out, x are (outer, n, inner); softmax along n, stable: exp(x - max) / sum */
+void KERNEL(softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
+#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < outer * inner; r++) {
+        int64_t base = (r / inner) * n * inner + r % inner;
+        const real *xl = x + base;
+        real *ol = out + base;
+        real m = -INFINITY;
+        for (int64_t j = 0; j < n; j++) m = xl[j * inner] > m ? xl[j * inner] : m;
+        if (m == -INFINITY) m = 0;
+        real s = 0;
+        for (int64_t j = 0; j < n; j++) {
+            real e = exp(xl[j * inner] - m);
+            ol[j * inner] = e;
+            s += e;
+        }
+        real inv = (real)1 / s;
+        for (int64_t j = 0; j < n; j++) ol[j * inner] *= inv;
+    }
+}
+
+/* out, x are (outer, n, inner); log_softmax along n: x - max - log(sum(exp(x - max))) */
+void KERNEL(log_softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
+#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < outer * inner; r++) {
+        int64_t base = (r / inner) * n * inner + r % inner;
+        real m;
+        real lse = line_logsumexp(x + base, n, inner, &m);
+        for (int64_t j = 0; j < n; j++) out[base + j * inner] = x[base + j * inner] - m - lse;
+    }
+}
+
+/* dx, y, dy are (outer, n, inner); y is softmax's output: dx = y (dy - sum(dy y)) */
+void KERNEL(softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
+#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < outer * inner; r++) {
+        int64_t base = (r / inner) * n * inner + r % inner;
+        real s = 0;
+        for (int64_t j = 0; j < n; j++) s += dy[base + j * inner] * y[base + j * inner];
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = base + j * inner;
+            dx[k] = y[k] * (dy[k] - s);
+        }
+    }
+}
+
+/* dx, y, dy are (outer, n, inner); y is log_softmax's output: dx = dy - exp(y) sum(dy) */
+void KERNEL(log_softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
+#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t r = 0; r < outer * inner; r++) {
+        int64_t base = (r / inner) * n * inner + r % inner;
+        real s = 0;
+        for (int64_t j = 0; j < n; j++) s += dy[base + j * inner];
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = base + j * inner;
+            dx[k] = dy[k] - exp(y[k]) * s;
+        }
+    }
+}
+
+/* Offset of the o-th row (all axes but the last) of shape[rank] in a view with `stride`. */
+static inline int64_t row_offset(int64_t o, int32_t rank, const int64_t *shape, const int64_t *stride) {
+    int64_t off = 0;
+    for (int32_t d = rank - 2; d >= 0; d--) {
+        off += (o % shape[d]) * stride[d];
+        o /= shape[d];
+    }
+    return off;
+}
+
+/* out is shape[rank] (contiguous); x is read at offset + sum(index[d] * stride[d]) */
+void KERNEL(strided_copy)(real *out, const real *x, int64_t offset, int32_t rank, const int64_t *shape,
+                          const int64_t *stride) {
+    int64_t total = 1;
+    for (int32_t d = 0; d < rank; d++) total *= shape[d];
+    if (total == 0) return;
+    if (rank == 0) { out[0] = x[offset]; return; }
+    int64_t inner = shape[rank - 1], step = stride[rank - 1], outer = total / inner;
+#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+        const real *src = x + offset + row_offset(o, rank, shape, stride);
+        real *dst = out + o * inner;
+        if (step == 1) memcpy(dst, src, (size_t)inner * sizeof(real));
+        else for (int64_t i = 0; i < inner; i++) dst[i] = src[i * step];
+    }
+}
+
+/* out has out_n elements, zeroed first; g is shape[rank] (contiguous), written at
+ * offset + sum(index[d] * stride[d]) (the views never overlap themselves: slices only) */
+void KERNEL(strided_scatter)(real *out, int64_t out_n, const real *g, int64_t offset, int32_t rank,
+                             const int64_t *shape, const int64_t *stride) {
+    memset(out, 0, (size_t)out_n * sizeof(real));
+    int64_t total = 1;
+    for (int32_t d = 0; d < rank; d++) total *= shape[d];
+    if (total == 0) return;
+    if (rank == 0) { out[offset] = g[0]; return; }
+    int64_t inner = shape[rank - 1], step = stride[rank - 1], outer = total / inner;
+#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+        real *dst = out + offset + row_offset(o, rank, shape, stride);
+        const real *src = g + o * inner;
+        for (int64_t i = 0; i < inner; i++) dst[i * step] = src[i];
+    }
+}
+
+/* out is (outer, sum of widths); xs[k] is (outer, widths[k]): the blocks side by side */
+void KERNEL(concat)(real *out, const real *const *xs, int32_t n_in, int64_t outer, const int64_t *widths) {
+    int64_t width = 0;
+    for (int32_t k = 0; k < n_in; k++) width += widths[k];
+#pragma omp parallel for num_threads(gg_threads()) if (outer * width >= GG_PARALLEL_MIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+        real *dst = out + o * width;
+        for (int32_t k = 0; k < n_in; k++) {
+            if (widths[k]) memcpy(dst, xs[k] + o * widths[k], (size_t)widths[k] * sizeof(real));
+            dst += widths[k];
+        }
     }
 }

@@ -10,6 +10,9 @@ from .errors import (CycleError, DivergenceError, FeedError, GradientError, Grap
 from .gradcheck import gradcheck
 from .graph import Graph, Tensor, constant, placeholder, variable
 from .ops import abs, add, div, l1, matmul, mean, mse, mul, neg, relu, sigmoid, sub, sum
+from .ops import (binary_cross_entropy, broadcast_to, clip, concat, elu, exp, gelu, huber, leaky_relu, log,
+                  log_softmax, max, maximum, minimum, pow, reshape, softmax, softmax_cross_entropy, softplus, sqrt,
+                  tanh, transpose)
 from .runtime import Program, compile, get_num_threads, set_num_threads
 from .viz import render, to_dot
 
@@ -19,6 +22,9 @@ __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
     "render", "to_dot", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
+    "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",
+    "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",
+    "binary_cross_entropy", "softmax_cross_entropy",
     "GraphGradError", "ShapeError", "FeedError", "CycleError", "GradientError", "NumericsError", "DivergenceError",
     "OptimizerError",
 ]

@@ -147,6 +147,9 @@ class Tensor:
     def __rmatmul__(self, other): return _ops().matmul(other, self)
     def __neg__(self): return _ops().neg(self)
     def __abs__(self): return _ops().abs(self)
+    def __pow__(self, other): return _ops().pow(self, other)
+    def __rpow__(self, other): return _ops().pow(other, self)
+    def __getitem__(self, key): return _ops().getitem(self, key)
 
     # Tensors are graph nodes: identity is what matters (they are dict keys everywhere)
     __hash__ = object.__hash__
@@ -173,8 +176,9 @@ def _check_shape(shape) -> Shape:
 
 
 def placeholder(shape, name: str | None = None, dtype="float32") -> Tensor:
-    """An input fed at run time. `shape` may use None for the batch dimension: (None, 784)."""
-    shape, dtype = _check_shape(shape), _dt.as_dtype(dtype)
+    """An input fed at run time. `shape` may use None for the batch dimension: (None, 784).
+    dtype float32 (default), float64, or int64 for class labels."""
+    shape, dtype = _check_shape(shape), _dt.as_dtype(dtype, integer_ok=True)
     nbytes = math.prod(1 if d is None else d for d in shape) * dtype.itemsize
     if nbytes > 2**63 - 1:
         raise ShapeError(f'placeholder "{name}" of shape {shape} {dtype.name} would take {nbytes:.3g} bytes, '
@@ -193,8 +197,8 @@ def variable(value, name: str | None = None, dtype="float32", trainable: bool = 
 
 
 def constant(value, dtype="float32", name: str | None = None) -> Tensor:
-    """A fixed tensor baked into the graph."""
-    dt = _dt.as_dtype(dtype)
+    """A fixed tensor baked into the graph (float32, float64, or int64 for class labels)."""
+    dt = _dt.as_dtype(dtype, integer_ok=True)
     arr = np.array(value, dtype=dt, order="C", copy=True)
     arr.flags.writeable = False
     return Tensor("constant", (), {}, arr.shape, dt, name=name, data=arr, source=user_source())

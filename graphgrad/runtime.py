@@ -185,6 +185,9 @@ class Program:
         if status == lib.GG_ERR_NUMERICS:
             raise NumericsError(f'check_numerics: instruction {index}, {node.op} node "{node.name}" '
                                 f"({node.role}), produced NaN or Inf{where}")
+        if status == lib.GG_ERR_BAD_INDEX:
+            raise FeedError(f'{node.op} node "{node.name}": a class label is outside [0, number of classes)'
+                            f"{where}")
         op = node.op if node is not None else "?"
         raise RuntimeFailure(f"the C interpreter failed with status {status} at instruction {index} ({op}){where}")
 

@@ -94,6 +94,229 @@ OP_CASES["sum"] += [_sum_case((0, 1), False, mean=True), _sum_case(None, True, m
 del OP_CASES["mean"]
 
 
+# ---- the full op set (issue 3) ---------------------------------------------------------------------
+
+def _positive(x):
+    return np.abs(x) + 0.5
+
+
+def _away_from_half(x):
+    # keep x away from the clip bounds ±0.5, where the gradient jumps
+    return np.where(np.abs(np.abs(x) - 0.5) < 0.1, x + 0.2, x)
+
+
+def _probabilities(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis=-1):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def _erf(x):
+    from math import erf
+    return np.vectorize(erf)(x)
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _gelu_grad(x):
+    return 0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+
+
+def _gelu_tanh_grad(x):
+    k = np.sqrt(2 / np.pi)
+    t = np.tanh(k * (x + 0.044715 * x ** 3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+
+
+def _softplus(x):
+    return np.logaddexp(0, x)
+
+
+def _huber(p, y, delta):
+    d = np.abs(p - y)
+    return np.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+
+
+def _bce(x, y):
+    return np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+
+
+LABELS = np.array([[2, 0, 4], [1, 3, 3]], dtype=np.int64)   # for logits of shape (2, 3, 5)
+
+
+def _onehot(labels, classes):
+    return np.eye(classes)[labels]
+
+
+def _ce_labels_ref(x, reduction="mean"):
+    per_row = -np.take_along_axis(_log_softmax(x), LABELS[..., None], axis=-1)[..., 0]
+    return per_row.mean() if reduction == "mean" else per_row.sum()
+
+
+def _idx(*items):
+    from graphgrad.ops.shape import _index_items
+    return {"items": _index_items(items if len(items) != 1 else items[0], 3)}
+
+
+def _case(build, ref, shapes, prepare=(), differentiable=True):
+    return OpCase(build, ref, list(shapes), list(prepare), differentiable)
+
+
+OP_CASES.update({
+    # elementwise, binary (broadcasting)
+    "pow": [_case(lambda a, b: a ** b, np.power, [(3, 4), (4,)], [_positive]),
+            _case(lambda a: 2.0 ** a, lambda a: 2.0 ** a, [(2, 3)])],
+    "maximum": [_case(gg.maximum, np.maximum, [(3, 4), (4,)]), _case(gg.maximum, np.maximum, [(2, 1, 3), (4, 1)])],
+    "minimum": [_case(gg.minimum, np.minimum, [(3, 4), (3, 1)])],
+    "maximum_mask": [_case(gg.ops.maximum_mask, lambda a, b: _mask_ref(a, b),
+                           [(3, 4), (4,)]),
+                     _case(lambda a: gg.ops.maximum_mask(a, gg.clip(a, -0.5, 0.5)),
+                           lambda a: _mask_ref(a, np.clip(a, -0.5, 0.5)), [(3, 4)], [_away_from_half])],
+    "equal": [_case(lambda a: gg.ops.equal(a, gg.clip(a, -0.5, 0.5)), lambda a: 1.0 * (a == np.clip(a, -0.5, 0.5)),
+                    [(3, 4)], [_away_from_half])],
+    # elementwise, unary
+    "exp": [_case(gg.exp, np.exp, [(3, 4)])],
+    "log": [_case(gg.log, np.log, [(3, 4)], [_positive])],
+    "sqrt": [_case(gg.sqrt, np.sqrt, [(3, 4)], [_positive])],
+    "pow_scalar": [_case(lambda x: x ** 2, np.square, [(3, 4)]), _case(lambda x: x ** 3, lambda x: x ** 3, [(5,)]),
+                   _case(lambda x: x ** 0.5, np.sqrt, [(5,)], [_positive]),
+                   _case(lambda x: x ** -1, np.reciprocal, [(5,)], [_away_from_zero]),
+                   _case(lambda x: x ** 1.7, lambda x: x ** 1.7, [(2, 3)], [_positive]),
+                   _case(lambda x: x ** 1, lambda x: x, [(4,)]),
+                   _case(lambda x: gg.pow(x, 0), np.ones_like, [(4,)])],
+    "clip": [_case(lambda x: gg.clip(x, -0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5), [(3, 4)], [_away_from_half]),
+             _case(lambda x: gg.clip(x, min=0.5), lambda x: np.maximum(x, 0.5), [(3, 4)], [_away_from_half])],
+    "clip_backward": [_case(lambda x, dy: make("clip_backward", [x, dy], {"min": -0.5, "max": 0.5}),
+                            lambda x, dy: np.where(np.abs(x) <= 0.5, dy, 0), [(3, 4), (3, 4)], [_away_from_half])],
+    # activations
+    "leaky_relu": [_case(gg.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), [(3, 4)], [_away_from_zero]),
+                   _case(lambda x: gg.leaky_relu(x, 0.2), lambda x: np.where(x > 0, x, 0.2 * x), [(5,)],
+                         [_away_from_zero])],
+    "leaky_relu_backward": [_case(lambda x, dy: make("leaky_relu_backward", [x, dy], {"alpha": 0.1}),
+                                  lambda x, dy: np.where(x > 0, dy, 0.1 * dy), [(3, 4), (3, 4)], [_away_from_zero])],
+    "elu": [_case(gg.elu, lambda x: np.where(x > 0, x, np.expm1(x)), [(3, 4)], [_away_from_zero]),
+            _case(lambda x: gg.elu(x, 0.5), lambda x: np.where(x > 0, x, 0.5 * np.expm1(x)), [(5,)], [_away_from_zero])],
+    "elu_backward": [_case(lambda x, dy: make("elu_backward", [x, dy], {"alpha": 0.7}),
+                           lambda x, dy: np.where(x > 0, dy, 0.7 * dy * np.exp(x)), [(3, 4), (3, 4)],
+                           [_away_from_zero])],
+    "gelu": [_case(gg.gelu, _gelu, [(3, 4)]), _case(lambda x: gg.gelu(x, approximate="tanh"), _gelu_tanh, [(3, 4)])],
+    "gelu_backward": [_case(lambda x, dy: make("gelu_backward", [x, dy], {"approximate": "none"}),
+                            lambda x, dy: dy * _gelu_grad(x), [(3, 4), (3, 4)], differentiable=False),
+                      _case(lambda x, dy: make("gelu_backward", [x, dy], {"approximate": "tanh"}),
+                            lambda x, dy: dy * _gelu_tanh_grad(x), [(3, 4), (3, 4)], differentiable=False)],
+    "tanh": [_case(gg.tanh, np.tanh, [(3, 4)])],
+    "tanh_backward": [_case(lambda y, dy: make("tanh_backward", [y, dy]), lambda y, dy: dy * (1 - y * y),
+                            [(3, 4), (3, 4)])],
+    "softplus": [_case(gg.softplus, _softplus, [(3, 4)])],
+    "softplus_backward": [_case(lambda x, dy: make("softplus_backward", [x, dy]), lambda x, dy: dy * _sigmoid(x),
+                                [(3, 4), (3, 4)])],
+    "softmax": [_case(gg.softmax, _softmax, [(3, 5)]),
+                _case(lambda x: gg.softmax(x, axis=1), lambda x: _softmax(x, 1), [(2, 3, 4)])],
+    "softmax_backward": [_case(lambda y, dy: make("softmax_backward", [y, dy], {"axis": 1}),
+                               lambda y, dy: y * (dy - (dy * y).sum(axis=1, keepdims=True)), [(2, 3, 4), (2, 3, 4)])],
+    "log_softmax": [_case(gg.log_softmax, _log_softmax, [(3, 5)]),
+                    _case(lambda x: gg.log_softmax(x, axis=0), lambda x: _log_softmax(x, 0), [(4, 3)])],
+    "log_softmax_backward": [_case(lambda y, dy: make("log_softmax_backward", [y, dy], {"axis": 2}),
+                                   lambda y, dy: dy - np.exp(y) * dy.sum(axis=2, keepdims=True),
+                                   [(2, 3, 4), (2, 3, 4)])],
+    # reductions
+    "max": [_case(lambda x: gg.max(x), np.max, [(3, 4, 5)]),
+            _case(lambda x: gg.max(x, axis=1), lambda x: np.max(x, axis=1), [(3, 4, 5)]),
+            _case(lambda x: gg.max(x, axis=(0, 2), keepdims=True), lambda x: np.max(x, axis=(0, 2), keepdims=True),
+                  [(3, 4, 5)]),
+            _case(lambda x: gg.max(x, axis=-1, keepdims=True), lambda x: np.max(x, axis=-1, keepdims=True), [(3, 4)])],
+    # shape ops
+    "reshape": [_case(lambda x: gg.reshape(x, (2, -1, 2)), lambda x: x.reshape(2, -1, 2), [(3, 4)]),
+                _case(lambda x: gg.reshape(x, (-1,)), lambda x: x.reshape(-1), [(2, 3, 2)]),
+                _case(lambda g, like: make("reshape", [g, like]), lambda g, like: g.reshape(like.shape),
+                      [(6, 2), (3, 4)])],
+    "transpose": [_case(gg.transpose, np.transpose, [(3, 4)]),
+                  _case(lambda x: gg.transpose(x, (2, 0, 1)), lambda x: np.transpose(x, (2, 0, 1)), [(2, 3, 4)]),
+                  _case(lambda x: gg.transpose(x, (0, 2, 1)), lambda x: np.transpose(x, (0, 2, 1)), [(2, 3, 4)])],
+    "broadcast_to": [_case(lambda x: gg.broadcast_to(x, (2, 3, 4)), lambda x: np.broadcast_to(x, (2, 3, 4)),
+                           [(3, 1)]),
+                     _case(lambda x: gg.broadcast_to(x, (3, 4)), lambda x: np.broadcast_to(x, (3, 4)), [(4,)])],
+    "slice": [_case(lambda x: x[1:3], lambda x: x[1:3], [(4, 3)]),
+              _case(lambda x: x[::-2], lambda x: x[::-2], [(5, 3)]),
+              _case(lambda x: x[1], lambda x: x[1], [(3, 4)]),
+              _case(lambda x: x[:, ::2, -1], lambda x: x[:, ::2, -1], [(2, 5, 3)]),
+              _case(lambda x: x[..., 1:], lambda x: x[..., 1:], [(2, 3, 4)]),
+              _case(lambda x: x[5:], lambda x: x[5:], [(3, 2)])],
+    "slice_backward": [_case(lambda g, like: make("slice_backward", [g, like], _idx(slice(1, None, 2))),
+                             lambda g, like: _scatter(g, like.shape, np.s_[1::2]), [(2, 4), (5, 4)]),
+                       _case(lambda g, like: make("slice_backward", [g, like], _idx(slice(None), 2)),
+                             lambda g, like: _scatter(g, like.shape, np.s_[:, 2]), [(3, 2), (3, 4, 2)])],
+    "concat": [_case(lambda a, b: gg.concat([a, b]), lambda a, b: np.concatenate([a, b]), [(2, 3), (4, 3)]),
+               _case(lambda a, b, c: gg.concat([a, b, c], axis=1), lambda a, b, c: np.concatenate([a, b, c], 1),
+                     [(2, 1, 3), (2, 2, 3), (2, 3, 3)]),
+               _case(lambda *xs: gg.concat(list(xs), axis=-1), lambda *xs: np.concatenate(xs, -1), [(2, 1)] * 8)],
+    "concat_part": [_case(lambda g, a, b: make("concat_part", [g, a, b], {"axis": 1, "index": 1}),
+                          lambda g, a, b: g[:, 2:], [(2, 5), (2, 2), (2, 3)])],
+    # losses
+    "huber": [_case(gg.huber, lambda p, y: np.mean(_huber(p, y, 1.0)), [(3, 4), (3, 4)]),
+              _case(lambda p, y: gg.huber(p, y, delta=0.5, reduction="sum"), lambda p, y: np.sum(_huber(p, y, 0.5)),
+                    [(6,), (6,)])],
+    "huber_backward": [_case(lambda p, y, g: make("huber_backward", [p, y, g], {"reduction": "mean", "delta": 0.5}),
+                             lambda p, y, g: g * np.clip(p - y, -0.5, 0.5) / p.size, [(3, 4), (3, 4), ()],
+                             differentiable=False)],
+    "binary_cross_entropy": [
+        _case(gg.binary_cross_entropy, lambda x, y: np.mean(_bce(x, y)), [(3, 4), (3, 4)], [None, _sigmoid]),
+        _case(lambda x, y: gg.binary_cross_entropy(x, y, reduction="sum"), lambda x, y: np.sum(_bce(x, y)),
+              [(5,), (5,)], [None, _sigmoid])],
+    "binary_cross_entropy_backward": [
+        _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "mean", "wrt": 0}),
+              lambda x, y, g: g * (_sigmoid(x) - y) / x.size, [(3, 4), (3, 4), ()], differentiable=False),
+        _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "sum", "wrt": 1}),
+              lambda x, y, g: -g * x, [(3, 4), (3, 4), ()], differentiable=False)],
+    "softmax_cross_entropy": [
+        _case(gg.softmax_cross_entropy, lambda x, t: -np.sum(t * _log_softmax(x)) / 3, [(3, 5), (3, 5)],
+              [None, _probabilities]),
+        _case(lambda x, t: gg.softmax_cross_entropy(x, t, reduction="sum"), lambda x, t: -np.sum(t * _log_softmax(x)),
+              [(2, 3, 4), (2, 3, 4)], [None, np.abs])],   # unnormalised targets: sum_c t need not be 1
+    "softmax_cross_entropy_backward": [
+        _case(lambda x, t, g: make("softmax_cross_entropy_backward", [x, t, g], {"reduction": "mean", "wrt": 0}),
+              lambda x, t, g: g * (_softmax(x) * t.sum(-1, keepdims=True) - t) / 3, [(3, 5), (3, 5), ()],
+              [None, np.abs], differentiable=False),
+        _case(lambda x, t, g: make("softmax_cross_entropy_backward", [x, t, g], {"reduction": "sum", "wrt": 1}),
+              lambda x, t, g: -g * _log_softmax(x), [(3, 5), (3, 5), ()], differentiable=False)],
+    "softmax_cross_entropy_labels": [
+        _case(lambda x: gg.softmax_cross_entropy(x, LABELS), _ce_labels_ref, [(2, 3, 5)]),
+        _case(lambda x: gg.softmax_cross_entropy(x, LABELS, reduction="sum"),
+              lambda x: _ce_labels_ref(x, "sum"), [(2, 3, 5)]),
+        _case(lambda x: gg.softmax_cross_entropy(x, _onehot(LABELS, 5)),   # one-hot rows: the same loss
+              _ce_labels_ref, [(2, 3, 5)])],
+    "softmax_cross_entropy_labels_backward": [
+        _case(lambda x, g: make("softmax_cross_entropy_labels_backward", [x, gg.constant(LABELS, dtype="int64"), g],
+                                {"reduction": "mean"}),
+              lambda x, g: g * (_softmax(x) - _onehot(LABELS, 5)) / 6, [(2, 3, 5), ()], differentiable=False)],
+})
+
+
+def _mask_ref(a, b):
+    return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+
+
+def _scatter(g, shape, index):
+    out = np.zeros(shape)
+    out[index] = g
+    return out
+
+
 
 def needs_case(opdef) -> bool:
     """Every op needs a case here except leaves (no instruction) and update ops, which are

@@ -1,7 +1,9 @@
-"""Activations and their backward ops: relu, sigmoid.
+"""Activations and their backward ops: relu, leaky_relu, elu, gelu (erf and tanh forms),
+sigmoid, tanh, softplus. softmax and log_softmax live with the reductions (reduce.py).
 
-Backward ops are ops too (relu_backward(x, dy), sigmoid_backward(y, dy)), each with its own
-gradient rule, so gradients of gradients can be built."""
+Backward ops are ops too (relu_backward(x, dy), sigmoid_backward(y, dy), ...), each with its
+own gradient rule, so gradients of gradients can be built — except gelu_backward, whose
+second derivative is not provided (grad of grad through gelu raises GradientError)."""
 from __future__ import annotations
 
 from ..graph import Tensor
@@ -43,6 +45,80 @@ register(OpDef("sigmoid_backward", "GG_OP_SIGMOID_BACKWARD", _same_shape, grad=_
                flops=lambda ins, out, attrs: 3 * numel(out)))
 
 
+def _tanh_backward_grad(node, g):
+    y, dy = node.inputs
+    # dx = dy (1 - y^2): d/dy(saved output) = g dy (-2 y); d/ddy = g (1 - y^2)
+    return [mul(mul(g, dy), mul(y, -2.0)), make("tanh_backward", [y, g])]
+
+
+register(OpDef("tanh", "GG_OP_TANH", _same_shape, grad=lambda node, g: [make("tanh_backward", [node, g])],
+               lower=_lower_n, inplace=True, doc="hyperbolic tangent", flops=lambda ins, out, attrs: 4 * numel(out)))
+register(OpDef("tanh_backward", "GG_OP_TANH_BACKWARD", _same_shape, grad=_tanh_backward_grad,
+               lower=_lower_n, doc="dx = dy * (1 - y^2), from tanh's output y",
+               flops=lambda ins, out, attrs: 3 * numel(out)))
+
+
+def _softplus_backward_grad(node, g):
+    x, dy = node.inputs
+    # dx = dy sigmoid(x): d/dx = g dy sigmoid'(x); d/ddy = g sigmoid(x)
+    return [make("sigmoid_backward", [make("sigmoid", [x]), mul(g, dy)]), make("softplus_backward", [x, g])]
+
+
+register(OpDef("softplus", "GG_OP_SOFTPLUS", _same_shape,
+               grad=lambda node, g: [make("softplus_backward", [node.inputs[0], g])],
+               lower=_lower_n, inplace=True, doc="log(1 + exp(x)), computed stably",
+               flops=lambda ins, out, attrs: 5 * numel(out)))
+register(OpDef("softplus_backward", "GG_OP_SOFTPLUS_BACKWARD", _same_shape, grad=_softplus_backward_grad,
+               lower=_lower_n, doc="dx = dy * sigmoid(x), from softplus's input x",
+               flops=lambda ins, out, attrs: 5 * numel(out)))
+
+
+def _lower_alpha(in_shapes, out_shape, attrs) -> Lowered:
+    return Lowered(dims=[numel(out_shape)], attrs=[attrs["alpha"]])
+
+
+register(OpDef("leaky_relu", "GG_OP_LEAKY_RELU", _same_shape,
+               grad=lambda node, g: [make("leaky_relu_backward", [node.inputs[0], g], dict(node.attrs))],
+               lower=_lower_alpha, inplace=True, doc="x where x > 0, else alpha * x"))
+register(OpDef("leaky_relu_backward", "GG_OP_LEAKY_RELU_BACKWARD", _same_shape,
+               grad=lambda node, g: [None, make("leaky_relu_backward", [node.inputs[0], g], dict(node.attrs))],
+               lower=_lower_alpha, doc="dx = dy where x > 0, else alpha * dy"))
+
+
+def _elu_backward_grad(node, g):
+    x, dy = node.inputs
+    # dx = dy (x > 0 ? 1 : alpha e^x): d/dx = g dy (x > 0 ? 0 : alpha e^x)
+    #    = elu_backward(x, g dy) - relu_backward(x, g dy)
+    gdy = mul(g, dy)
+    return [sub(make("elu_backward", [x, gdy], dict(node.attrs)), make("relu_backward", [x, gdy])),
+            make("elu_backward", [x, g], dict(node.attrs))]
+
+
+register(OpDef("elu", "GG_OP_ELU", _same_shape,
+               grad=lambda node, g: [make("elu_backward", [node.inputs[0], g], dict(node.attrs))],
+               lower=_lower_alpha, inplace=True, doc="x where x > 0, else alpha * (exp(x) - 1)",
+               flops=lambda ins, out, attrs: 3 * numel(out)))
+register(OpDef("elu_backward", "GG_OP_ELU_BACKWARD", _same_shape, grad=_elu_backward_grad,
+               lower=_lower_alpha, doc="dx = dy where x > 0, else dy * alpha * exp(x), from elu's input x",
+               flops=lambda ins, out, attrs: 3 * numel(out)))
+
+GELU_FORMS = ("none", "tanh")
+
+
+def _lower_gelu(in_shapes, out_shape, attrs) -> Lowered:
+    return Lowered(dims=[numel(out_shape), int(attrs["approximate"] == "tanh")])
+
+
+register(OpDef("gelu", "GG_OP_GELU", _same_shape,
+               grad=lambda node, g: [make("gelu_backward", [node.inputs[0], g], dict(node.attrs))],
+               lower=_lower_gelu, inplace=True,
+               doc="x * Phi(x) (approximate='none', erf) or its tanh approximation (approximate='tanh')",
+               flops=lambda ins, out, attrs: 8 * numel(out)))
+register(OpDef("gelu_backward", "GG_OP_GELU_BACKWARD", _same_shape, grad=None, lower=_lower_gelu,
+               doc="dx = dy * gelu'(x), from gelu's input x (no second derivative)",
+               flops=lambda ins, out, attrs: 10 * numel(out)))
+
+
 def relu(x: Tensor, name: str | None = None) -> Tensor:
     """max(x, 0), elementwise."""
     return make("relu", [x], name=name)
@@ -51,3 +127,31 @@ def relu(x: Tensor, name: str | None = None) -> Tensor:
 def sigmoid(x: Tensor, name: str | None = None) -> Tensor:
     """The logistic function 1 / (1 + exp(-x)), elementwise; stable for large |x|."""
     return make("sigmoid", [x], name=name)
+
+
+def leaky_relu(x: Tensor, alpha: float = 0.01, name: str | None = None) -> Tensor:
+    """x where x > 0, else alpha * x (PyTorch's negative_slope, default 0.01)."""
+    return make("leaky_relu", [x], {"alpha": float(alpha)}, name=name)
+
+
+def elu(x: Tensor, alpha: float = 1.0, name: str | None = None) -> Tensor:
+    """x where x > 0, else alpha * (exp(x) - 1)."""
+    return make("elu", [x], {"alpha": float(alpha)}, name=name)
+
+
+def gelu(x: Tensor, approximate: str = "none", name: str | None = None) -> Tensor:
+    """Gaussian error linear unit x * Phi(x). approximate="tanh" uses
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch.nn.functional.gelu does."""
+    if approximate not in GELU_FORMS:
+        raise ValueError(f"gelu: approximate must be one of {GELU_FORMS}, got {approximate!r}")
+    return make("gelu", [x], {"approximate": approximate}, name=name)
+
+
+def tanh(x: Tensor, name: str | None = None) -> Tensor:
+    """Hyperbolic tangent, elementwise."""
+    return make("tanh", [x], name=name)
+
+
+def softplus(x: Tensor, name: str | None = None) -> Tensor:
+    """log(1 + exp(x)), elementwise; computed as max(x, 0) + log1p(exp(-|x|)), so finite for any x."""
+    return make("softplus", [x], name=name)

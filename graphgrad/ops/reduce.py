@@ -1,6 +1,6 @@
-"""Reductions: sum and mean over any axes (keepdims as in NumPy), and expand, their adjoint,
-which broadcasts a reduced tensor back to the shape it came from. `unbroadcast` undoes NumPy
-broadcasting in gradients by summing."""
+"""Reductions: sum, mean and max over any axes (keepdims as in NumPy), and expand, the sum's
+adjoint, which broadcasts a reduced tensor back to the shape it came from; softmax and
+log_softmax along one axis. `unbroadcast` undoes NumPy broadcasting in gradients by summing."""
 from __future__ import annotations
 
 from ..graph import Tensor
@@ -111,3 +111,119 @@ def unbroadcast(g: Tensor, target: Tensor) -> Tensor:
     if stretched:
         g = make("sum", [g], {"axes": stretched, "keepdims": True, "mean": False})
     return g
+
+
+# ---- max ----------------------------------------------------------------------------------------
+
+def _max_shape(shapes, attrs):
+    shape, axes = shapes[0], attrs["axes"]
+    sizes = [shape[d] for d in axes]
+    if 0 in sizes:
+        raise OpShapeError(f"max over axes {axes} of a tensor of shape {tuple(shape)}: a zero-size "
+                           "reduction has no identity (as in NumPy)")
+    return _reduced_shape(shape, axes, attrs["keepdims"])
+
+
+def _max_lower(in_shapes, out_shape, attrs) -> Lowered:
+    shape = in_shapes[0]
+    dims, (ostride,) = collapse_dims(shape, _keepdims_strides(shape, attrs["axes"]))
+    return Lowered(dims=[len(dims), *dims, *ostride])
+
+
+def _max_grad(node, g):
+    """The gradient goes to the elements equal to the max; ties share it evenly (torch.amax's
+    rule), so the result does not depend on the order elements are visited in."""
+    from .elementwise import div, equal, mul
+    x = node.inputs[0]
+    spread = dict(node.attrs, mean=False)
+    mask = equal(x, make("expand", [node, x], spread))
+    count = make("sum", [mask], spread)
+    return [mul(mask, make("expand", [div(g, count), x], spread))]
+
+
+register(OpDef("max", "GG_OP_MAX", _max_shape, _max_grad, _max_lower,
+               doc="maximum over axes, keepdims as in NumPy; NaN propagates; the gradient is shared by ties"))
+
+
+def max(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -> Tensor:  # noqa: A001
+    """Maximum over `axis` (None: all axes). NaN propagates as in NumPy; a zero-size reduction
+    is an error. The gradient is split evenly among the elements equal to the maximum (as
+    torch.amax does)."""
+    try:
+        axes = normalize_axes(axis, x.ndim)
+    except OpShapeError as err:
+        from ..errors import ShapeError
+        raise ShapeError(f'max of "{x.name}" {x.shape}: {err}') from None
+    return make("max", [x], {"axes": axes, "keepdims": bool(keepdims)}, name=name)
+
+
+# ---- softmax and log_softmax along one axis -------------------------------------------------------
+
+def _axis_shape(shapes, attrs):
+    if len(shapes) == 2 and tuple(shapes[0]) != tuple(shapes[1]):
+        raise OpShapeError(f"saved tensor {shapes[0]} and gradient {shapes[1]} differ in shape")
+    return shapes[0]
+
+
+def _axis_lower(in_shapes, out_shape, attrs) -> Lowered:
+    axis = attrs["axis"]
+    outer = numel(out_shape[:axis])
+    inner = numel(out_shape[axis + 1:])
+    return Lowered(dims=[outer, out_shape[axis], inner])
+
+
+def _keepsum(x, axis):
+    return make("sum", [x], {"axes": (axis,), "keepdims": True, "mean": False})
+
+
+def _softmax_backward_grad(node, g):
+    from .elementwise import mul, sub
+    y, dy = node.inputs
+    axis = node.attrs["axis"]
+    # dx = y (dy - s), s = sum(dy y): d/dy = g (dy - s) - dy sum(g y); d/ddy = y (g - sum(g y))
+    s = _keepsum(mul(dy, y), axis)
+    return [sub(mul(g, sub(dy, s)), mul(dy, _keepsum(mul(g, y), axis))),
+            make("softmax_backward", [y, g], dict(node.attrs))]
+
+
+def _log_softmax_backward_grad(node, g):
+    from .elementwise import exp, mul, neg, sub
+    y, dy = node.inputs
+    axis = node.attrs["axis"]
+    # dx = dy - exp(y) S, S = sum(dy): d/dy = -g exp(y) S; d/ddy = g - sum(g exp(y))
+    p = exp(y)
+    return [neg(mul(mul(g, p), _keepsum(dy, axis))), sub(g, _keepsum(mul(g, p), axis))]
+
+
+register(OpDef("softmax", "GG_OP_SOFTMAX", _axis_shape,
+               lambda node, g: [make("softmax_backward", [node, g], dict(node.attrs))], _axis_lower,
+               doc="exp(x - max) / sum(exp(x - max)) along axis", flops=lambda ins, out, attrs: 5 * numel(out)))
+register(OpDef("softmax_backward", "GG_OP_SOFTMAX_BACKWARD", _axis_shape, _softmax_backward_grad, _axis_lower,
+               doc="dx = y * (dy - sum(dy * y)) along axis, from softmax's output y",
+               flops=lambda ins, out, attrs: 4 * numel(out)))
+register(OpDef("log_softmax", "GG_OP_LOG_SOFTMAX", _axis_shape,
+               lambda node, g: [make("log_softmax_backward", [node, g], dict(node.attrs))], _axis_lower,
+               doc="x - max - log(sum(exp(x - max))) along axis", flops=lambda ins, out, attrs: 5 * numel(out)))
+register(OpDef("log_softmax_backward", "GG_OP_LOG_SOFTMAX_BACKWARD", _axis_shape, _log_softmax_backward_grad,
+               _axis_lower, doc="dx = dy - exp(y) * sum(dy) along axis, from log_softmax's output y",
+               flops=lambda ins, out, attrs: 4 * numel(out)))
+
+
+def _along(op, x: Tensor, axis: int, name):
+    try:
+        (axis,) = normalize_axes(int(axis), x.ndim)
+    except OpShapeError as err:
+        from ..errors import ShapeError
+        raise ShapeError(f'{op} of "{x.name}" {x.shape}: {err}') from None
+    return make(op, [x], {"axis": axis}, name=name)
+
+
+def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis` (default the last), computed with the max subtracted so
+    any finite logits give a finite result."""
+    return _along("softmax", x, axis, name)
+
+
+def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+    """log(softmax(x)) along `axis`, computed as x - max - log(sum(exp(x - max)))."""
+    return _along("log_softmax", x, axis, name)

@@ -32,6 +32,9 @@ class Lowered:
 
 
 def _same_float_dtype(op: str, dtypes: Sequence[np.dtype], attrs: dict) -> np.dtype:
+    if any(d.kind != "f" for d in dtypes):
+        raise OpShapeError(f"inputs have dtypes {[d.name for d in dtypes]}; {op} computes in float32 or float64 "
+                           "(int64 tensors are class labels for softmax_cross_entropy)")
     if len(set(dtypes)) > 1:
         raise OpShapeError(f"inputs have different dtypes {[d.name for d in dtypes]}; cast one of them")
     return dtypes[0]
