@@ -19,7 +19,9 @@ enum gg_status {
     GG_ERR_BAD_DTYPE = 2,
     GG_ERR_NUMERICS = 3,
     GG_ERR_BAD_INSTR = 4,
-    GG_ERR_BAD_INDEX = 5      /* an integer label outside [0, classes) */
+    GG_ERR_BAD_INDEX = 5,     /* an integer label outside [0, classes) */
+    GG_ERR_DIVERGED = 6,      /* gg_program_run_steps: a step's loss was NaN/Inf; its update did not run */
+    GG_ERR_BAD_STEPS = 7      /* gg_program_run_steps: a row index or a buffer index out of range */
 };
 
 /* ---- dtypes of buffers ---- */
@@ -142,6 +144,41 @@ typedef struct gg_program {
 
 /* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr. */
 int gg_program_run(gg_program *p);
+
+/* Many steps in one call (an epoch, or a chunk of one): for each step, gather the batch's rows
+ * of the full arrays into the feed buffers, run the instructions, and record what the step
+ * produced. Step s of a call covers positions [first_pos + s*batch_size, first_pos + (s+1)*batch_size)
+ * of `order` (a permutation of the rows); order == NULL means position == row. */
+typedef struct gg_steps {
+    int32_t n_feeds;
+    void *feed_dst[8];            /* each feed's gather buffer (the program's feed buffers point at them) */
+    const void *feed_src[8];      /* the full arrays: n_rows rows of feed_row_bytes bytes each */
+    int64_t feed_row_bytes[8];
+    int64_t n_rows;
+    const int64_t *order;         /* row permutation, or NULL */
+    int64_t batch_size;
+    int64_t first_pos;
+    int64_t n_steps;
+    int32_t dtype;                /* gg_dtype of the loss and prediction buffers */
+    int32_t split;                /* instructions [0, split) compute the loss; [split, n_instr) update */
+    int32_t loss_buf;             /* buffer index of the scalar loss, -1 for none */
+    int32_t stop_on_nonfinite;    /* nonzero: a NaN/Inf loss stops the call before that step's update */
+    double *losses;               /* out, n_steps: each step's loss before its update (or NULL) */
+    int32_t pred_buf;             /* accuracy: buffer of the (batch, pred_cols) predictions, -1 for none */
+    int32_t target_feed;          /* accuracy: which feed holds the targets (the program may not read it) */
+    int64_t pred_cols;
+    int32_t target_is_label;      /* targets are int64 class labels (else rows like the predictions) */
+    double threshold;             /* accuracy with one prediction column: predicted class = pred > threshold */
+    int64_t *correct;             /* out, n_steps: correct predictions per step (or NULL) */
+    int32_t out_buf;              /* predict: buffer whose rows are copied out after each step, -1 for none */
+    void *out_dst;                /* the rows go to out_dst at the step's positions */
+    int64_t out_row_bytes;
+    int64_t steps_done;           /* out: steps completed (all their instructions ran) */
+} gg_steps;
+
+/* Run s->n_steps steps of p as described above. Returns a gg_status; on GG_ERR_DIVERGED the
+ * failing step is s->steps_done; on an instruction error p->failed_instr is set too. */
+int gg_program_run_steps(gg_program *p, gg_steps *s);
 
 /* The name of an opcode the interpreter executes, or NULL when it does not know it. */
 const char *gg_opcode_name(int32_t opcode);
@@ -332,6 +369,13 @@ void gg_ftrl_update_f32(float *w, const float *g, float *n_acc, float *z, int64_
 void gg_ftrl_update_f64(double *w, const double *g, double *n_acc, double *z, int64_t n, double lr, double lr_power, double l1, double l2, double l2_shrinkage, double beta);
 void gg_lion_update_f32(float *w, const float *g, float *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
 void gg_lion_update_f64(double *w, const double *g, double *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
+
+/* ---- metrics.c ---- */
+/* pred is (rows, cols); target is (rows, cols), or labels is (rows,) int64 class ids when target is NULL.
+ * Returns how many rows are classified right: argmax(pred) == argmax(target) (or == label); with
+ * cols == 1 the predicted class is pred > threshold and the true one target > 0.5 (or the label). */
+int64_t gg_count_correct_f32(const float *pred, const float *target, const int64_t *labels, int64_t rows, int64_t cols, double threshold);
+int64_t gg_count_correct_f64(const double *pred, const double *target, const int64_t *labels, int64_t rows, int64_t cols, double threshold);
 
 /* END CDEF */
 

@@ -6,3 +6,4 @@
 #include "gemm.c"
 #include "loss.c"
 #include "optim.c"
+#include "metrics.c"

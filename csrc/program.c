@@ -1,9 +1,12 @@
 /* program.c — the interpreter: runs a compiled gg_program's instruction list in one call
  * (forward, backward and optimizer update alike), plus the thread setting. It never
- * allocates, prints or exits: errors come back as a gg_status and the failing instruction. */
+ * allocates, prints or exits: errors come back as a gg_status and the failing instruction.
+ * gg_program_run_steps is the epoch loop: many steps per call, each gathering its batch from
+ * the full arrays by a row permutation, so Python is not involved between steps. */
 #include <math.h>
 #include <stdlib.h>
 #include <stddef.h>
+#include <string.h>
 #include <omp.h>
 #include "gg_internal.h"
 
@@ -335,8 +338,9 @@ static int output_is_finite(const gg_program *p, const gg_instr *ins) {
     return 1;
 }
 
-int gg_program_run(gg_program *p) {
-    for (int32_t i = 0; i < p->n_instr; i++) {
+/* Run instructions [begin, end). */
+static int run_range(gg_program *p, int32_t begin, int32_t end) {
+    for (int32_t i = begin; i < end; i++) {
         const gg_instr *ins = &p->instrs[i];
         int status = execute(p, ins);
         if (status == GG_OK && p->check_numerics && !output_is_finite(p, ins)) status = GG_ERR_NUMERICS;
@@ -345,7 +349,91 @@ int gg_program_run(gg_program *p) {
             return status;
         }
     }
+    return GG_OK;
+}
+
+int gg_program_run(gg_program *p) {
+    int status = run_range(p, 0, p->n_instr);
+    if (status == GG_OK) p->failed_instr = -1;
+    return status;
+}
+
+/* ---- many steps in one call ---- */
+
+static int valid_buf(const gg_program *p, int32_t i) { return i >= 0 && i < p->n_buffers && BUF(p, i) != NULL; }
+
+/* Nonzero when the gg_steps description is consistent with the program (checked once per call). */
+static int steps_are_valid(const gg_program *p, const gg_steps *s) {
+    if (s->n_feeds < 0 || s->n_feeds > 8 || s->batch_size <= 0 || s->n_steps < 0 || s->first_pos < 0) return 0;
+    if (s->split < 0 || s->split > p->n_instr) return 0;
+    if (s->first_pos + s->n_steps * s->batch_size > s->n_rows) return 0;
+    for (int32_t f = 0; f < s->n_feeds; f++)
+        if (s->feed_dst[f] == NULL || s->feed_src[f] == NULL || s->feed_row_bytes[f] < 0) return 0;
+    if (s->dtype != GG_F32 && s->dtype != GG_F64) return 0;
+    if (s->loss_buf >= 0 && !valid_buf(p, s->loss_buf)) return 0;
+    if (s->pred_buf >= 0 && (!valid_buf(p, s->pred_buf) || s->target_feed < 0 || s->target_feed >= s->n_feeds ||
+                             s->pred_cols <= 0)) return 0;
+    if (s->out_buf >= 0 && (!valid_buf(p, s->out_buf) || s->out_dst == NULL)) return 0;
+    if (s->order != NULL) {
+        const int64_t *o = s->order + s->first_pos;
+        for (int64_t i = 0; i < s->n_steps * s->batch_size; i++)
+            if (o[i] < 0 || o[i] >= s->n_rows) return 0;
+    }
+    return 1;
+}
+
+/* Copy the rows of positions [pos, pos + batch) of every full array into its gather buffer. */
+static void gather_batch(const gg_steps *s, int64_t pos) {
+    for (int32_t f = 0; f < s->n_feeds; f++) {
+        char *dst = (char *)s->feed_dst[f];
+        const char *src = (const char *)s->feed_src[f];
+        int64_t row = s->feed_row_bytes[f];
+        if (s->order == NULL) {
+            memcpy(dst, src + pos * row, (size_t)(s->batch_size * row));
+        } else {
+            for (int64_t i = 0; i < s->batch_size; i++)
+                memcpy(dst + i * row, src + s->order[pos + i] * row, (size_t)row);
+        }
+    }
+}
+
+static double read_scalar(const gg_program *p, int32_t buf, int32_t dtype) {
+    return dtype == GG_F32 ? (double)F32(p, buf)[0] : F64(p, buf)[0];
+}
+
+static int64_t count_correct(const gg_program *p, const gg_steps *s) {
+    const void *target = s->feed_dst[s->target_feed];
+    const int64_t *labels = s->target_is_label ? (const int64_t *)target : NULL;
+    if (s->dtype == GG_F32)
+        return gg_count_correct_f32(F32(p, s->pred_buf), labels ? NULL : (const float *)target, labels,
+                                    s->batch_size, s->pred_cols, s->threshold);
+    return gg_count_correct_f64(F64(p, s->pred_buf), labels ? NULL : (const double *)target, labels,
+                                s->batch_size, s->pred_cols, s->threshold);
+}
+
+int gg_program_run_steps(gg_program *p, gg_steps *s) {
+    s->steps_done = 0;
     p->failed_instr = -1;
+    if (!steps_are_valid(p, s)) return GG_ERR_BAD_STEPS;
+    for (int64_t step = 0; step < s->n_steps; step++) {
+        int64_t pos = s->first_pos + step * s->batch_size;
+        gather_batch(s, pos);
+        int status = run_range(p, 0, s->split);
+        if (status != GG_OK) return status;
+        if (s->loss_buf >= 0) {
+            double loss = read_scalar(p, s->loss_buf, s->dtype);
+            if (s->losses) s->losses[step] = loss;
+            if (s->stop_on_nonfinite && !isfinite(loss)) return GG_ERR_DIVERGED;
+        }
+        /* the predictions are read before the update overwrites anything */
+        if (s->pred_buf >= 0 && s->correct) s->correct[step] = count_correct(p, s);
+        status = run_range(p, s->split, p->n_instr);
+        if (status != GG_OK) return status;
+        if (s->out_buf >= 0)
+            memcpy((char *)s->out_dst + pos * s->out_row_bytes, BUF(p, s->out_buf),
+                   (size_t)(s->batch_size * s->out_row_bytes));
+        s->steps_done = step + 1;
+    }
     return GG_OK;
 }
 

@@ -112,6 +112,11 @@ class Program:
             results.append(value[()] if value.ndim == 0 else value)
         return results[0] if self._single else results
 
+    def executable(self, feed_shapes: tuple) -> _Executable:
+        """The specialisation for these feed shapes (one per placeholder, in self.placeholders'
+        order), made on first use. gg.fit drives it through gg_program_run_steps."""
+        return self._executables.get(feed_shapes) or self._specialise(feed_shapes)
+
     def _specialise(self, key: tuple) -> _Executable:
         feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
         exe = _Executable(build_plan(self.order, feed_shapes), self.placeholders, self.outputs, self.check_numerics)
@@ -183,8 +188,10 @@ class Program:
         node = exe.plan.instructions[index].node if 0 <= index < len(exe.plan.instructions) else None
         where = f"\n  created at {node.source}: {source_text(node.source)}" if node is not None and node.source else ""
         if status == lib.GG_ERR_NUMERICS:
-            raise NumericsError(f'check_numerics: instruction {index}, {node.op} node "{node.name}" '
+            err = NumericsError(f'check_numerics: instruction {index}, {node.op} node "{node.name}" '
                                 f"({node.role}), produced NaN or Inf{where}")
+            err.node = node    # so that gg.render(..., highlight=err) can mark it
+            raise err
         if status == lib.GG_ERR_BAD_INDEX:
             raise FeedError(f'{node.op} node "{node.name}": a class label is outside [0, number of classes)'
                             f"{where}")
