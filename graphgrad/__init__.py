@@ -3,7 +3,7 @@
 Build a graph of tensor ops, let gg.grad add the backward pass and an optimizer the update,
 compile it, and run a whole training step — forward, backward, update — in one call into C.
 """
-from . import datasets, errors, ops, optim, schedules
+from . import datasets, errors, init, nn, ops, optim, schedules
 from .autodiff import grad
 from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, NumericsError,
                      OptimizerError, ShapeError)
@@ -15,12 +15,15 @@ from .ops import (binary_cross_entropy, broadcast_to, clip, concat, elu, exp, ge
                   tanh, transpose)
 from .runtime import Program, compile, get_num_threads, set_num_threads
 from .viz import render, to_dot
+from .train import Callback, EarlyStopping, History, evaluate, fit, predict
+from .checkpoint import Checkpoint, load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
     "render", "to_dot", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
+    "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "save", "load", "Checkpoint",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
     "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",
     "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",

@@ -61,6 +61,7 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
            highlight: Tensor | None = None, rankdir: str = "LR", title: str | None = None) -> graphviz.Digraph:
     """The graphviz.Digraph of everything `outputs` depend on (see render)."""
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    highlight = getattr(highlight, "node", highlight)   # a NumericsError highlights the node it names
     nodes = ancestors(outputs)
     values: dict[int, np.ndarray] = {}
     grads: dict[tuple[int, int], np.ndarray] = {}
@@ -108,7 +109,8 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = Fa
 
     show_values=True evaluates the graph (with `feed_dict` for its placeholders) and writes on
     each edge the value flowing along it and the local gradient of the consumer with respect
-    to it — the chain rule, edge by edge. `highlight` outlines one node in red. Returns path.
+    to it — the chain rule, edge by edge. `highlight` outlines one node in red (a node, or a
+    NumericsError: its node). Returns path.
     """
     dot = to_dot(outputs, show_values=show_values, feed_dict=feed_dict, highlight=highlight, rankdir=rankdir,
                  title=title)

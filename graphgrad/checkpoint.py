@@ -1,0 +1,183 @@
+"""Checkpoints: gg.save(path, model, optimizer) and gg.load(path) — one .npz holding the model's
+parameters, its description (so gg.load can rebuild it), the optimizer's class, hyperparameters,
+state variables (momentum buffers, moments, ...), runtime scalars (learning rate, step count) and
+the number of epochs fit has trained. Resuming from it continues training exactly: 2 epochs,
+save, load, 2 more epochs gives the same parameters, bit for bit, as 4 epochs straight.
+
+The file is written to a temporary file in the same folder, flushed to disk and renamed over
+the target, so an interrupted save never leaves a broken checkpoint: the previous one stays.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GraphGradError, ShapeError
+from .graph import Tensor
+
+FORMAT = "graphgrad-checkpoint-1"
+
+
+def _parameters(model) -> list[Tensor]:
+    from .runtime import Program
+    if isinstance(model, Program):
+        return [n for n in model.order if n.op == "variable" and n.trainable]
+    if hasattr(model, "parameters"):
+        return list(model.parameters())
+    raise TypeError(f"gg.save takes a gg.nn model or a compiled Program, got {model!r}")
+
+
+def _optimizer_config(optimizer) -> dict:
+    """The constructor arguments of `optimizer` that it keeps as attributes of the same name."""
+    config = {"lr": optimizer.lr}
+    for name in inspect.signature(type(optimizer).__init__).parameters:
+        if name in ("self", "lr") or not hasattr(optimizer, name):
+            continue
+        value = getattr(optimizer, name)
+        if isinstance(value, tuple):
+            value = list(value)
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue          # not plain data (a schedule object, ...): not part of the description
+        config[name] = value
+    return config
+
+
+def _optimizer_scalars(optimizer) -> dict[str, Tensor]:
+    """The optimizer's own runtime variables (learning rate, step count, ...), by attribute name."""
+    return {k: v for k, v in vars(optimizer).items() if isinstance(v, Tensor) and v.op == "variable"}
+
+
+def save(path: str, model, optimizer=None, **metadata) -> str:
+    """Write a checkpoint of `model` (a gg.nn model, or a compiled Program) and `optimizer`
+    (default: the Program's) to `path` atomically. Extra keyword metadata (JSON-able) is stored
+    too. Returns path."""
+    from .runtime import Program
+    if optimizer is None and isinstance(model, Program):
+        optimizer = model.optimizer
+    params = _parameters(model)
+    arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT)}
+    try:
+        description = model.describe() if hasattr(model, "describe") else None
+    except TypeError:
+        description = None              # a custom model: gg.load needs model=
+    header = {"model": description, "parameter_names": [p.name for p in params],
+              "epochs_trained": int(getattr(model, "epochs_trained", 0)), "metadata": metadata}
+    for i, p in enumerate(params):
+        arrays[f"param/{i}"] = p.value
+    if optimizer is not None:
+        index_of = {p.id: i for i, p in enumerate(params)}
+        header["optimizer"] = {"class": type(optimizer).__name__, "config": _optimizer_config(optimizer),
+                               "lr": optimizer.lr, "step": optimizer.step_count}
+        for name, var in _optimizer_scalars(optimizer).items():
+            arrays[f"opt_scalar/{name}"] = var.value
+        for var_id, slots in getattr(optimizer, "_state", {}).items():
+            if var_id not in index_of:
+                continue                # state of a variable that is not part of this model
+            for slot, var in slots.items():
+                arrays[f"opt_state/{index_of[var_id]}/{slot}"] = var.value
+    arrays["header"] = np.array(json.dumps(header))
+    _write_atomically(path, arrays)
+    return path
+
+
+def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:                                 # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class Checkpoint:
+    """What gg.load read: the model and optimizer (rebuilt, or the ones passed in, now restored),
+    the optimizer's step count and learning rate, the epochs trained, and the saved metadata."""
+    path: str
+    model: object
+    optimizer: object
+    step: int | None
+    lr: float | None
+    epochs_trained: int
+    metadata: dict = field(default_factory=dict)
+
+
+def load(path: str, model=None, optimizer=None) -> Checkpoint:
+    """Read a checkpoint. Without `model`, the model is rebuilt from its saved description; with
+    one, its parameters are overwritten in place (compiled programs keep working). Likewise the
+    optimizer: rebuilt from its class and hyperparameters, or the given one restored. Its state
+    (momentum buffers, ...), learning rate and step count are restored either way."""
+    from . import nn, optim
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if "format" not in arrays or str(arrays["format"]) != FORMAT or "header" not in arrays:
+        raise GraphGradError(f"{path} is not a graphgrad checkpoint")
+    header = json.loads(str(arrays["header"]))
+
+    if model is None:
+        if header["model"] is None:
+            raise GraphGradError(f"{path} holds no model description (a custom model was saved): "
+                                 "pass the model to restore into, gg.load(path, model=...)")
+        model = nn.from_description(header["model"])
+    params = _parameters(model)
+    names = header["parameter_names"]
+    if len(params) != len(names):
+        raise ShapeError(f"{path} holds {len(names)} parameters; the model has {len(params)}")
+    for i, p in enumerate(params):
+        value = arrays[f"param/{i}"]
+        if value.shape != p.shape:
+            raise ShapeError(f'parameter {i} ("{names[i]}" in the checkpoint, "{p.name}" in the model) has shape '
+                             f"{value.shape} in {path} but {p.shape} in the model")
+    for i, p in enumerate(params):
+        p.assign(arrays[f"param/{i}"])
+    model.epochs_trained = int(header.get("epochs_trained", 0))
+
+    saved_opt = header.get("optimizer")
+    step = lr = None
+    if saved_opt is not None:
+        if optimizer is None:
+            cls = getattr(optim, saved_opt["class"], None)
+            if cls is None:
+                raise GraphGradError(f"{path} was saved with optimizer {saved_opt['class']!r}, which this build "
+                                     "lacks; pass optimizer= to load into one")
+            config = saved_opt["config"]
+            accepted = inspect.signature(cls.__init__).parameters
+            optimizer = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in accepted})
+        elif type(optimizer).__name__ != saved_opt["class"]:
+            raise GraphGradError(f"{path} holds {saved_opt['class']} state; cannot load it into "
+                                 f"{type(optimizer).__name__}")
+        scalars = _optimizer_scalars(optimizer)
+        for key, value in arrays.items():
+            if key.startswith("opt_scalar/") and key[len("opt_scalar/"):] in scalars:
+                scalars[key[len("opt_scalar/"):]].assign(value)
+        for key, value in arrays.items():
+            if key.startswith("opt_state/"):
+                _, index, slot = key.split("/", 2)
+                optimizer.state(params[int(index)], slot).assign(value)
+        step, lr = optimizer.step_count, optimizer.lr
+    return Checkpoint(path=path, model=model, optimizer=optimizer, step=step, lr=lr,
+                      epochs_trained=model.epochs_trained, metadata=header.get("metadata", {}))

@@ -1,0 +1,572 @@
+"""Training: gg.fit, gg.evaluate and gg.predict — the lecture's loop (take a batch, forward, loss,
+backprop, update; steps and epochs) as the API a Keras or PyTorch user expects.
+
+Speed comes from where the loop runs: a whole epoch is one call into C (gg_program_run_steps),
+which gathers each batch's rows from the full X/Y arrays by a shuffled permutation and runs the
+compiled forward+backward+update instruction list for every step, recording each step's loss
+(and how many rows it classified right). Python only draws the progress bar between calls; with
+verbose=1 the epoch runs in chunks of steps sized to redraw a few times a second.
+
+batch_size=1 is stochastic gradient descent, batch_size=None full-batch gradient descent. When
+the batch size does not divide the data, the short last batch runs on a second specialisation
+of the same program (same variables), or is dropped with drop_last=True.
+
+Divergence: each step's loss is checked in C after the forward pass and before the update, so
+when it becomes NaN or Inf the call stops with the variables as they were; fit raises
+DivergenceError naming the epoch, the step and the learning rate. (If an update made a variable
+non-finite before any loss showed it, the chunk is replayed from a snapshot taken before it,
+step by step, up to the last finite state.)
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import ops
+from ._core import ffi, lib
+from .errors import DivergenceError, GraphGradError, ShapeError
+from .graph import Tensor, placeholder
+from .runtime import Program
+
+#: loss names fit and evaluate accept -> the gg function (looked up when used, so ops added later work)
+LOSSES = {
+    "mse": "mse", "mean_squared_error": "mse",
+    "l1": "l1", "mae": "l1", "mean_absolute_error": "l1",
+    "huber": "huber",
+    "softmax_cross_entropy": "softmax_cross_entropy", "cross_entropy": "softmax_cross_entropy",
+    "categorical_crossentropy": "softmax_cross_entropy",
+    "binary_cross_entropy": "binary_cross_entropy", "bce": "binary_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+}
+METRICS = ("accuracy",)
+PREDICT_BATCH = 256           # gg.evaluate / gg.predict default batch size
+CHUNK_SECONDS = 0.25          # verbose=1: time between progress-bar redraws
+
+
+def loss_function(loss: str | Callable) -> Callable[[Tensor, Tensor], Tensor]:
+    """The graph function (prediction, target) -> scalar loss for a name ("mse", ...) or a callable."""
+    if callable(loss):
+        return loss
+    fn = getattr(ops, LOSSES[loss], None) if isinstance(loss, str) and loss in LOSSES else None
+    if fn is None:
+        available = sorted(name for name, op in LOSSES.items() if hasattr(ops, op))
+        raise ValueError(f"unknown loss {loss!r}; this build has {available} "
+                         "(or pass a function (prediction, target) -> scalar Tensor)")
+    return fn
+
+
+def _metric_names(metrics) -> list[str]:
+    names = []
+    for m in metrics or ():
+        name = "accuracy" if m in ("accuracy", "acc") else m
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {m!r}; available: {list(METRICS)}")
+        names.append(name)
+    return names
+
+
+# ---- the compiled graph for a model and data of some shape ---------------------------------
+
+@dataclass
+class _Graph:
+    """The placeholders, prediction and loss built from a model, and the Program compiled from them."""
+    program: Program
+    x: Tensor
+    y: Tensor | None
+    pred: Tensor
+    loss: Tensor | None
+    labels: bool          # the targets are integer class labels
+    threshold: float      # accuracy with one output column: class = pred > threshold
+
+
+def _targets_are_labels(Y: np.ndarray, pred_cols: int | None) -> bool:
+    return Y.dtype.kind in "iu" and Y.ndim == 1 and pred_cols != 1
+
+
+def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, optimizer,
+           check_numerics: bool) -> _Graph:
+    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"."""
+    cache = model.__dict__.setdefault("_gg_graphs", {})
+    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, id(optimizer),
+           check_numerics)
+    if key in cache:
+        return cache[key]
+    x = placeholder((None,) + x_row, name="x", dtype=model.dtype)
+    pred = model(x)
+    if not isinstance(pred, Tensor):
+        raise TypeError(f"the model returned {pred!r}; it must return a Tensor")
+    if not pred.shape or pred.shape[0] is not None:
+        raise ShapeError(f'the model\'s output "{pred.name}" has shape {pred.shape}; its first axis must be '
+                         "the batch (None)")
+    y = loss_t = None
+    labels, threshold = False, 0.5
+    if kind != "predict":
+        y = placeholder((None,) + y_row, name="y", dtype=y_dtype)
+        loss_t = loss_function(loss)(pred, y)
+        if not isinstance(loss_t, Tensor) or loss_t.shape != ():
+            raise ShapeError(f"the loss must be a scalar Tensor, got {loss_t!r}")
+        labels = np.dtype(y_dtype).kind in "iu"
+        threshold = 0.0 if isinstance(loss, str) and "logits" in loss else 0.5
+    outputs = [pred] if loss_t is None else [loss_t, pred]
+    program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics)
+    graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
+    cache[key] = graph
+    return graph
+
+
+# ---- one specialisation driven by gg_program_run_steps --------------------------------------
+
+class _Runner:
+    """A Program specialised to one batch size, with its gather buffers and gg_steps record.
+
+    `sources` maps placeholders to the full arrays; each one the program reads is fed, and the
+    targets are gathered too for accuracy even when the loss does not read them."""
+
+    def __init__(self, graph: _Graph, sources: dict[Tensor, np.ndarray], batch_size: int,
+                 accuracy: bool = False, out: np.ndarray | None = None, stop_on_nonfinite: bool = False):
+        program = graph.program
+        missing = [p.name for p in program.placeholders if p not in sources]
+        if missing:
+            raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
+        fed = list(program.placeholders)
+        if accuracy and graph.y not in fed:
+            fed.append(graph.y)
+        if len(fed) > 8:
+            raise GraphGradError("gg_program_run_steps feeds at most 8 placeholders")
+        self.sources = [sources[p] for p in fed]
+        self.exe = exe = program.executable(tuple((batch_size,) + sources[p].shape[1:] for p in program.placeholders))
+        self.program, self.batch_size = program, batch_size
+        self.gather = [np.empty((batch_size,) + src.shape[1:], dtype=src.dtype) for src in self.sources]
+        self._feed_ptrs = [ffi.cast("void *", g.ctypes.data) for g in self.gather[:len(program.placeholders)]]
+        buffer_of = exe.plan.memory.buffer_of
+        pred_shape = exe.plan.shapes[graph.pred.id]
+        if pred_shape[:1] != (batch_size,):
+            raise ShapeError(f'the model\'s output "{graph.pred.name}" has shape {pred_shape} for a batch of '
+                             f"{batch_size}: its first axis must be the batch")
+        pred_cols = math.prod(pred_shape[1:])
+
+        s = self.steps = ffi.new("gg_steps *")
+        s.n_feeds = len(self.sources)
+        for k, (src, dst) in enumerate(zip(self.sources, self.gather)):
+            s.feed_dst[k] = ffi.cast("void *", dst.ctypes.data)
+            s.feed_src[k] = ffi.cast("void *", src.ctypes.data)
+            s.feed_row_bytes[k] = src.strides[0]
+        s.n_rows = len(self.sources[0])
+        s.batch_size = batch_size
+        s.dtype = _dtype_code(graph.pred.dtype)
+        roles = [ins.node.role for ins in exe.plan.instructions]
+        first_update = next((i for i, role in enumerate(roles) if role == "update"), len(roles))
+        # the loss can be checked before the update only if every update instruction comes last
+        s.split = first_update if all(r == "update" for r in roles[first_update:]) else len(roles)
+        self.split_before_update = s.split == first_update
+        s.loss_buf = buffer_of[graph.loss.id] if graph.loss is not None else -1
+        s.stop_on_nonfinite = int(stop_on_nonfinite)
+        s.pred_buf = -1
+        if accuracy:
+            target = fed.index(graph.y)
+            target_cols = math.prod(self.sources[target].shape[1:])
+            if not graph.labels and target_cols != pred_cols:
+                raise ShapeError(f"accuracy compares predictions of {pred_cols} columns with targets of "
+                                 f"{target_cols}: give one-hot targets shaped like the predictions, or "
+                                 "integer class labels of shape (n,)")
+            s.pred_buf, s.target_feed, s.pred_cols = buffer_of[graph.pred.id], target, pred_cols
+            s.target_is_label, s.threshold = int(graph.labels), graph.threshold
+        s.out_buf = -1
+        if out is not None:
+            s.out_buf = buffer_of[graph.pred.id]
+            s.out_dst = ffi.cast("void *", out.ctypes.data)
+            s.out_row_bytes = out.strides[0]
+        self.out = out
+
+    def run(self, order: np.ndarray | None, first_pos: int, n_steps: int, losses: np.ndarray | None = None,
+            correct: np.ndarray | None = None) -> tuple[int, int]:
+        """Run n_steps steps from position first_pos; losses/correct receive one entry per step.
+        Returns (status, steps completed)."""
+        exe, s = self.exe, self.steps
+        for slot, ptr in zip(exe.feed_slots, self._feed_ptrs):
+            exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
+        s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
+        s.first_pos, s.n_steps = first_pos, n_steps
+        s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data)
+        s.correct = ffi.NULL if correct is None else ffi.cast("int64_t *", correct.ctypes.data)
+        status = lib.gg_program_run_steps(exe.c_prog, s)
+        self.program._last = exe
+        return status, int(s.steps_done)
+
+    def raise_for(self, status: int, context: str = ""):
+        """Turn a failing status into its typed exception."""
+        if status == lib.GG_ERR_BAD_STEPS:
+            raise GraphGradError("gg_program_run_steps rejected its arguments (a row index or buffer out of range)")
+        try:
+            self.program._raise_status(self.exe, status)
+        except GraphGradError as err:
+            if context:
+                err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
+            raise
+
+
+def _dtype_code(dtype) -> int:
+    from .dtypes import C_CODES
+    return C_CODES[np.dtype(dtype)]
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+def _as_rows(array, dtype, what: str) -> np.ndarray:
+    arr = np.asarray(array)
+    if arr.ndim == 0:
+        raise ShapeError(f"{what} must have a first axis of samples, got a scalar")
+    if arr.dtype.kind not in "biuf":
+        raise ShapeError(f"{what} has dtype {arr.dtype}; expected numbers")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _prepare(model, X, Y=None):
+    X = _as_rows(X, model.dtype, "X")
+    if len(X) == 0:
+        raise ShapeError("X holds no samples")
+    if Y is None:
+        return X, None
+    Y = np.asarray(Y)
+    y_dtype = np.int64 if Y.dtype.kind in "iu" and Y.ndim == 1 else model.dtype
+    Y = _as_rows(Y, y_dtype, "Y")
+    if len(Y) != len(X):
+        raise ShapeError(f"X has {len(X)} samples but Y has {len(Y)}")
+    return X, Y
+
+
+def _batches(n: int, batch_size: int | None, drop_last: bool) -> tuple[int, int, int]:
+    """(batch size, full batches, size of the short last batch or 0). A batch size above the
+    sample count is clipped to it (as Keras does), so there is always at least one step."""
+    if batch_size is None:
+        return n, 1, 0
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (1 = stochastic GD) or None (full batch), "
+                         f"got {batch_size!r}")
+    b = min(int(batch_size), n)
+    full, tail = divmod(n, b)
+    if drop_last:
+        tail = 0
+    return b, full, tail
+
+
+# ---- results -------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """What fit measured. history["loss"][e] is epoch e's mean training loss (over its samples, as
+    the weights changed during the epoch), history["accuracy"] likewise, history["val_loss"] /
+    history["val_accuracy"] on validation_data after the epoch; step_losses[e] holds every step's
+    loss of epoch e (before that step's update); samples_per_second[e] the epoch's throughput."""
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epoch: list[int] = field(default_factory=list)
+    step_losses: list[np.ndarray] = field(default_factory=list)
+    samples_per_second: list[float] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def _record(self, epoch: int, logs: dict, step_losses: np.ndarray, rate: float) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+        self.step_losses.append(step_losses)
+        self.samples_per_second.append(rate)
+
+
+class Callback:
+    """Base class for fit's callbacks; override what you need. `self.model` is set by fit; setting
+    model.stop_training = True ends training after the current epoch."""
+    model = None
+
+    def on_train_begin(self, logs: dict) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
+    def on_train_end(self, logs: dict) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` (a History key, e.g. "val_loss") has not improved by more than min_delta
+    for `patience` epochs; restore_best_weights puts back the parameters of the best epoch."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
+                 restore_best_weights: bool = False):
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
+        self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, logs):
+        self.best, self.wait, self.best_values, self.stopped_epoch = math.inf, 0, None, None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which fit does not report: {sorted(logs)}")
+        value = self.sign * logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+            if self.restore_best_weights:
+                self.best_values = [p.value for p in self.model.parameters()]
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.best_values is not None:
+                for p, v in zip(self.model.parameters(), self.best_values):
+                    p.assign(v)
+
+
+# ---- the training loop ---------------------------------------------------------------------
+
+class _Snapshot:
+    """Copies of every variable a program reads (parameters, optimizer state, lr, step count):
+    taken before each chunk of steps, restored when a chunk went non-finite."""
+
+    def __init__(self, program: Program):
+        self.variables = [n for n in program.order if n.op == "variable"]
+        self.saved = [np.empty_like(v.data) for v in self.variables]
+
+    def take(self) -> None:
+        for v, s in zip(self.variables, self.saved):
+            np.copyto(s, v.data)
+
+    def restore(self) -> None:
+        for v, s in zip(self.variables, self.saved):
+            np.copyto(v.data, s)
+
+    def copy(self) -> list[np.ndarray]:
+        return [v.data.copy() for v in self.variables]
+
+    def all_finite(self) -> bool:
+        return all(np.isfinite(v.data).all() for v in self.variables)
+
+
+def _make_bar(verbose: int, total: int, desc: str):
+    if verbose != 1:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="sample", unit_scale=True, leave=True, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _format_logs(logs: dict) -> str:
+    return " - ".join(f"{k} {v:.4g}" for k, v in logs.items())
+
+
+def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
+        shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
+        metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
+        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None) -> History:
+    """Train `model` (a gg.nn module) on X (n, ...) and Y (n, ...), or integer labels Y (n,).
+
+    loss: a name ("mse", "l1", and the losses this build has) or a function (pred, y) -> scalar.
+    optimizer: a gg.optim optimizer (default SGD(lr=0.01)); its state persists across fit calls.
+    batch_size: rows per step; 1 = stochastic GD, None = full-batch GD. The short last batch is
+    kept (drop_last=False) or dropped. shuffle draws a new permutation every epoch from
+    (seed, epoch number), so per-epoch results are reproducible and a resumed run matches.
+    initial_epoch: the epoch number to start counting from (default: the epochs this model has
+    already been trained by fit, so two fits of 2 epochs equal one of 4).
+    validation_data=(Xv, Yv): evaluated after every epoch (val_loss, val_<metric>).
+    metrics: ["accuracy"] (argmax for several outputs, pred > 0.5 for one; one-hot or label targets).
+    callbacks: Callback objects, or functions f(epoch, logs) called after each epoch.
+    verbose: 0 silent, 1 a progress bar per epoch (loss, metrics, samples/s), 2 one line per epoch.
+    check_numerics: stop at the first instruction producing NaN/Inf (NumericsError names it).
+
+    Raises DivergenceError when the loss becomes NaN/Inf; the variables keep their last finite
+    values. Returns a History.
+    """
+    from .optim import SGD
+    if optimizer is None:
+        optimizer = SGD(lr=0.01)
+    if int(epochs) < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    metric_names = _metric_names(metrics)
+    X, Y = _prepare(model, X, Y)
+    n = len(X)
+    B, n_full, tail = _batches(n, batch_size, drop_last)
+    accuracy = "accuracy" in metric_names
+    graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
+    sources = {graph.x: X, graph.y: Y}
+    runner = _Runner(graph, sources, B, accuracy=accuracy, stop_on_nonfinite=True) if n_full else None
+    tail_runner = _Runner(graph, sources, tail, accuracy=accuracy, stop_on_nonfinite=True) if tail else None
+    snapshot = _Snapshot(graph.program)
+    validation = None
+    if validation_data is not None:
+        Xv, Yv = _prepare(model, *validation_data)
+        validation = _Evaluator(model, Xv, Yv, loss, min(PREDICT_BATCH, len(Xv)), metric_names, check_numerics)
+
+    first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
+    last = first + int(epochs)
+    base_seed = np.random.SeedSequence().entropy if seed is None else seed
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            cb.model = model
+    model.stop_training = False
+    history = History()
+    _call(callbacks, "on_train_begin", {})
+    n_steps = n_full + (1 if tail else 0)
+    sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.float64)
+    for epoch in range(first, last):
+        _call(callbacks, "on_epoch_begin", epoch, {})
+        order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle else None)
+        losses = np.zeros(n_steps)
+        correct = np.zeros(n_steps, dtype=np.int64)
+        bar = _make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
+        started = time.perf_counter()
+        try:
+            step = 0
+            chunk = n_full if verbose != 1 else min(n_full, 8)
+            while step < n_full:
+                k = min(chunk, n_full - step)
+                t0 = time.perf_counter()
+                _run_chunk(runner, snapshot, order, step * B, step, k, losses, correct, epoch, optimizer)
+                step += k
+                if bar is not None:
+                    chunk = max(1, int(CHUNK_SECONDS * k / max(time.perf_counter() - t0, 1e-9)))
+                    _bar_update(bar, k * B, losses[:step], sizes[:step], correct[:step], accuracy)
+            if tail:
+                _run_chunk(tail_runner, snapshot, order, n_full * B, n_full, 1, losses, correct, epoch, optimizer)
+                if bar is not None:
+                    _bar_update(bar, tail, losses, sizes, correct, accuracy)
+        finally:
+            if bar is not None:
+                bar.close()
+        elapsed = time.perf_counter() - started
+        model.epochs_trained = epoch + 1
+        seen = sizes.sum()
+        logs = {"loss": float((losses * sizes).sum() / seen)}
+        if accuracy:
+            logs["accuracy"] = float(correct.sum() / seen)
+        if validation is not None:
+            logs.update({f"val_{k}": v for k, v in validation.run().items()})
+        rate = seen / elapsed if elapsed > 0 else math.inf
+        history._record(epoch, logs, losses, rate)
+        if verbose == 2:
+            print(f"epoch {epoch + 1}/{last} - {_format_logs(logs)} - {rate:,.0f} samples/s", file=sys.stderr)
+        _call(callbacks, "on_epoch_end", epoch, logs)
+        if model.stop_training:
+            break
+    _call(callbacks, "on_train_end", {})
+    return history
+
+
+def _call(callbacks, method: str, *args) -> None:
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            getattr(cb, method)(*args)
+        elif method == "on_epoch_end":
+            cb(*args)
+
+
+def _bar_update(bar, samples: int, losses, sizes, correct, accuracy: bool) -> None:
+    seen = sizes.sum()
+    post = {"loss": f"{(losses * sizes).sum() / seen:.4g}"}
+    if accuracy:
+        post["accuracy"] = f"{correct.sum() / seen:.4f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(samples)
+
+
+def _run_chunk(runner: _Runner, snapshot: _Snapshot, order, pos: int, step: int, k: int, losses, correct,
+               epoch: int, optimizer) -> None:
+    """Steps [step, step + k) of the epoch in one C call; on a NaN/Inf loss or a numerics error,
+    put the variables back to their last finite state and raise."""
+    snapshot.take()
+    status, done = runner.run(order, pos, k, losses[step:], correct[step:])
+    if status == lib.GG_OK:
+        return
+    bad = step + done            # the epoch's step that failed
+    context = f"at epoch {epoch + 1}, step {bad + 1}"
+    if status == lib.GG_ERR_DIVERGED and runner.split_before_update and snapshot.all_finite():
+        pass                     # the failing step's update never ran: the variables are the last finite ones
+    elif status in (lib.GG_ERR_DIVERGED, lib.GG_ERR_NUMERICS):
+        _replay_finite(runner, snapshot, order, pos, done)
+    if status == lib.GG_ERR_DIVERGED:
+        lr = optimizer.lr
+        err = DivergenceError(
+            f"training diverged: the loss became {losses[bad]} {context} (optimizer step "
+            f"{optimizer.step_count + 1}) with learning rate {lr:g}. The variables keep their last finite "
+            f"values. The learning rate is probably too large: try a smaller one, e.g. lr={lr / 10:g}.")
+        err.epoch, err.step, err.lr, err.loss = epoch + 1, bad + 1, lr, float(losses[bad])
+        raise err
+    runner.raise_for(status, context)
+
+
+def _replay_finite(runner: _Runner, snapshot: _Snapshot, order, pos: int, good_steps: int) -> None:
+    """Restore the chunk's snapshot and redo its good steps one at a time, stopping before any
+    step that would leave a variable non-finite (the runs are deterministic, so this retraces
+    the original run exactly)."""
+    snapshot.restore()
+    for s in range(good_steps):
+        before = snapshot.copy()
+        status, _ = runner.run(order, pos + s * runner.batch_size, 1)
+        if status != lib.GG_OK or not snapshot.all_finite():
+            for v, value in zip(snapshot.variables, before):
+                np.copyto(v.data, value)
+            return
+
+
+# ---- evaluation and prediction -------------------------------------------------------------
+
+class _Evaluator:
+    """The loss and metrics of a model on fixed data, forward only, in one C call per specialisation."""
+
+    def __init__(self, model, X, Y, loss, batch_size: int, metric_names: list[str], check_numerics: bool = False):
+        B, self.n_full, self.tail = _batches(len(X), batch_size, drop_last=False)
+        self.accuracy = "accuracy" in metric_names
+        graph = _build(model, "eval", X.shape[1:], Y.shape[1:], Y.dtype, loss, None, check_numerics)
+        sources = {graph.x: X, graph.y: Y}
+        self.runners = [(_Runner(graph, sources, B, accuracy=self.accuracy), 0, self.n_full)] if self.n_full else []
+        if self.tail:
+            self.runners.append((_Runner(graph, sources, self.tail, accuracy=self.accuracy), self.n_full * B, 1))
+        self.sizes = np.array([B] * self.n_full + ([self.tail] if self.tail else []), dtype=np.float64)
+
+    def run(self) -> dict[str, float]:
+        losses = np.zeros(len(self.sizes))
+        correct = np.zeros(len(self.sizes), dtype=np.int64)
+        step = 0
+        for runner, pos, k in self.runners:
+            status, _ = runner.run(None, pos, k, losses[step:], correct[step:])
+            if status != lib.GG_OK:
+                runner.raise_for(status)
+            step += k
+        n = self.sizes.sum()
+        logs = {"loss": float((losses * self.sizes).sum() / n)}
+        if self.accuracy:
+            logs["accuracy"] = float(correct.sum() / n)
+        return logs
+
+
+def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None = PREDICT_BATCH,
+             metrics: Sequence[str] | None = None, check_numerics: bool = False) -> dict[str, float]:
+    """The model's mean loss (and metrics, e.g. ["accuracy"]) on X, Y, computed in batches with no
+    gradients: {"loss": ..., "accuracy": ...}. The mean is over samples, whatever the batching."""
+    X, Y = _prepare(model, X, Y)
+    batch = len(X) if batch_size is None else batch_size
+    return _Evaluator(model, X, Y, loss, batch, _metric_names(metrics), check_numerics).run()
+
+
+def predict(model, X, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
+    """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...)."""
+    X, _ = _prepare(model, X)
+    B, n_full, tail = _batches(len(X), len(X) if batch_size is None else batch_size, drop_last=False)
+    graph = _build(model, "predict", X.shape[1:], None, None, None, None, False)
+    out = None
+    for size, pos, k in ((B, 0, n_full), (tail, n_full * B, 1)):
+        if k == 0 or size == 0:
+            continue
+        probe = graph.program.executable(((size,) + X.shape[1:],))
+        if out is None:
+            row = probe.plan.shapes[graph.pred.id][1:]
+            out = np.empty((len(X),) + tuple(row), dtype=graph.pred.dtype)
+        runner = _Runner(graph, {graph.x: X}, size, out=out)
+        status, _ = runner.run(None, pos, k)
+        if status != lib.GG_OK:
+            runner.raise_for(status)
+    return out
