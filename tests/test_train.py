@@ -1,0 +1,509 @@
+"""Training: initialisers, layers, fit/evaluate/predict, the epoch-in-C loop against a Python loop
+of single steps, divergence, check_numerics, checkpoints."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import graphgrad as gg
+from graphgrad import train
+from graphgrad._core import lib
+
+
+# ---- data and models ------------------------------------------------------------------------
+
+def regression_data(n=96, d=4, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    w = rng.standard_normal((d, 1))
+    Y = np.tanh(X @ w) + 0.5
+    return X.astype(dtype), Y.astype(dtype)
+
+
+def classification_data(n=120, d=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    X = rng.standard_normal((n, d)) + 2.0 * np.eye(classes, d)[labels]
+    return X.astype(np.float32), labels
+
+
+def mlp(d=4, hidden=8, out=1, seed=0, dtype="float32", activation="sigmoid"):
+    return gg.nn.Sequential(gg.nn.Dense(d, hidden, activation=activation, seed=seed, dtype=dtype),
+                            gg.nn.Dense(hidden, out, seed=seed + 1, dtype=dtype))
+
+
+def params(model):
+    return [p.value for p in model.parameters()]
+
+
+def numpy_forward(model, X):
+    h = X.astype(np.float64)
+    for layer in model.layers:
+        h = h @ layer.kernel.value + layer.bias.value
+        if layer.activation == "sigmoid":
+            h = 1 / (1 + np.exp(-h))
+        elif layer.activation == "relu":
+            h = np.maximum(h, 0)
+    return h
+
+
+# ---- initialisers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, std", [
+    ("he_normal", np.sqrt(2 / 400)), ("xavier_normal", np.sqrt(2 / 600)), ("glorot_normal", np.sqrt(2 / 600)),
+    ("lecun_normal", np.sqrt(1 / 400)), ("he_uniform", np.sqrt(2 / 400)), ("xavier_uniform", np.sqrt(2 / 600)),
+    ("glorot_uniform", np.sqrt(2 / 600)), ("lecun_uniform", np.sqrt(1 / 400))])
+def test_scaled_initialisers_have_their_published_variance(name, std):
+    w = getattr(gg.init, name)((400, 200), seed=0)
+    assert w.shape == (400, 200) and w.dtype == np.float32
+    assert abs(w.std() / std - 1) < 0.02 and abs(w.mean()) < 0.05 * std
+    if name.endswith("uniform"):       # bounded by sqrt(3) standard deviations
+        assert np.abs(w).max() <= np.sqrt(3) * std * (1 + 1e-6)
+
+
+def test_initialisers_are_reproducible_with_a_seed_and_dtype():
+    a = gg.init.he_normal((30, 20), seed=7)
+    np.testing.assert_array_equal(a, gg.init.he_normal((30, 20), seed=7))
+    assert not np.array_equal(a, gg.init.he_normal((30, 20), seed=8))
+    assert gg.init.normal((3, 2), std=0.5, seed=0, dtype="float64").dtype == np.float64
+    np.testing.assert_array_equal(gg.init.zeros((2, 3)), np.zeros((2, 3)))
+    gg.init.seed(3)
+    first = gg.init.xavier_uniform((5, 5))
+    gg.init.seed(3)
+    np.testing.assert_array_equal(first, gg.init.xavier_uniform((5, 5)))
+    n = gg.init.normal((200000,), std=0.25, mean=1.0, seed=1)
+    assert abs(n.std() - 0.25) < 0.005 and abs(n.mean() - 1.0) < 0.005
+    assert gg.init.fans((784, 30)) == (784, 30) and gg.init.fans((3, 3, 16, 32)) == (144, 288)
+    with pytest.raises(ValueError, match="unknown initialiser"):
+        gg.init.get("he_nromal")
+
+
+# ---- layers ---------------------------------------------------------------------------------
+
+def test_dense_and_sequential_compute_what_numpy_does():
+    model = mlp(d=3, hidden=5, out=2, activation="relu")
+    x = gg.placeholder((None, 3), name="x")
+    X = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    out = gg.compile(model(x))(x=X)
+    np.testing.assert_allclose(out, numpy_forward(model, X), rtol=1e-5, atol=1e-6)
+    assert [p.shape for p in model.parameters()] == [(3, 5), (5,), (5, 2), (2,)]
+    no_bias = gg.nn.Dense(3, 2, use_bias=False, seed=0)
+    assert len(no_bias.parameters()) == 1
+    np.testing.assert_allclose(gg.compile(no_bias(x))(x=X), X @ no_bias.kernel.value, rtol=1e-5)
+    layered = gg.nn.Sequential(gg.nn.Dense(3, 2, seed=0), gg.nn.Sigmoid())
+    expected = 1 / (1 + np.exp(-(X @ layered[0].kernel.value)))
+    np.testing.assert_allclose(gg.compile(layered(x))(x=X), expected, rtol=1e-5)
+
+
+def test_layers_validate_and_describe_themselves():
+    with pytest.raises(ValueError, match="unknown activation 'sigmod'"):
+        gg.nn.Dense(3, 2, activation="sigmod")
+    with pytest.raises(ValueError, match="positive sizes"):
+        gg.nn.Dense(0, 2)
+    with pytest.raises(TypeError, match="Sequential takes layers"):
+        gg.nn.Sequential(gg.nn.Dense(3, 2), "relu")
+    model = gg.nn.Sequential(gg.nn.Dense(3, 4, activation=gg.relu, seed=0), gg.nn.ReLU(), gg.nn.Dense(4, 1))
+    rebuilt = gg.nn.from_description(model.describe())
+    assert rebuilt.describe() == model.describe()
+    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
+    custom = gg.nn.Dense(3, 2, activation=lambda t: t * 2.0)
+    with pytest.raises(TypeError, match="custom activation"):
+        custom.describe()
+
+
+def test_dense_seed_makes_kernel_and_bias_reproducible_and_different():
+    a = gg.nn.Dense(6, 6, kernel_init="normal", bias_init="normal", seed=4)
+    b = gg.nn.Dense(6, 6, kernel_init="normal", bias_init="normal", seed=4)
+    np.testing.assert_array_equal(a.kernel.value, b.kernel.value)
+    np.testing.assert_array_equal(a.bias.value, b.bias.value)
+    assert not np.array_equal(a.bias.value, a.kernel.value[0])
+
+
+# ---- fit: the three flavours of gradient descent ----------------------------------------------
+
+@pytest.mark.parametrize("batch_size, lr, epochs", [(1, 0.05, 15), (16, 0.5, 15), (20, 0.5, 15), (None, 0.5, 100)],
+                         ids=["stochastic", "minibatch", "minibatch-tail", "full"])
+def test_every_flavour_of_gradient_descent_reduces_a_regression_loss(batch_size, lr, epochs):
+    X, Y = regression_data()
+    model = mlp()
+    before = gg.evaluate(model, X, Y)["loss"]
+    hist = gg.fit(model, X, Y, loss="mse", optimizer=gg.optim.SGD(lr=lr), epochs=epochs, batch_size=batch_size,
+                  seed=0, verbose=0)
+    after = gg.evaluate(model, X, Y)["loss"]
+    assert after < 0.5 * before
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    steps = {1: 96, 16: 6, 20: 5, None: 1}[batch_size]
+    assert [len(s) for s in hist.step_losses] == [steps] * epochs
+    assert hist.epoch == list(range(epochs)) and model.epochs_trained == epochs
+
+
+def test_short_last_batch_is_kept_or_dropped():
+    X, Y = regression_data(n=50)
+    kept = gg.fit(mlp(), X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=16, verbose=0, seed=0)
+    dropped = gg.fit(mlp(), X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=16, drop_last=True, verbose=0, seed=0)
+    assert len(kept.step_losses[0]) == 4 and len(dropped.step_losses[0]) == 3
+    np.testing.assert_array_equal(kept.step_losses[0][:3], dropped.step_losses[0])
+    whole = gg.fit(mlp(), X, Y, batch_size=64, drop_last=True, verbose=0)   # clipped to the 50 samples
+    assert len(whole.step_losses[0]) == 1
+    with pytest.raises(ValueError, match="batch_size must be"):
+        gg.fit(mlp(), X, Y, batch_size=0, verbose=0)
+
+
+def test_epoch_loss_is_the_sample_weighted_mean_of_step_losses():
+    X, Y = regression_data(n=50)
+    hist = gg.fit(mlp(), X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=16, verbose=0, seed=0)
+    steps = hist.step_losses[0]
+    assert hist.history["loss"][0] == pytest.approx((steps[:3].sum() * 16 + steps[3] * 2) / 50, rel=1e-12)
+
+
+def test_results_are_reproducible_per_epoch_with_a_seed():
+    X, Y = regression_data()
+    runs = []
+    for seed in (3, 3, 4):
+        model = mlp(seed=0)
+        hist = gg.fit(model, X, Y, optimizer=gg.optim.SGD(lr=0.3, momentum=0.9), epochs=3, batch_size=8,
+                      seed=seed, verbose=0)
+        runs.append((hist, params(model)))
+    (h1, p1), (h2, p2), (h3, p3) = runs
+    assert h1.history == h2.history
+    for a, b in zip(h1.step_losses, h2.step_losses):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+    assert h1.history["loss"] != h3.history["loss"]        # another seed, another order
+    assert not np.array_equal(h1.step_losses[1], h1.step_losses[0])   # every epoch reshuffles
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_epoch_in_c_equals_a_python_loop_of_single_steps(dtype):
+    X, Y = regression_data(n=70, dtype=dtype)
+    seed, B, epochs = 5, 16, 3
+    fitted = mlp(seed=0, dtype=dtype)
+    hist = gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=0.2, momentum=0.5), epochs=epochs, batch_size=B,
+                  seed=seed, verbose=0)
+
+    looped = mlp(seed=0, dtype=dtype)
+    x = gg.placeholder((None, 4), name="x", dtype=dtype)
+    y = gg.placeholder((None, 1), name="y", dtype=dtype)
+    step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=0.2, momentum=0.5))
+    for epoch in range(epochs):
+        # fit's documented shuffle: a permutation drawn from (seed, epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(X))
+        losses = [float(step(x=X[order[i:i + B]], y=Y[order[i:i + B]])) for i in range(0, len(X), B)]
+        np.testing.assert_array_equal(hist.step_losses[epoch], np.array(losses))
+    for a, b in zip(params(fitted), params(looped)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unshuffled_epochs_walk_the_rows_in_order():
+    X, Y = regression_data(n=40)
+    fitted = mlp(seed=2)
+    gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=0.2), batch_size=10, shuffle=False, verbose=0)
+    looped = mlp(seed=2)
+    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
+    step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=0.2))
+    for i in range(0, 40, 10):
+        step(x=X[i:i + 10], y=Y[i:i + 10])
+    for a, b in zip(params(fitted), params(looped)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_epoch_is_one_c_call_without_a_progress_bar(monkeypatch):
+    X, Y = regression_data(n=64)
+    model = mlp()
+    gg.fit(model, X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, verbose=0)
+    calls = []
+    real = lib.gg_program_run_steps
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(lib, name)
+
+        @staticmethod
+        def gg_program_run_steps(*args):
+            calls.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(train, "lib", Counting())
+    gg.fit(model, X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, epochs=3, verbose=0)
+    assert len(calls) == 3
+
+
+# ---- metrics, evaluate, predict, validation ---------------------------------------------------
+
+def test_accuracy_with_one_hot_targets_and_with_integer_labels():
+    X, labels = classification_data()
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    model = mlp(d=5, hidden=6, out=3, seed=1)
+    expected_acc = float((numpy_forward(model, X).argmax(1) == labels).mean())
+    expected_loss = float(((numpy_forward(model, X) - one_hot) ** 2).mean())
+    by_one_hot = gg.evaluate(model, X, one_hot, metrics=["accuracy"], batch_size=32)
+    assert by_one_hot["accuracy"] == pytest.approx(expected_acc, abs=1e-12)
+    assert by_one_hot["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    by_label = gg.evaluate(model, X, labels, loss=lambda p, y: gg.sum(p) * 0.0, metrics=["acc"], batch_size=50)
+    assert by_label["accuracy"] == pytest.approx(expected_acc, abs=1e-12)
+    # one output column: the class is pred > 0.5
+    binary = gg.nn.Sequential(gg.nn.Dense(5, 1, activation="sigmoid", seed=0))
+    target = (labels == 0).astype(np.float32)[:, None]
+    p = numpy_forward(binary, X)
+    assert gg.evaluate(binary, X, target, metrics=["accuracy"])["accuracy"] == pytest.approx(
+        float(((p > 0.5) == (target > 0.5)).mean()))
+
+
+def test_full_batch_training_metrics_are_measured_before_the_update():
+    X, labels = classification_data()
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    model = mlp(d=5, hidden=6, out=3, seed=1)
+    before = gg.evaluate(model, X, one_hot, metrics=["accuracy"], batch_size=None)
+    hist = gg.fit(model, X, one_hot, optimizer=gg.optim.SGD(lr=1.0), batch_size=None, metrics=["accuracy"],
+                  validation_data=(X, one_hot), verbose=0)
+    assert hist.history["loss"][0] == pytest.approx(before["loss"], rel=1e-6)
+    assert hist.history["accuracy"][0] == before["accuracy"]
+    after = gg.evaluate(model, X, one_hot, metrics=["accuracy"])
+    assert hist.history["val_loss"][0] == pytest.approx(after["loss"], rel=1e-6)
+    assert hist.history["val_accuracy"][0] == after["accuracy"]
+
+
+def test_classifier_learns():
+    X, labels = classification_data(n=300)
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    model = gg.nn.Sequential(gg.nn.Dense(5, 16, activation="sigmoid", seed=0),
+                             gg.nn.Dense(16, 3, activation="sigmoid", seed=1))
+    hist = gg.fit(model, X, one_hot, optimizer=gg.optim.SGD(lr=3.0), epochs=10, batch_size=10,
+                  metrics=["accuracy"], seed=0, verbose=0)
+    assert hist.history["accuracy"][-1] > 0.85 > hist.history["accuracy"][0] - 0.2
+
+
+def test_predict_is_the_batched_forward_pass():
+    X, _ = classification_data(n=77)
+    model = mlp(d=5, hidden=6, out=3, seed=1)
+    expected = numpy_forward(model, X)
+    for batch in (None, 10, 77, 500):
+        out = gg.predict(model, X, batch_size=batch)
+        assert out.shape == (77, 3) and out.dtype == np.float32
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_loss_metric_and_data_are_clear_errors():
+    X, Y = regression_data(n=10)
+    with pytest.raises(ValueError, match="unknown loss 'mse2'.*'mse'"):
+        gg.fit(mlp(), X, Y, loss="mse2", verbose=0)
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        gg.fit(mlp(), X, Y, metrics=["f1"], verbose=0)
+    with pytest.raises(gg.ShapeError, match="X has 10 samples but Y has 9"):
+        gg.fit(mlp(), X, Y[:9], verbose=0)
+    with pytest.raises(gg.ShapeError, match="accuracy compares predictions of 1 columns with targets of 2"):
+        gg.evaluate(mlp(), X, np.zeros((10, 2), np.float32), loss=lambda p, y: gg.sum(p), metrics=["accuracy"])
+    assert train.loss_function("mean_squared_error") is gg.mse and train.loss_function("mae") is gg.l1
+
+
+def test_c_epoch_loop_rejects_an_out_of_range_row_index():
+    X, Y = regression_data(n=20)
+    model = mlp()
+    graph = train._build(model, "eval", X.shape[1:], Y.shape[1:], Y.dtype, "mse", None, False)
+    runner = train._Runner(graph, {graph.x: X, graph.y: Y}, 5)
+    order = np.arange(20, dtype=np.int64)
+    order[7] = 20
+    losses = np.zeros(4)
+    status, done = runner.run(order, 0, 4, losses)
+    assert status == lib.GG_ERR_BAD_STEPS and done == 0
+    status, done = runner.run(np.arange(20, dtype=np.int64), 10, 3, losses)   # runs past the last row
+    assert status == lib.GG_ERR_BAD_STEPS
+    assert runner.run(np.arange(20, dtype=np.int64), 0, 4, losses) == (lib.GG_OK, 4)
+
+
+# ---- progress and callbacks -----------------------------------------------------------------
+
+def test_progress_bar_shows_loss_metric_and_samples_per_second(capsys):
+    X, labels = classification_data(n=60)
+    gg.fit(mlp(d=5, out=3), X, np.eye(3, dtype=np.float32)[labels], batch_size=10, epochs=2, metrics=["accuracy"],
+           verbose=1)
+    err = capsys.readouterr().err
+    assert "epoch 2/2" in err and "loss=" in err and "accuracy=" in err and "sample/s" in err
+    gg.fit(mlp(), *regression_data(n=30), verbose=0)
+    assert capsys.readouterr() == ("", "")
+    gg.fit(mlp(), *regression_data(n=30), verbose=2, epochs=2)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "samples/s" in lines[1] and lines[1].startswith("epoch 2/2 - loss")
+
+
+def test_callbacks_see_every_epoch_and_early_stopping_stops():
+    X, Y = regression_data()
+    seen = []
+    gg.fit(mlp(), X, Y, epochs=3, verbose=0, callbacks=[lambda epoch, logs: seen.append((epoch, sorted(logs)))])
+    assert seen == [(0, ["loss"]), (1, ["loss"]), (2, ["loss"])]
+
+    class Stop(gg.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    hist = gg.fit(mlp(), X, Y, epochs=10, verbose=0, callbacks=[Stop()])
+    assert hist.epoch == [0, 1]
+    # lr 0 never improves val_loss: stops after patience epochs
+    early = gg.EarlyStopping(monitor="val_loss", patience=2)
+    hist = gg.fit(mlp(), X, Y, epochs=20, verbose=0, optimizer=gg.optim.SGD(lr=0.0), validation_data=(X, Y),
+                  callbacks=[early])
+    assert len(hist.epoch) == 3 and early.stopped_epoch == 2
+
+
+# ---- divergence and check_numerics ----------------------------------------------------------
+
+def test_divergence_stops_with_epoch_step_and_lr_and_keeps_finite_variables():
+    X, Y = regression_data()
+    model = mlp(activation="relu")
+    opt = gg.optim.SGD(lr=1e6)
+    with pytest.raises(gg.DivergenceError, match=r"epoch 1, step \d+ .*learning rate 1e\+06.*smaller one") as info:
+        gg.fit(model, X, Y, optimizer=opt, epochs=5, batch_size=8, verbose=0, seed=0)
+    err = info.value
+    assert err.epoch == 1 and err.step >= 2 and err.lr == 1e6 and not np.isfinite(err.loss)
+    for p in params(model):
+        assert np.isfinite(p).all()
+    assert opt.step_count == err.step - 1
+
+
+def test_divergence_restores_exactly_the_last_finite_state():
+    """Replay a Python loop of single steps to find the last all-finite variables: fit must leave
+    exactly those, even when an update (not a loss) was the first to overflow."""
+    X, Y = regression_data(n=48)
+    B, lr = 8, 1e18
+    fitted = mlp(seed=3, activation="relu")
+    with pytest.raises(gg.DivergenceError):
+        gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=lr), epochs=3, batch_size=B, seed=1, verbose=0)
+
+    looped = mlp(seed=3, activation="relu")
+    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
+    step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=lr))
+    last_finite = params(looped)
+    done = False
+    with np.errstate(all="ignore"):
+        for epoch in range(3):
+            order = np.random.default_rng([1, epoch]).permutation(len(X))
+            for i in range(0, len(X), B):
+                loss = float(step(x=X[order[i:i + B]], y=Y[order[i:i + B]]))
+                current = params(looped)
+                if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in current):
+                    done = True
+                    break
+                last_finite = current
+            if done:
+                break
+    assert done
+    for a, b in zip(params(fitted), last_finite):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_check_numerics_names_the_node_and_render_highlights_it(tmp_path):
+    X, Y = regression_data(n=32)
+    model = mlp()
+    made = {}
+
+    def loss(p, y):
+        zero = y - y
+        made["node"] = gg.div(p, zero, name="ratio")   # p / 0: Inf at the first step
+        return gg.mse(made["node"], y)
+
+    with pytest.raises(gg.NumericsError, match=r"(?s)div node \"ratio\".*test_train.py.*epoch 1, step 1") as info:
+        gg.fit(model, X, Y, loss=loss, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, check_numerics=True,
+               verbose=0)
+    assert info.value.node is made["node"]
+    for p in params(model):
+        assert np.isfinite(p).all()
+    dot = gg.to_dot(made["node"], highlight=info.value).source
+    assert f'{made["node"].id} [label="ratio' in dot and "color=red" in dot
+    gg.render(made["node"], str(tmp_path / "bad.png"), highlight=info.value)
+    assert (tmp_path / "bad.png").stat().st_size > 0
+    # without check_numerics the same run is a divergence
+    with pytest.raises(gg.DivergenceError):
+        gg.fit(model, X, Y, loss=loss, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, verbose=0)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+
+def test_train_save_load_resume_equals_training_straight(tmp_path):
+    X, Y = regression_data(n=50)
+    kwargs = dict(loss="mse", batch_size=16, seed=11, verbose=0)
+    straight = mlp(seed=0)
+    gg.fit(straight, X, Y, optimizer=gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True), epochs=4, **kwargs)
+
+    first = mlp(seed=0)
+    opt = gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True)
+    gg.fit(first, X, Y, optimizer=opt, epochs=2, **kwargs)
+    path = str(tmp_path / "ckpt.npz")
+    gg.save(path, first, opt, note="halfway")
+
+    ck = gg.load(path)       # a fresh model and optimizer, rebuilt from the file
+    assert ck.model is not first and ck.epochs_trained == 2 and ck.step == 8 and ck.lr == 0.2
+    assert ck.metadata == {"note": "halfway"}
+    assert isinstance(ck.optimizer, gg.optim.SGD) and ck.optimizer.momentum == 0.9 and ck.optimizer.nesterov
+    gg.fit(ck.model, X, Y, optimizer=ck.optimizer, epochs=2, **kwargs)
+    for a, b in zip(params(ck.model), params(straight)):
+        np.testing.assert_array_equal(a, b)
+    # loading into existing objects works as well
+    again, again_opt = mlp(seed=5), gg.optim.SGD(lr=0.01, momentum=0.9, nesterov=True)
+    gg.load(path, model=again, optimizer=again_opt)
+    assert again_opt.lr == 0.2 and again_opt.step_count == 8 and again.epochs_trained == 2
+    gg.fit(again, X, Y, optimizer=again_opt, epochs=2, **kwargs)
+    for a, b in zip(params(again), params(straight)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    X, Y = regression_data(n=20)
+    model, opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
+    gg.fit(model, X, Y, optimizer=opt, verbose=0)
+    path = str(tmp_path / "model.npz")
+    gg.save(path, model, opt)
+    saved = params(model)
+    with open(path, "rb") as f:
+        original_bytes = f.read()
+    gg.fit(model, X, Y, optimizer=opt, verbose=0)
+
+    real = np.lib.format.write_array
+    written = []
+
+    def write_then_crash(*args, **kwargs):
+        if len(written) == 2:
+            raise KeyboardInterrupt("power cut mid-save")
+        written.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        gg.save(path, model, opt)
+    assert written == [1, 1]                      # it really was interrupted half-way
+    monkeypatch.undo()
+    with open(path, "rb") as f:
+        assert f.read() == original_bytes
+    assert glob.glob(str(tmp_path / "*")) == [path]   # no temporary file left behind
+    restored = gg.load(path).model
+    for a, b in zip(params(restored), saved):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_errors_and_programs(tmp_path):
+    X, Y = regression_data(n=20)
+    model = mlp()
+    path = str(tmp_path / "m.npz")
+    gg.save(path, model)
+    with pytest.raises(gg.ShapeError, match="has shape"):
+        gg.load(path, model=mlp(hidden=9))
+    custom = gg.nn.Sequential(gg.nn.Dense(4, 1, activation=lambda t: t * 1.0))
+    gg.save(path, custom)
+    with pytest.raises(gg.GraphGradError, match="no model description"):
+        gg.load(path)
+    np.savez(str(tmp_path / "other.npz"), a=np.zeros(2))
+    with pytest.raises(gg.GraphGradError, match="not a graphgrad checkpoint"):
+        gg.load(str(tmp_path / "other.npz"))
+    # a compiled Program: its trainable variables and its optimizer
+    w = gg.variable(np.ones((4, 1)), name="w")
+    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
+    step = gg.compile(gg.mse(x @ w, y), optimizer=gg.optim.SGD(lr=0.05, momentum=0.5))
+    step(x=X, y=Y)
+    gg.save(path, step)
+    trained = w.value
+    step(x=X, y=Y)
+    gg.load(path, model=step, optimizer=step.optimizer)
+    np.testing.assert_array_equal(w.value, trained)
+    assert step.optimizer.step_count == 1
