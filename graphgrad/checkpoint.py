@@ -9,7 +9,6 @@ the target, so an interrupted save never leaves a broken checkpoint: the previou
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -32,26 +31,39 @@ def _parameters(model) -> list[Tensor]:
     raise TypeError(f"gg.save takes a gg.nn model or a compiled Program, got {model!r}")
 
 
-def _optimizer_config(optimizer) -> dict:
-    """The constructor arguments of `optimizer` that it keeps as attributes of the same name."""
-    config = {"lr": optimizer.lr}
-    for name in inspect.signature(type(optimizer).__init__).parameters:
-        if name in ("self", "lr") or not hasattr(optimizer, name):
-            continue
-        value = getattr(optimizer, name)
-        if isinstance(value, tuple):
-            value = list(value)
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue          # not plain data (a schedule object, ...): not part of the description
-        config[name] = value
-    return config
+def _plain(value):
+    """value as JSON data (tuples become lists), or raise TypeError."""
+    value = list(value) if isinstance(value, tuple) else value
+    json.dumps(value)
+    return value
 
 
-def _optimizer_scalars(optimizer) -> dict[str, Tensor]:
-    """The optimizer's own runtime variables (learning rate, step count, ...), by attribute name."""
-    return {k: v for k, v in vars(optimizer).items() if isinstance(v, Tensor) and v.op == "variable"}
+def _optimizer_description(optimizer, index_of: dict[int, int]) -> dict:
+    """Class, hyperparameters (PyTorch-style defaults and clipping) and parameter groups, with the
+    groups' variables given as indices into the model's parameters."""
+    groups = []
+    for group in optimizer.param_groups:
+        options = {k: _plain(v) for k, v in group.items() if k not in ("params", "initial_lr")}
+        groups.append({"params": [index_of[v.id] for v in group["params"] if v.id in index_of], **options})
+    return {"class": type(optimizer).__name__, "defaults": {k: _plain(v) for k, v in optimizer.defaults.items()},
+            "clip_norm": optimizer.clip_norm, "clip_value": optimizer.clip_value,
+            "explicit_groups": bool(getattr(optimizer, "_explicit", False)), "groups": groups,
+            "lr": optimizer.lr, "step": optimizer.step_count}
+
+
+def _rebuild_optimizer(saved: dict, params: list[Tensor], path: str):
+    from . import optim
+    cls = getattr(optim, saved["class"], None)
+    if cls is None:
+        raise GraphGradError(f"{path} was saved with optimizer {saved['class']!r}, which this build lacks; "
+                             "pass optimizer= to load into one")
+    def as_args(options):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    groups = None
+    if saved["explicit_groups"]:
+        groups = [{**as_args({k: v for k, v in g.items() if k != "params"}), "params": [params[i] for i in g["params"]]}
+                  for g in saved["groups"]]
+    return cls(groups, **as_args(saved["defaults"]), clip_norm=saved["clip_norm"], clip_value=saved["clip_value"])
 
 
 def save(path: str, model, optimizer=None, **metadata) -> str:
@@ -73,15 +85,13 @@ def save(path: str, model, optimizer=None, **metadata) -> str:
         arrays[f"param/{i}"] = p.value
     if optimizer is not None:
         index_of = {p.id: i for i, p in enumerate(params)}
-        header["optimizer"] = {"class": type(optimizer).__name__, "config": _optimizer_config(optimizer),
-                               "lr": optimizer.lr, "step": optimizer.step_count}
-        for name, var in _optimizer_scalars(optimizer).items():
-            arrays[f"opt_scalar/{name}"] = var.value
-        for var_id, slots in getattr(optimizer, "_state", {}).items():
-            if var_id not in index_of:
-                continue                # state of a variable that is not part of this model
-            for slot, var in slots.items():
-                arrays[f"opt_state/{index_of[var_id]}/{slot}"] = var.value
+        header["optimizer"] = _optimizer_description(optimizer, index_of)
+        arrays["opt_step"] = optimizer._step_var.value
+        for g, group in enumerate(optimizer.param_groups):
+            arrays[f"opt_lr/{g}"] = group.lr_var.value
+        for i, p in enumerate(params):
+            for slot, var in optimizer.state_of(p).items():
+                arrays[f"opt_state/{i}/{slot}"] = var.value
     arrays["header"] = np.array(json.dumps(header))
     _write_atomically(path, arrays)
     return path
@@ -131,7 +141,7 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
     one, its parameters are overwritten in place (compiled programs keep working). Likewise the
     optimizer: rebuilt from its class and hyperparameters, or the given one restored. Its state
     (momentum buffers, ...), learning rate and step count are restored either way."""
-    from . import nn, optim
+    from . import nn
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     if "format" not in arrays or str(arrays["format"]) != FORMAT or "header" not in arrays:
@@ -160,24 +170,20 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
     step = lr = None
     if saved_opt is not None:
         if optimizer is None:
-            cls = getattr(optim, saved_opt["class"], None)
-            if cls is None:
-                raise GraphGradError(f"{path} was saved with optimizer {saved_opt['class']!r}, which this build "
-                                     "lacks; pass optimizer= to load into one")
-            config = saved_opt["config"]
-            accepted = inspect.signature(cls.__init__).parameters
-            optimizer = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in accepted})
+            optimizer = _rebuild_optimizer(saved_opt, params, path)
         elif type(optimizer).__name__ != saved_opt["class"]:
             raise GraphGradError(f"{path} holds {saved_opt['class']} state; cannot load it into "
                                  f"{type(optimizer).__name__}")
-        scalars = _optimizer_scalars(optimizer)
-        for key, value in arrays.items():
-            if key.startswith("opt_scalar/") and key[len("opt_scalar/"):] in scalars:
-                scalars[key[len("opt_scalar/"):]].assign(value)
+        if len(optimizer.param_groups) != len(saved_opt["groups"]):
+            raise GraphGradError(f"{path} holds {len(saved_opt['groups'])} parameter groups; the optimizer has "
+                                 f"{len(optimizer.param_groups)}")
+        optimizer._step_var.assign(arrays["opt_step"])
+        for g, group in enumerate(optimizer.param_groups):
+            group["lr"] = float(arrays[f"opt_lr/{g}"])
         for key, value in arrays.items():
             if key.startswith("opt_state/"):
                 _, index, slot = key.split("/", 2)
-                optimizer.state(params[int(index)], slot).assign(value)
+                optimizer.state(params[int(index)], slot, shape=value.shape, dtype=value.dtype).assign(value)
         step, lr = optimizer.step_count, optimizer.lr
     return Checkpoint(path=path, model=model, optimizer=optimizer, step=step, lr=lr,
                       epochs_trained=model.epochs_trained, metadata=header.get("metadata", {}))

@@ -41,8 +41,10 @@ LOSSES = {
     "softmax_cross_entropy": "softmax_cross_entropy", "cross_entropy": "softmax_cross_entropy",
     "categorical_crossentropy": "softmax_cross_entropy",
     "binary_cross_entropy": "binary_cross_entropy", "bce": "binary_cross_entropy",
-    "binary_crossentropy": "binary_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy", "binary_cross_entropy_with_logits": "binary_cross_entropy",
 }
+#: losses that take logits: with one output column, accuracy's predicted class is logit > 0
+LOGIT_LOSSES = ("binary_cross_entropy",)
 METRICS = ("accuracy",)
 PREDICT_BATCH = 256           # gg.evaluate / gg.predict default batch size
 CHUNK_SECONDS = 0.25          # verbose=1: time between progress-bar redraws
@@ -111,7 +113,8 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
         if not isinstance(loss_t, Tensor) or loss_t.shape != ():
             raise ShapeError(f"the loss must be a scalar Tensor, got {loss_t!r}")
         labels = np.dtype(y_dtype).kind in "iu"
-        threshold = 0.0 if isinstance(loss, str) and "logits" in loss else 0.5
+        fn = loss_function(loss)
+        threshold = 0.0 if any(fn is getattr(ops, name, None) for name in LOGIT_LOSSES) else 0.5
     outputs = [pred] if loss_t is None else [loss_t, pred]
     program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics)
     graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
@@ -372,8 +375,11 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     initial_epoch: the epoch number to start counting from (default: the epochs this model has
     already been trained by fit, so two fits of 2 epochs equal one of 4).
     validation_data=(Xv, Yv): evaluated after every epoch (val_loss, val_<metric>).
-    metrics: ["accuracy"] (argmax for several outputs, pred > 0.5 for one; one-hot or label targets).
-    callbacks: Callback objects, or functions f(epoch, logs) called after each epoch.
+    metrics: ["accuracy"] (argmax for several outputs, pred > 0.5 for one — logit > 0 with
+    binary_cross_entropy; one-hot or integer label targets).
+    callbacks: Callback objects, learning-rate schedules from gg.schedules (stepped after each
+    epoch), or functions f(epoch, logs) called after each epoch. logs hold the epoch's loss,
+    metrics, validation results and the lr it trained with.
     verbose: 0 silent, 1 a progress bar per epoch (loss, metrics, samples/s), 2 one line per epoch.
     check_numerics: stop at the first instruction producing NaN/Inf (NumericsError names it).
 
@@ -414,6 +420,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.float64)
     for epoch in range(first, last):
         _call(callbacks, "on_epoch_begin", epoch, {})
+        lr_used = optimizer.lr
         order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle else None)
         losses = np.zeros(n_steps)
         correct = np.zeros(n_steps, dtype=np.int64)
@@ -443,6 +450,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         logs = {"loss": float((losses * sizes).sum() / seen)}
         if accuracy:
             logs["accuracy"] = float(correct.sum() / seen)
+        logs["lr"] = lr_used
         if validation is not None:
             logs.update({f"val_{k}": v for k, v in validation.run().items()})
         rate = seen / elapsed if elapsed > 0 else math.inf
@@ -457,10 +465,15 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
 
 
 def _call(callbacks, method: str, *args) -> None:
+    from .schedules import LRScheduler
     for cb in callbacks:
         if isinstance(cb, Callback):
             getattr(cb, method)(*args)
-        elif method == "on_epoch_end":
+        elif method != "on_epoch_end":
+            continue
+        elif isinstance(cb, LRScheduler):
+            cb.step()             # an epoch-counting schedule: the next epoch trains with its new lr
+        else:
             cb(*args)
 
 

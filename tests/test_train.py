@@ -265,6 +265,28 @@ def test_full_batch_training_metrics_are_measured_before_the_update():
     assert hist.history["val_accuracy"][0] == after["accuracy"]
 
 
+def test_cross_entropy_losses_with_labels_and_logits():
+    X, labels = classification_data(n=300)
+    model = gg.nn.Sequential(gg.nn.Dense(5, 16, activation="relu", seed=0), gg.nn.Dense(16, 3, seed=1))
+    hist = gg.fit(model, X, labels, loss="cross_entropy", optimizer=gg.optim.Adam(lr=0.01), epochs=8,
+                  batch_size=20, metrics=["accuracy"], seed=0, verbose=0)
+    assert hist.history["accuracy"][-1] > 0.85
+    logits = numpy_forward(model, X)
+    shifted = logits - logits.max(1, keepdims=True)
+    nll = (np.log(np.exp(shifted).sum(1)) - shifted[np.arange(len(X)), labels]).mean()
+    result = gg.evaluate(model, X, labels, loss="cross_entropy", metrics=["accuracy"])
+    assert result["loss"] == pytest.approx(nll, rel=1e-4)
+    assert result["accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
+    # binary cross-entropy takes logits: one column, the class is logit > 0
+    binary = gg.nn.Sequential(gg.nn.Dense(5, 1, seed=2))
+    target = (labels == 0).astype(np.float32)[:, None]
+    gg.fit(binary, X, target, loss="binary_cross_entropy", optimizer=gg.optim.Adam(lr=0.05), epochs=5, verbose=0)
+    z = numpy_forward(binary, X)
+    expected = float(((z > 0) == (target > 0.5)).mean())
+    assert expected > 0.85
+    assert gg.evaluate(binary, X, target, loss="bce", metrics=["accuracy"])["accuracy"] == pytest.approx(expected)
+
+
 def test_classifier_learns():
     X, labels = classification_data(n=300)
     one_hot = np.eye(3, dtype=np.float32)[labels]
@@ -332,7 +354,7 @@ def test_callbacks_see_every_epoch_and_early_stopping_stops():
     X, Y = regression_data()
     seen = []
     gg.fit(mlp(), X, Y, epochs=3, verbose=0, callbacks=[lambda epoch, logs: seen.append((epoch, sorted(logs)))])
-    assert seen == [(0, ["loss"]), (1, ["loss"]), (2, ["loss"])]
+    assert seen == [(0, ["loss", "lr"]), (1, ["loss", "lr"]), (2, ["loss", "lr"])]
 
     class Stop(gg.Callback):
         def on_epoch_end(self, epoch, logs):
@@ -346,6 +368,14 @@ def test_callbacks_see_every_epoch_and_early_stopping_stops():
     hist = gg.fit(mlp(), X, Y, epochs=20, verbose=0, optimizer=gg.optim.SGD(lr=0.0), validation_data=(X, Y),
                   callbacks=[early])
     assert len(hist.epoch) == 3 and early.stopped_epoch == 2
+
+
+def test_a_schedule_in_callbacks_sets_each_epochs_lr():
+    X, Y = regression_data(n=32)
+    opt = gg.optim.SGD(lr=0.4)
+    schedule = gg.schedules.StepLR(opt, step_size=2, gamma=0.5)
+    hist = gg.fit(mlp(), X, Y, optimizer=opt, epochs=5, batch_size=8, verbose=0, callbacks=[schedule])
+    assert hist.history["lr"] == [0.4, 0.4, 0.2, 0.2, 0.1]
 
 
 # ---- divergence and check_numerics ----------------------------------------------------------
@@ -421,31 +451,61 @@ def test_check_numerics_names_the_node_and_render_highlights_it(tmp_path):
 
 # ---- checkpoints ----------------------------------------------------------------------------
 
-def test_train_save_load_resume_equals_training_straight(tmp_path):
+OPTIMIZERS = {
+    "sgd-nesterov": lambda: gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True),
+    "adam-amsgrad": lambda: gg.optim.Adam(lr=0.01, amsgrad=True, clip_norm=1.0),
+    "nadam": lambda: gg.optim.NAdam(lr=0.01),
+}
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_train_save_load_resume_equals_training_straight(tmp_path, make_optimizer):
     X, Y = regression_data(n=50)
     kwargs = dict(loss="mse", batch_size=16, seed=11, verbose=0)
     straight = mlp(seed=0)
-    gg.fit(straight, X, Y, optimizer=gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True), epochs=4, **kwargs)
+    gg.fit(straight, X, Y, optimizer=make_optimizer(), epochs=4, **kwargs)
 
     first = mlp(seed=0)
-    opt = gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True)
+    opt = make_optimizer()
     gg.fit(first, X, Y, optimizer=opt, epochs=2, **kwargs)
     path = str(tmp_path / "ckpt.npz")
     gg.save(path, first, opt, note="halfway")
 
     ck = gg.load(path)       # a fresh model and optimizer, rebuilt from the file
-    assert ck.model is not first and ck.epochs_trained == 2 and ck.step == 8 and ck.lr == 0.2
+    assert ck.model is not first and ck.epochs_trained == 2 and ck.step == 8 and ck.lr == opt.lr
     assert ck.metadata == {"note": "halfway"}
-    assert isinstance(ck.optimizer, gg.optim.SGD) and ck.optimizer.momentum == 0.9 and ck.optimizer.nesterov
+    assert type(ck.optimizer) is type(opt) and ck.optimizer.defaults == opt.defaults
+    assert ck.optimizer.clip_norm == opt.clip_norm
     gg.fit(ck.model, X, Y, optimizer=ck.optimizer, epochs=2, **kwargs)
     for a, b in zip(params(ck.model), params(straight)):
         np.testing.assert_array_equal(a, b)
     # loading into existing objects works as well
-    again, again_opt = mlp(seed=5), gg.optim.SGD(lr=0.01, momentum=0.9, nesterov=True)
+    again, again_opt = mlp(seed=5), make_optimizer()
+    again_opt.lr = 0.5
     gg.load(path, model=again, optimizer=again_opt)
-    assert again_opt.lr == 0.2 and again_opt.step_count == 8 and again.epochs_trained == 2
+    assert again_opt.lr == opt.lr and again_opt.step_count == 8 and again.epochs_trained == 2
     gg.fit(again, X, Y, optimizer=again_opt, epochs=2, **kwargs)
     for a, b in zip(params(again), params(straight)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_keeps_parameter_groups(tmp_path):
+    X, Y = regression_data(n=40)
+    model = mlp(seed=0)
+    kernels = [layer.kernel for layer in model.layers]
+    biases = [layer.bias for layer in model.layers]
+    opt = gg.optim.SGD([{"params": kernels}, {"params": biases, "lr": 0.05, "weight_decay": 0.0}], lr=0.2,
+                       momentum=0.5, weight_decay=0.01)
+    gg.fit(model, X, Y, optimizer=opt, batch_size=8, seed=0, verbose=0)
+    path = str(tmp_path / "groups.npz")
+    gg.save(path, model, opt)
+    ck = gg.load(path)
+    groups = ck.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [0.2, 0.05] and [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    assert [p.name for p in groups[1]["params"]] == [p.name for p in biases]
+    gg.fit(model, X, Y, optimizer=opt, batch_size=8, seed=0, verbose=0)
+    gg.fit(ck.model, X, Y, optimizer=ck.optimizer, batch_size=8, seed=0, verbose=0)
+    for a, b in zip(params(ck.model), params(model)):
         np.testing.assert_array_equal(a, b)
 
 
