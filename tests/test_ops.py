@@ -12,7 +12,7 @@ import graphgrad as gg
 from graphgrad._core import ffi, lib
 from graphgrad.ops import REGISTRY
 
-from op_cases import OP_CASES, needs_case
+from op_cases import OP_CASES, _away_from_half, _log_softmax, _softmax, needs_case
 
 CASES = [(name, i, case) for name, cases in OP_CASES.items() for i, case in enumerate(cases)]
 IDS = [f"{name}-{i}" for name, i, _ in CASES]
@@ -133,3 +133,217 @@ def test_large_parallel_sizes_match_numpy(rng):
     np.testing.assert_allclose(s, a * b + b, rtol=1e-6)
     np.testing.assert_allclose(m, a.sum(axis=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(r, 1 / (1 + np.exp(-a)), rtol=1e-6)
+
+
+# ---- the full op set: fuzzing, stability, second derivatives, edge cases ---------------------------
+
+more_binary_ops = st.sampled_from([("pow", np.power), ("maximum", np.maximum), ("minimum", np.minimum)])
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, min_side=0, max_side=4),
+       op=more_binary_ops, dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_more_binary_broadcasting_fuzz(shapes, op, dtype, seed):
+    name, ref = op
+    rng = np.random.default_rng(seed)
+    a, b = (rng.uniform(0.5, 2.0, s).astype(dtype) for s in shapes.input_shapes)
+    pa, pb = gg.placeholder(a.shape, dtype=dtype), gg.placeholder(b.shape, dtype=dtype)
+    out = getattr(gg, name)(pa, pb)
+    assert out.shape == shapes.result_shape
+    np.testing.assert_allclose(gg.compile(out)({pa: a, pb: b}), ref(a, b), **TOL[dtype])
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5), data=st.data(),
+       keepdims=st.booleans(), dtype=st.sampled_from(["float32", "float64"]))
+def test_max_reduction_fuzz(shape, data, keepdims, dtype):
+    axes = data.draw(st.lists(st.integers(0, len(shape) - 1), unique=True, max_size=len(shape)).map(tuple))
+    axis = axes if axes else None
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
+    p = gg.placeholder(shape, dtype=dtype)
+    if np.prod([shape[a] for a in (axes or range(len(shape)))]) == 0:
+        with pytest.raises(gg.ShapeError, match="zero-size"):
+            gg.max(p, axis=axis, keepdims=keepdims)
+        return
+    out = gg.max(p, axis=axis, keepdims=keepdims)
+    want = np.max(x, axis=axis, keepdims=keepdims)
+    assert out.shape == want.shape
+    np.testing.assert_array_equal(gg.compile(out)({p: x}), want)
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=4, min_side=0, max_side=4),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_broadcast_to_fuzz(shapes, dtype):
+    (shape,), target = shapes.input_shapes, shapes.result_shape
+    x = np.arange(np.prod(shape), dtype=dtype).reshape(shape)
+    p = gg.placeholder(shape, dtype=dtype)
+    np.testing.assert_array_equal(gg.compile(gg.broadcast_to(p, target))({p: x}), np.broadcast_to(x, target))
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=4), data=st.data())
+def test_transpose_and_slice_fuzz(shape, data):
+    perm = data.draw(st.permutations(range(len(shape))))
+    index = data.draw(hnp.basic_indices(shape, allow_newaxis=False, allow_ellipsis=True))
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    p = gg.placeholder(shape, dtype="float64")
+    t, s = gg.compile([gg.transpose(p, perm), p[index]])({p: x})
+    np.testing.assert_array_equal(t, np.transpose(x, perm))
+    np.testing.assert_array_equal(s, x[index])
+
+
+def test_max_gradient_shares_ties_evenly():
+    # torch.amax's rule: the elements equal to the max share the gradient
+    x = gg.placeholder((2, 4), dtype="float64")
+    g = gg.grad(gg.sum(gg.max(x, axis=1)), x)
+    got = gg.compile(g)({x: np.array([[1.0, 3.0, 3.0, 0.0], [5.0, 5.0, 5.0, 5.0]])})
+    np.testing.assert_array_equal(got, [[0, 0.5, 0.5, 0], [0.25, 0.25, 0.25, 0.25]])
+
+
+def test_maximum_gradient_splits_ties_like_pytorch():
+    a, b = gg.placeholder((3,), dtype="float64"), gg.placeholder((3,), dtype="float64")
+    ga, gb = gg.grad(gg.sum(gg.maximum(a, b)), [a, b])
+    ra, rb = gg.compile([ga, gb])({a: np.array([1.0, 2.0, 3.0]), b: np.array([2.0, 2.0, 1.0])})
+    np.testing.assert_array_equal(ra, [0, 0.5, 1])
+    np.testing.assert_array_equal(rb, [1, 0.5, 0])
+
+
+def test_clip_gradient_includes_the_bounds_and_nan_stays():
+    x = gg.placeholder((4,), dtype="float64")
+    y = gg.clip(x, -1, 1)
+    out, g = gg.compile([y, gg.grad(gg.sum(y), x)])({x: np.array([-2.0, -1.0, 1.0, np.nan])})
+    np.testing.assert_array_equal(out[:3], [-1, -1, 1])
+    assert np.isnan(out[3])
+    np.testing.assert_array_equal(g[:3], [0, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stable_at_large_logits(dtype):
+    """softmax, log_softmax, both cross-entropies, sigmoid, softplus, tanh and BCE stay finite at ±1000,
+    values and gradients, and agree with the exact values there."""
+    big = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, 999.0]], dtype=dtype)
+    x = gg.placeholder(big.shape, dtype=dtype)
+    labels = np.array([1, 0])
+    probs = np.array([[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]], dtype=dtype)
+    losses = [gg.softmax_cross_entropy(x, labels), gg.softmax_cross_entropy(x, probs),
+              gg.binary_cross_entropy(x, (big > 0).astype(dtype)), gg.sum(gg.log_softmax(x)),
+              gg.sum(gg.softmax(x) * 3.0), gg.sum(gg.sigmoid(x)), gg.sum(gg.softplus(x)), gg.sum(gg.tanh(x))]
+    grads = [gg.grad(loss, x) for loss in losses]
+    values = gg.compile(losses + grads)({x: big})
+    for v in values:
+        assert np.isfinite(v).all()
+    ce_labels, ce_probs, bce = (float(v) for v in values[:3])
+    # row 0: label 1 sits 2000 below the max; row 1: label 0 sits 1999 below
+    np.testing.assert_allclose(ce_labels, (2000 + 1999) / 2, rtol=1e-6)
+    np.testing.assert_allclose(ce_probs, (0.5 * 2000 + 0.3 * 1000 + 1999) / 2, rtol=1e-6)
+    # the ±1000 logits sit on the right side of their targets (loss 0); the one 0 logit costs log 2
+    np.testing.assert_allclose(bce, np.log(2) / 6, rtol=1e-6)
+    # (softmax - onehot) / rows: softmax puts all its mass on each row's max
+    np.testing.assert_allclose(values[len(losses)], [[0.5, -0.5, 0], [-0.5, 0, 0.5]], atol=1e-6)
+
+
+def _hvp_function(x):
+    a = gg.constant(np.array([[0.3, -0.2, 0.5, 0.1], [0.2, 0.4, -0.3, 0.6], [-0.5, 0.1, 0.2, 0.3]]), dtype="float64")
+    z = gg.matmul(a, x)                                  # (3, 1)
+    w = gg.matmul(x, z, trans_b=True)                    # x zᵀ: (4, 3), both operands depend on x
+    terms = (gg.exp(z * 0.7) + gg.log(z * z + 1.0) + gg.sqrt(z * z + 2.0) + z ** 3 * 0.1
+             + (z + 2.0) ** gg.tanh(z) + gg.maximum(z, 0.05) * z + gg.minimum(z, -0.05) * z
+             + z / (z * z + 1.0) - abs(z) * 0.2)
+    return gg.sum(terms) + gg.sum(w * w)
+
+
+def test_hessian_vector_product_matches_finite_differences():
+    """gg.grad twice through the elementwise ops and matmul: H v against central differences of
+    the gradient."""
+    x0 = np.array([[0.4], [-0.3], [0.8], [0.2]])
+    v = np.array([[1.0], [0.5], [-0.7], [0.3]])
+    x = gg.placeholder((4, 1), dtype="float64")
+    g = gg.grad(_hvp_function(x), x)
+    hv = gg.grad(gg.sum(g * gg.constant(v, dtype="float64")), x)
+    grad_fn, hv_fn = gg.compile(g), gg.compile(hv)
+    eps = 1e-5
+    numeric = (grad_fn({x: x0 + eps * v}) - grad_fn({x: x0 - eps * v})) / (2 * eps)
+    np.testing.assert_allclose(hv_fn({x: x0}), numeric, rtol=1e-6, atol=1e-8)
+
+
+SECOND_ORDER = {
+    "sigmoid": gg.sigmoid, "tanh": gg.tanh, "softplus": gg.softplus, "relu": gg.relu,
+    "leaky_relu": lambda x: gg.leaky_relu(x, 0.1), "elu": gg.elu, "exp": gg.exp,
+    "log": lambda x: gg.log(x * x + 1.0), "sqrt": lambda x: gg.sqrt(x * x + 1.0), "pow": lambda x: x ** 3,
+    "clip": lambda x: gg.clip(x, -0.5, 0.5) * x, "softmax": lambda x: gg.softmax(x, axis=0),
+    "log_softmax": lambda x: gg.log_softmax(x, axis=1), "max": lambda x: gg.max(x * x, axis=1),
+    "reshape_transpose": lambda x: gg.transpose(gg.reshape(x * x, (-1, 2))),
+    "slice_concat": lambda x: gg.concat([x[1:] * x[1:], x[:1]], axis=0) * x,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_second_derivatives_by_finite_differences(name):
+    fn = SECOND_ORDER[name]
+    x0 = _away_from_half(np.random.default_rng(3).standard_normal((3, 4)))
+    x0 = np.where(np.abs(x0) < 0.2, x0 + 0.4, x0)    # and away from the kinks at 0
+    assert gg.gradcheck(lambda x: gg.grad(gg.sum(fn(x) * fn(x)), x), [x0], atol=1e-5, rtol=1e-4)
+
+
+def test_gelu_has_no_second_derivative_and_says_so():
+    x = gg.placeholder((3,), dtype="float64")
+    g = gg.grad(gg.sum(gg.gelu(x)), x)
+    with pytest.raises(gg.GradientError, match="gelu_backward"):
+        gg.grad(gg.sum(g), x)
+
+
+def test_labels_are_an_int64_placeholder_and_checked():
+    logits = gg.placeholder((None, 4))
+    labels = gg.placeholder((None,), dtype="int64")
+    loss = gg.softmax_cross_entropy(logits, labels)
+    f = gg.compile([loss, gg.grad(loss, logits)])
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    y = np.array([0, 3, 1, 2, 3])
+    value, grad = f({logits: x, labels: y})
+    ref = -np.mean(_log_softmax(x.astype(np.float64))[np.arange(5), y])
+    np.testing.assert_allclose(value, ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, (_softmax(x.astype(np.float64)) - np.eye(4)[y]) / 5, atol=1e-7)
+    with pytest.raises(gg.FeedError, match="class label"):
+        f({logits: x, labels: np.array([0, 4, 1, 2, 3])})
+    with pytest.raises(gg.FeedError):
+        f({logits: x, labels: y.astype(np.float32)})     # float labels do not cast to int64
+    with pytest.raises(gg.ShapeError, match="float32 or float64"):
+        gg.exp(labels)
+    with pytest.raises(gg.ShapeError, match="without the last"):
+        gg.softmax_cross_entropy(logits, gg.placeholder((None, 2), dtype="int64"))
+
+
+def test_shape_ops_resolve_the_batch_dimension_at_compile_time():
+    x = gg.placeholder((None, 2, 3), dtype="float64")
+    flat = gg.reshape(x, (None, 6))
+    assert flat.shape == (None, 6) and gg.reshape(x, (-1,)).shape == (None,)
+    head = x[1:3]
+    both = gg.concat([x, x[::-1]], axis=0)
+    wide = gg.broadcast_to(gg.sum(x, axis=(1, 2), keepdims=True), (None, 2, 3))
+    loss = gg.sum(flat * flat) + gg.sum(head) + gg.sum(both * both) + gg.sum(wide)
+    f = gg.compile([flat, head, both, wide, gg.grad(loss, x)])
+    for n in (4, 1):
+        v = np.random.default_rng(n).standard_normal((n, 2, 3))
+        rf, rh, rb, rw, g = f({x: v})
+        np.testing.assert_array_equal(rf, v.reshape(n, 6))
+        np.testing.assert_array_equal(rh, v[1:3])
+        np.testing.assert_array_equal(rb, np.concatenate([v, v[::-1]]))
+        np.testing.assert_allclose(rw, np.broadcast_to(v.sum(axis=(1, 2), keepdims=True), (n, 2, 3)))
+        mask = np.zeros_like(v)
+        mask[1:3] = 1
+        np.testing.assert_allclose(g, 2 * v + mask + 2 * v + 2 * v[::-1][::-1] + 6, rtol=1e-12)
+
+
+def test_shape_op_errors_name_the_problem():
+    x = gg.placeholder((3, 4))
+    with pytest.raises(gg.ShapeError, match="not a multiple"):
+        gg.reshape(x, (5, -1))
+    with pytest.raises(gg.ShapeError, match="cannot broadcast"):
+        gg.broadcast_to(x, (2, 4, 3))
+    with pytest.raises(gg.ShapeError, match="out of bounds"):
+        x[3]
+    with pytest.raises(gg.ShapeError, match="must match"):
+        gg.concat([x, gg.placeholder((3, 5))])
+    with pytest.raises(gg.ShapeError, match="permutation"):
+        gg.transpose(x, (0, 0))
+    fed = gg.placeholder((None, 4))
+    f = gg.compile(gg.reshape(fed, (3, 4)))
+    with pytest.raises(gg.ShapeError, match="cannot reshape"):
+        f({fed: np.zeros((2, 4), np.float32)})
