@@ -30,8 +30,8 @@ test: install
 	$(PYTHON) -m pytest tests
 
 demo: install
+	$(PYTHON) -m graphgrad.cli demo --out out
 	$(PYTHON) examples/first_model.py --out out
-	$(PYTHON) examples/linear_regression.py --out out
 
 bench: install
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PYTHON) "$$script" || exit 1; done

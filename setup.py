@@ -11,5 +11,6 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy", "cffi>=1.15", "networkx", "graphviz", "tqdm"],
     cffi_modules=["graphgrad/_build_ffi.py:ffibuilder"],
+    entry_points={"console_scripts": ["graphgrad=graphgrad.cli:main"]},
     zip_safe=False,
 )

@@ -84,7 +84,7 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         if highlight is not None and node is highlight:
             style = {**style, "color": "red", "penwidth": "3", "fontcolor": "red"}
         label = _node_label(node)
-        if node.role == "update":
+        if REGISTRY[node.op].writes:
             label += "\n(in place)"
         dot.node(str(node.id), label, **style)
         for inp in node.inputs:

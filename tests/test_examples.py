@@ -45,3 +45,18 @@ def test_backprop_cost(tmp_path):
     result = run_example("backprop_cost", "--out", str(tmp_path), "--quick")
     assert all(1.9 < r < 3.2 for r in result["flop_ratios"])   # a constant factor of the forward FLOPs
     assert (tmp_path / "backprop_cost.png").stat().st_size > 1000
+
+
+def test_demo_quick(tmp_path):
+    from graphgrad.demo import run_demo
+    result = run_demo(out=str(tmp_path), quick=True)
+    assert result["accuracy"] > 0.75          # one epoch on 1,000 digits
+    for name in ("model.png", "train_step.png", "curves.png", "predictions.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_cli_render_draws_every_compiled_program(tmp_path):
+    from graphgrad.cli import render_script
+    paths = render_script(os.path.join(EXAMPLES, "first_model.py"), str(tmp_path / "r"),
+                          ["--out", str(tmp_path / "o")])
+    assert paths and all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in paths)
