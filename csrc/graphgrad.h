@@ -117,7 +117,16 @@ enum gg_opcode {
     GG_OP_SLICE = 183,
     GG_OP_SLICE_BACKWARD = 184,   /* zero the output, then write the input through the strided view */
     GG_OP_CONCAT = 185,       /* dims: outer, width of each input's block per outer index */
-    GG_OP_CONCAT_PART = 186   /* one input's block of a concat: a strided copy */
+    GG_OP_CONCAT_PART = 186,  /* one input's block of a concat: a strided copy */
+    /* a fused group (fused.c): an optional GEMM head, then up to 8 elementwise ops streamed in
+     * blocks. in[0..5]: inputs (with a head, in[0] and in[1] are its operands). dims: [0] n output
+     * elements, [1] n_ops, [2] has_gemm, [3] rows, [4] cols (n = rows*cols; a row input is
+     * (cols,)), [5] k, [6] trans_a, [7] trans_b (the head is (rows,cols) = op(in0)·op(in1)),
+     * [8..14) mode of in[k] (0 full, 1 scalar, 2 row), [14..14+n_ops) the ops, each packed as
+     * opcode | (ref0+1)<<16 | (ref1+1)<<32 | (ref2+1)<<48 with refs 0..5 = in[k], 8+j = op j's
+     * result, 16 = the head's result. attrs[j]: op j's real parameter (a loss's scale).
+     * The last op writes the output. */
+    GG_OP_FUSED = 200
 };
 
 /* One instruction. Buffer indices refer to gg_program.buffers; -1 means "absent". */
@@ -298,6 +307,11 @@ void gg_concat_f64(double *out, const double *const *xs, int32_t n_in, int64_t o
 /* c is (m,n) = alpha * op(a) op(b) + beta * c; op(a) is (m,k), op(b) is (k,n); trans flags 0/1 */
 void gg_gemm_f32(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta);
 void gg_gemm_f64(double *c, const double *a, const double *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta);
+
+/* ---- fused.c ---- */
+/* out is (dims[0],); in[k] are the instruction's inputs; dims and attrs as for GG_OP_FUSED */
+void gg_fused_f32(float *out, const float *const *in, const int64_t *dims, const double *attrs);
+void gg_fused_f64(double *out, const double *const *in, const int64_t *dims, const double *attrs);
 
 /* ---- loss.c ---- */
 /* p, y are (n,); out is () = scale * sum((p - y)^2) */

@@ -7,3 +7,4 @@
 #include "loss.c"
 #include "optim.c"
 #include "metrics.c"
+#include "fused.c"

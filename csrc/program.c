@@ -318,6 +318,15 @@ static int execute(gg_program *p, const gg_instr *ins) {
         DISPATCH(ins, clip_by_value, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0]),
                  (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0]));
         break;
+    case GG_OP_FUSED: {
+        if (d[1] < 1 || d[1] > 8 || ins->n_in > 6 || (d[2] && (ins->n_in < 2 || ins->in[0] < 0 || ins->in[1] < 0)))
+            return GG_ERR_BAD_INSTR;
+        const void *in[6] = {0};
+        for (int32_t k = 0; k < ins->n_in && k < 6; k++) in[k] = ins->in[k] >= 0 ? BUF(p, ins->in[k]) : NULL;
+        DISPATCH(ins, fused, (F32(p, ins->out), (const float *const *)in, d, a),
+                 (F64(p, ins->out), (const double *const *)in, d, a));
+        break;
+    }
     default:
         return GG_ERR_UNKNOWN_OPCODE;
     }
@@ -512,6 +521,7 @@ const char *gg_opcode_name(int32_t opcode) {
     case GG_OP_SLICE_BACKWARD: return "slice_backward";
     case GG_OP_CONCAT: return "concat";
     case GG_OP_CONCAT_PART: return "concat_part";
+    case GG_OP_FUSED: return "fused";
     default: return NULL;
     }
 }

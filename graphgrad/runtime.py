@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ._core import ffi, lib
-from .compiler import Plan, build_plan, schedule
+from .compiler import Plan, build_plan, resolve_passes, run_passes, schedule
 from .compiler.memory import ALIGN
 from .errors import FeedError, NumericsError, RuntimeFailure
 from .graph import Graph, Tensor, source_text
@@ -24,7 +24,7 @@ from .ops.registry import _fmt_shape
 class _Executable:
     """One specialisation: the plan and the C structures that run it."""
 
-    def __init__(self, plan: Plan, placeholders: list[Tensor], outputs: list[Tensor], check_numerics: bool):
+    def __init__(self, plan: Plan, placeholders: list[Tensor], check_numerics: bool):
         self.plan = plan
         mem = plan.memory
         try:
@@ -65,8 +65,11 @@ class _Executable:
         self.c_prog.n_buffers = len(mem.buffers)
         self.c_prog.buffers = self.c_buffers
         self.c_prog.check_numerics = int(check_numerics)
-        self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
-        self.fetch_slots = [mem.buffer_of[o.id] for o in outputs]
+        # (feed index, buffer) for the placeholders the compiled graph still reads
+        self.feed_slots = [(k, mem.buffer_of[p.id]) for k, p in enumerate(placeholders) if p.id in mem.buffer_of]
+        # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
+        self.fetches = [(self.views[mem.buffer_of[o.id]],
+                         placeholders.index(o) if o.op == "placeholder" else -1) for o in plan.outputs]
 
 
 class Program:
@@ -75,16 +78,22 @@ class Program:
     list when compiled from a list. With an optimizer, each call is one training step and
     returns the loss (the first output) as it was before the update."""
 
-    def __init__(self, outputs, optimizer=None, check_numerics: bool = False):
+    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None):
         self._single = isinstance(outputs, Tensor)
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
             raise TypeError("gg.compile takes a Tensor or a non-empty list of Tensors")
         self.optimizer = optimizer
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
-        self.graph = Graph(self.outputs + self.updates)
+        graph = Graph(self.outputs + self.updates)
+        # the user's feeds: every placeholder of the graph as written, in id order (a pass may
+        # remove a read; the feed is still checked)
+        self.placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        graph_passes, self.fusion = resolve_passes(passes)
+        self.graph = run_passes(graph, graph_passes)
         self.order = schedule(self.graph)
-        self.placeholders = [n for n in self.order if n.op == "placeholder"]
+        #: the nodes fetched for self.outputs (the passes' replacements, position for position)
+        self.compiled_outputs: list[Tensor] = self.graph.outputs[:len(self.outputs)]
         self._by_name: dict[str, list[Tensor]] = {}
         for p in self.placeholders:
             self._by_name.setdefault(p.name, []).append(p)
@@ -99,16 +108,15 @@ class Program:
         exe = self._executables.get(key)
         if exe is None:
             exe = self._specialise(key)
-        for slot, arr in zip(exe.feed_slots, arrays):
-            exe.c_buffers[slot] = ffi.from_buffer(arr)
+        for k, slot in exe.feed_slots:
+            exe.c_buffers[slot] = ffi.from_buffer(arrays[k])
         status = lib.gg_program_run(exe.c_prog)
         if status != lib.GG_OK:
             self._raise_status(exe, status)
         self._last = exe
         results = []
-        for slot, out in zip(exe.fetch_slots, self.outputs):
-            view = exe.views[slot]
-            value = (arrays[self.placeholders.index(out)] if view is None else view).copy()
+        for view, feed in exe.fetches:
+            value = (arrays[feed] if view is None else view).copy()
             results.append(value[()] if value.ndim == 0 else value)
         return results[0] if self._single else results
 
@@ -119,7 +127,8 @@ class Program:
 
     def _specialise(self, key: tuple) -> _Executable:
         feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
-        exe = _Executable(build_plan(self.order, feed_shapes), self.placeholders, self.outputs, self.check_numerics)
+        plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion)
+        exe = _Executable(plan, self.placeholders, self.check_numerics)
         self._executables[key] = exe
         return exe
 
@@ -223,14 +232,20 @@ class Program:
         return render(self.outputs + self.updates, path, **options)
 
 
-def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False) -> Program:  # noqa: A001
+def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False,  # noqa: A001
+            passes=None) -> Program:
     """Compile outputs into a Program. With an optimizer, outputs[0] is the loss and every call
     runs forward, backward and the update in one C call.
 
     check_numerics=True stops at the first instruction that produces NaN or Inf and raises
     NumericsError naming its node and the line of code that created it.
+
+    passes: the compiler passes to run, in order — names from
+    ("fold_constants", "simplify", "cse", "fuse") or your own Graph -> Graph functions; None
+    (the default) runs them all, [] none. Every pass leaves the results unchanged (fusion
+    keeps each op's arithmetic, so its results are the same bits too).
     """
-    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics)
+    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes)
 
 
 def set_num_threads(n: int) -> None:

@@ -1,11 +1,14 @@
 """The compiler stages: schedule (topological, deterministic, only what is needed, writes after
-reads), memory plan, and lowering."""
+reads), the graph passes (CSE, constant folding, algebraic identities), fusion, the liveness
+memory plan, and lowering — each pass shown on a small graph and checked against compiling
+without it on random graphs."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import graphgrad as gg
-from graphgrad.compiler import build_plan, schedule
-from graphgrad.graph import Graph
+from graphgrad.compiler import build_plan, cse, fold_constants, schedule, simplify
+from graphgrad.graph import Graph, ancestors
 
 
 def _mlp():
@@ -70,15 +73,13 @@ def test_memory_plan_buffers_do_not_overlap_and_are_aligned():
     x, y, *_, loss = _mlp()
     step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
     plan = step.plan(batch_size=8)
-    arena = sorted((b.offset, b.offset + b.nbytes) for b in plan.memory.buffers if b.kind == "arena")
-    assert all(start % 64 == 0 for start, _ in arena)
-    assert all(end <= nxt for (_, end), (nxt, _) in zip(arena, arena[1:]))
-    assert arena[-1][1] <= plan.memory.arena_bytes
+    _check_memory_plan(plan)
+    assert all(b.offset % 64 == 0 for b in plan.memory.buffers if b.kind == "arena")
 
 
 def test_lowering_gives_one_instruction_per_op_node():
     x, y, *_, loss = _mlp()
-    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1), passes=[])
     plan = step.plan(batch_size=4)
     op_nodes = [n for n in plan.order if n.op not in ("placeholder", "variable", "constant")]
     assert [i.node for i in plan.instructions] == op_nodes
@@ -104,3 +105,328 @@ def test_summary_lists_instructions_and_totals(capsys):
     assert f"instructions: {len(plan.instructions)}" in text
     # the first matmul: (16, 4) @ (4, 3) = 2*16*4*3 FLOPs
     assert "384" in text
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def _check_memory_plan(plan):
+    """No two arena buffers that are alive at the same step share bytes, except an output that
+    took over the block of an input dying at that very step (in place); every instruction reads
+    live buffers; fetched outputs stay alive to the end."""
+    mem = plan.memory
+    arena = [(k, b) for k, b in enumerate(mem.buffers) if b.kind == "arena"]
+    for k, b in arena:
+        assert b.offset >= 0 and b.offset % 64 == 0 and b.offset + b.size <= mem.arena_bytes
+        assert 0 <= b.first <= b.last <= mem.n_steps
+    for i, (ka, a) in enumerate(arena):
+        for kb, b in arena[i + 1:]:
+            live_together = a.first <= b.last and b.first <= a.last
+            overlap = a.offset < b.offset + b.size and b.offset < a.offset + a.size
+            if live_together and overlap:
+                assert (b.inplace_of == ka and b.first == a.last) or (a.inplace_of == kb and a.first == b.last), \
+                    (a.node, b.node)
+    for k, ins in enumerate(plan.instructions):
+        out = mem.buffers[ins.out]
+        if out.kind == "arena":
+            assert out.first == k
+        for i in ins.inputs:
+            if i >= 0 and mem.buffers[i].kind == "arena":
+                assert mem.buffers[i].first < k <= mem.buffers[i].last
+    for o in plan.outputs:
+        buf = mem.buffers[mem.buffer_of[o.id]]
+        if buf.kind == "arena":
+            assert buf.last == mem.n_steps
+
+
+def _structure(tensors):
+    """Everything a pass could mutate in the user's nodes."""
+    return [(n.id, n.op, tuple(i.id for i in n.inputs), repr(sorted(n.attrs.items())), n.shape, n.name)
+            for n in ancestors(tensors)]
+
+
+def _ops_of(graph):
+    return sorted(n.op for n in graph.nodes)
+
+
+def _bias_mlp(activation=gg.relu, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    x = gg.placeholder((None, 5), name="x", dtype=dtype)
+    y = gg.placeholder((None, 3), name="y", dtype=dtype)
+    w1 = gg.variable(rng.normal(size=(5, 4)), name="w1", dtype=dtype)
+    b1 = gg.variable(rng.normal(size=4), name="b1", dtype=dtype)
+    w2 = gg.variable(rng.normal(size=(4, 3)), name="w2", dtype=dtype)
+    b2 = gg.variable(rng.normal(size=3), name="b2", dtype=dtype)
+    loss = gg.mse(gg.sigmoid(activation(x @ w1 + b1) @ w2 + b2), y)
+    return x, y, [w1, b1, w2, b2], loss
+
+
+# ---- the graph passes, one at a time --------------------------------------------------------
+
+def test_cse_merges_repeated_subexpressions_and_equal_constants():
+    x = gg.placeholder((3,), name="x")
+    a = gg.sigmoid(x * 2.0)
+    b = gg.sigmoid(x * 2.0)          # the same computation, built twice
+    out = a + b
+    before = _structure([out])
+    graph = cse(Graph([out]))
+    assert _ops_of(graph) == ["add", "constant", "mul", "placeholder", "sigmoid"]
+    add = graph.outputs[0]
+    assert add.inputs[0] is add.inputs[1]
+    assert _structure([out]) == before       # the user's nodes are untouched
+    feed = {x: np.array([-1.0, 0.5, 3.0])}
+    assert np.array_equal(gg.compile(out, passes=["cse"])(feed), gg.compile(out, passes=[])(feed))
+
+
+def test_cse_keeps_different_attrs_and_never_merges_leaves():
+    x = gg.placeholder((3, 3), name="x")
+    v1, v2 = gg.variable(np.ones(3)), gg.variable(np.ones(3))   # equal values, two variables
+    rows, cols, rows_again = gg.sum(x, axis=0), gg.sum(x, axis=1), gg.sum(x, axis=0)
+    out = (rows + cols) * rows_again + v1 * v2
+    graph = cse(Graph([out]))
+    sums = [n for n in graph.nodes if n.op == "sum"]
+    assert len(sums) == 2 and {n.attrs["axes"] for n in sums} == {(0,), (1,)}
+    assert len([n for n in graph.nodes if n.op == "variable"]) == 2
+
+
+def test_fold_constants_computes_constant_subgraphs_with_the_c_kernels():
+    x = gg.placeholder((3,), name="x")
+    c = gg.constant([0.1, -2.0, 7.0])
+    scale = gg.sigmoid(c * 3.0) - gg.mean(c)          # only constants: computed at compile time
+    out = x * scale
+    graph = fold_constants(Graph([out]))
+    assert _ops_of(graph) == ["constant", "mul", "placeholder"]
+    folded = next(n for n in graph.nodes if n.op == "constant")
+    # the value is the interpreter's own, bit for bit
+    assert np.array_equal(folded.data, gg.compile(scale, passes=[])({}))
+    feed = {x: np.array([1.0, 2.0, 3.0])}
+    assert np.array_equal(gg.compile(out, passes=["fold_constants"])(feed), gg.compile(out, passes=[])(feed))
+    # a fully constant output is fetched as the folded constant
+    assert np.array_equal(gg.compile(scale)({}), gg.compile(scale, passes=[])({}))
+
+
+def test_simplify_removes_identities():
+    x = gg.placeholder((None, 3), name="x")
+    one, zero = gg.constant(1.0), gg.constant(0.0)
+    y = ((x * 1.0) / 1.0 + 0.0) - zero
+    y = one * (zero + y)
+    y = -(-y)
+    graph = simplify(Graph([gg.sigmoid(y)]))
+    assert _ops_of(graph) == ["placeholder", "sigmoid"]
+
+
+def test_simplify_keeps_identities_that_would_change_a_shape_or_a_nan():
+    x = gg.placeholder((3,), name="x")
+    widened = x * gg.constant(np.ones((2, 3)))   # broadcasting: x*1 has a bigger shape than x
+    graph = simplify(Graph([widened]))
+    assert "mul" in _ops_of(graph)
+    times_zero = x * 0.0                          # Inf * 0 is NaN: not 0
+    assert "mul" in _ops_of(simplify(Graph([times_zero])))
+    inf = np.array([np.inf, -1.0, np.nan], dtype=np.float32)
+    assert np.isnan(gg.compile(times_zero)({x: inf})[0])
+    # but sign(x) is always finite, so sign(x) * 0 is exactly 0
+    s0 = gg.ops.sign(x) * 0.0
+    assert _ops_of(simplify(Graph([s0]))) == ["constant"]
+    assert gg.compile(s0)({x: inf}).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_simplify_points_relu_backward_at_the_relu_output():
+    x = gg.placeholder((None, 4), name="x")
+    w = gg.variable(np.eye(4), name="w")
+    h = gg.relu(x @ w)
+    gw = gg.grad(gg.sum(h), w)
+    graph = simplify(Graph([gw]))
+    back = next(n for n in graph.nodes if n.op == "relu_backward")
+    assert back.inputs[0].op == "relu"
+    feed = {x: np.array([[1.0, -2.0, 0.0, -0.0], [np.nan, 3.0, -1.0, 2.0]], dtype=np.float32)}
+    assert np.array_equal(gg.compile(gw, passes=["simplify"])(feed), gg.compile(gw, passes=[])(feed), equal_nan=True)
+
+
+def test_fetched_output_simplified_to_a_variable_keeps_its_value_before_the_update():
+    x = gg.placeholder((None, 2), name="x")
+    w = gg.variable(np.ones((2, 1)), name="w")
+    loss = gg.mean((x @ w) * 1.0)
+    for passes in (None, []):
+        w.assign(np.ones((2, 1)))
+        step = gg.compile([loss, w * 1.0], optimizer=gg.optim.SGD(lr=0.5), passes=passes)
+        _, fetched = step(x=np.ones((4, 2)))
+        assert np.array_equal(fetched, np.ones((2, 1)))       # not the updated w
+        assert not np.array_equal(w.value, np.ones((2, 1)))
+
+
+def test_passes_argument():
+    x = gg.placeholder((2,), name="x")
+    out = (x * 1.0) + gg.constant(0.0)
+    assert len(gg.compile(out, passes=[]).plan().instructions) == 2
+    simplified = gg.compile(out)
+    assert simplified.plan().instructions == []                  # x*1 + 0 -> x: fetched from the feed
+    assert simplified(x=np.array([1.5, -0.0])).tolist() == [1.5, 0.0]
+    seen = []
+
+    def my_pass(graph):
+        seen.append(len(graph))
+        return graph
+    gg.compile(out, passes=[my_pass, "simplify"])
+    assert seen == [5]    # x, 1.0, x*1, 0.0, the add
+    with pytest.raises(ValueError, match="unknown compiler pass"):
+        gg.compile(out, passes=["nope"])
+    with pytest.raises(TypeError):
+        gg.compile(out, passes=[lambda g: None])
+
+
+def test_passes_never_mutate_user_tensors():
+    x, y, params, loss = _bias_mlp()
+    opt = gg.optim.SGD(lr=0.1)
+    updates = opt.minimize(loss)
+    before = _structure([loss] + updates)
+    gg.compile([loss, *updates])
+    assert _structure([loss] + updates) == before
+
+
+# ---- random graphs: every pass leaves the results unchanged -------------------------------------
+
+def _random_graph(seed: int):
+    """A random graph over a (None, 4) input, with matmuls, bias adds, activations, products,
+    reductions, repeated subexpressions, identities and constant subgraphs; fetches the loss,
+    gradients and one intermediate."""
+    rng = np.random.default_rng(seed)
+    dtype = "float64" if seed % 2 else "float32"
+    x = gg.placeholder((None, 4), name="x", dtype=dtype)
+    t = gg.placeholder((None, 4), name="t", dtype=dtype)
+    w = gg.variable(rng.normal(size=(4, 4)) * 0.5, name="w", dtype=dtype)
+    b = gg.variable(rng.normal(size=4), name="b", dtype=dtype)
+    c = gg.constant(rng.normal(size=4), dtype=dtype)
+    pool = [x]
+    for _ in range(int(rng.integers(3, 12))):
+        a = pool[int(rng.integers(len(pool)))]
+        other = pool[int(rng.integers(len(pool)))]
+        kind = int(rng.integers(0, 12))
+        new = [lambda: a @ w,
+               lambda: a + b,
+               lambda: gg.relu(a),
+               lambda: gg.sigmoid(a),
+               lambda: a * other,
+               lambda: a - c if rng.random() < 0.5 else c * a,
+               lambda: ((a * 1.0) / 1.0 + 0.0) * gg.constant(1.0, dtype=dtype),
+               lambda: gg.sigmoid(a) + gg.sigmoid(a),
+               lambda: a + gg.sigmoid(c * 2.0),
+               lambda: -(-a) if rng.random() < 0.5 else abs(a),
+               lambda: gg.sum(a, axis=1, keepdims=True) * a,
+               lambda: a / (abs(other) + 1.0)][kind]()
+        pool.append(new)
+    loss = gg.mse(gg.sigmoid(pool[-1]), t)
+    grads = gg.grad(loss, [w, b], unconnected="zero")
+    outputs = [loss, *grads, pool[int(rng.integers(len(pool)))]]
+    feeds = {x: rng.normal(size=(3, 4)), t: rng.random(size=(3, 4))}
+    return outputs, feeds, dtype
+
+
+PASS_CONFIGS = [["cse"], ["fold_constants"], ["simplify"], ["fuse"], None]
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**31 - 1))
+def test_every_pass_leaves_random_graph_results_unchanged(seed):
+    outputs, feeds, dtype = _random_graph(seed)
+    reference = gg.compile(outputs, passes=[])(feeds)
+    for passes in PASS_CONFIGS:
+        program = gg.compile(outputs, passes=passes)
+        results = program(feeds)
+        _check_memory_plan(program.plan())
+        for r, ref in zip(results, reference):
+            if passes is None or "fuse" in passes:
+                # fusion runs each op's own arithmetic; allow for a GEMM that blocks differently
+                tol = 1e-5 if dtype == "float32" else 1e-12
+                np.testing.assert_allclose(r, ref, rtol=tol, atol=tol)
+            else:
+                assert np.array_equal(r, ref, equal_nan=True), passes
+
+
+# ---- fusion ----------------------------------------------------------------------------------
+
+def test_fusion_groups_matmul_bias_activation_and_backward_chains():
+    x, y, params, loss = _bias_mlp()
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
+    plan = step.plan(batch_size=8)
+    groups = [[m.op for m in ins.members] for ins in plan.instructions if ins.fused]
+    assert ["matmul", "add", "relu"] in groups
+    assert ["matmul", "add", "sigmoid"] in groups
+    assert ["mse_backward", "sigmoid_backward"] in groups
+    assert ["matmul", "relu_backward"] in groups       # dh = dz·w2ᵀ, then the relu mask, in cache
+    unfused = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1), passes=[]).plan(batch_size=8)
+    assert len(plan.instructions) < len(unfused.instructions)
+    # every op node is computed by exactly one instruction
+    members = [m for ins in plan.instructions for m in ins.members]
+    assert len(members) == len({m.id for m in members})
+
+
+@pytest.mark.parametrize("activation", [gg.relu, gg.sigmoid])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_training_matches_unfused(activation, dtype):
+    results = []
+    for passes in (None, []):
+        x, y, params, loss = _bias_mlp(activation, seed=3, dtype=dtype)
+        step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.5, momentum=0.9), passes=passes)
+        rng = np.random.default_rng(0)
+        losses = [step(x=rng.normal(size=(40, 5)), y=rng.random((40, 3))) for _ in range(4)]
+        results.append((losses, [p.value for p in params]))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=tol)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_fusion_never_moves_a_read_past_an_update():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones(3), name="w")
+    loss = gg.sum(x * w)
+    probe = gg.sigmoid(w * 2.0)   # reads w; fetched alongside the training step
+    step = gg.compile([loss, probe], optimizer=gg.optim.SGD(lr=1.0))
+    _, got = step(x=np.ones((2, 3)))
+    assert np.allclose(got, 1 / (1 + np.exp(-2.0)))
+
+
+# ---- memory ----------------------------------------------------------------------------------
+
+def test_memory_plan_reuses_memory_and_runs_in_place():
+    x, y, params, loss = _bias_mlp(gg.sigmoid)
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1), passes=["fold_constants", "simplify", "cse"])
+    plan = step.plan(batch_size=64)
+    _check_memory_plan(plan)
+    mem = plan.memory
+    assert mem.arena_bytes < mem.naive_bytes
+    assert any(b.inplace_of >= 0 for b in mem.buffers)
+    # variables, feeds and optimizer state never live in the arena
+    for b in mem.buffers:
+        if b.node.op in ("placeholder", "variable", "constant"):
+            assert b.kind != "arena"
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([None, []]))
+def test_memory_plan_random_graphs_never_overlap_live_buffers(seed, passes):
+    outputs, feeds, _ = _random_graph(seed)
+    program = gg.compile(outputs, optimizer=None, passes=passes)
+    program(feeds)
+    _check_memory_plan(program.plan())
+
+
+def test_deep_mlp_training_step_arena_peak(capsys):
+    rng = np.random.default_rng(0)
+    sizes = [64] + [128] * 6 + [10]
+    x = gg.placeholder((None, sizes[0]), name="x")
+    y = gg.placeholder((None, sizes[-1]), name="y")
+    h = x
+    for k, (m, n) in enumerate(zip(sizes, sizes[1:])):
+        w = gg.variable(rng.normal(size=(m, n)) * np.sqrt(2 / m), name=f"w{k}")
+        b = gg.variable(np.zeros(n), name=f"b{k}")
+        h = x @ w + b if h is x else gg.relu(h) @ w + b
+    loss = gg.mse(gg.sigmoid(h), y)
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1, momentum=0.9))
+    plan = step.plan(batch_size=64)
+    _check_memory_plan(plan)
+    mem = plan.memory
+    with capsys.disabled():
+        print(f"\n[deep MLP {'-'.join(map(str, sizes))}, batch 64, SGD step] {len(plan.instructions)} instructions; "
+              f"arena peak {mem.arena_bytes / 2**10:.0f} KiB vs naive {mem.naive_bytes / 2**10:.0f} KiB "
+              f"({mem.arena_bytes / mem.naive_bytes:.2f}x)")
+    assert mem.arena_bytes <= 0.5 * mem.naive_bytes

@@ -1,15 +1,17 @@
-"""The compiler: graph -> schedule -> concrete shapes -> memory plan -> instruction list.
+"""The compiler: graph -> passes -> schedule -> concrete shapes -> fusion -> memory plan -> instructions.
 
-Pure Python, run once per (program, feed shapes); its output, a Plan, is what runtime.Program
-hands to the C interpreter."""
+Pure Python. The graph passes (passes.py) run once per Program; the rest runs once per
+(program, feed shapes) and gives a Plan, which runtime.Program hands to the C interpreter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..graph import Graph, Tensor
 from ..ops.registry import concrete_shape
+from .fusion import Step, fuse
 from .lower import Instruction, lower
 from .memory import MemoryPlan, plan_memory
+from .passes import ALL_PASSES, cse, fold_constants, resolve_passes, run_passes, simplify
 from .schedule import schedule
 
 
@@ -17,8 +19,10 @@ from .schedule import schedule
 class Plan:
     order: list[Tensor]
     shapes: dict[int, tuple]        # node id -> concrete shape
+    steps: list[Step]               # what each instruction computes (fused groups included)
     memory: MemoryPlan
     instructions: list[Instruction]
+    outputs: list[Tensor]           # the fetched nodes, in fetch order
 
 
 def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[int, tuple]:
@@ -34,10 +38,17 @@ def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[
     return shapes
 
 
-def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple]) -> Plan:
+def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple], outputs: list[Tensor] | None = None,
+               fusion: bool = True) -> Plan:
+    """Plan `order` (a schedule) for concrete feed shapes; `outputs` are fetched (kept alive to
+    the end and never fused away)."""
+    outputs = list(outputs or [])
+    fetched = {o.id for o in outputs}
     shapes = concrete_shapes(order, feed_shapes)
-    memory = plan_memory(order, shapes)
-    return Plan(order, shapes, memory, lower(order, shapes, memory))
+    steps = fuse(order, shapes, fetched, enabled=fusion)
+    memory = plan_memory(order, steps, shapes, fetched)
+    return Plan(order, shapes, steps, memory, lower(steps, shapes, memory), outputs)
 
 
-__all__ = ["Graph", "Plan", "build_plan", "concrete_shapes", "schedule"]
+__all__ = ["Graph", "Plan", "Step", "build_plan", "concrete_shapes", "schedule", "ALL_PASSES", "cse",
+           "fold_constants", "simplify", "resolve_passes", "run_passes"]

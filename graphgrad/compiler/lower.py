@@ -1,23 +1,29 @@
-"""Stage 3: the instruction list. Each scheduled op node becomes one gg_instr record (opcode,
-dtype, output and input buffer indices, integer dims and real attrs from its OpDef.lower),
-computed for concrete shapes. Nothing here runs at step time."""
+"""The instruction list. Each step becomes one gg_instr record (opcode, dtype, output and input
+buffer indices, integer dims and real attrs), computed for concrete shapes: a single op from
+its OpDef.lower, a fused group as GG_OP_FUSED with its op list (layout in csrc/graphgrad.h).
+Nothing here runs at step time."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..graph import Tensor
 from ..ops import REGISTRY
 from ..ops.registry import numel
+from .fusion import Step, input_mode
 from .memory import MemoryPlan
 
 MAX_INPUTS, MAX_DIMS, MAX_ATTRS = 6, 32, 8   # the sizes of gg_instr's arrays in csrc/graphgrad.h
 
+# GG_OP_FUSED's dims layout (csrc/graphgrad.h)
+FUSED_HEADER = 14
+REF_TEMP, REF_GEMM = 8, 16
+
 
 @dataclass
 class Instruction:
-    node: Tensor
+    node: Tensor                 # the node whose value the instruction outputs (a fused group's root)
     opcode: int
     dtype: int
     out: int
@@ -25,6 +31,11 @@ class Instruction:
     out_size: int
     dims: list[int]
     attrs: list[float]
+    members: list[Tensor] = field(default_factory=list)   # every node it computes, in order
+
+    @property
+    def fused(self) -> bool:
+        return len(self.members) > 1
 
 
 def opcode_value(name: str) -> int:
@@ -32,21 +43,72 @@ def opcode_value(name: str) -> int:
     return int(getattr(lib, name))
 
 
-def lower(order: list[Tensor], shapes: dict[int, tuple], memory: MemoryPlan) -> list[Instruction]:
+def _pack(opcode: int, refs: list[int]) -> int:
+    """One op of a fused list in one int64: opcode, then three 16-bit operand refs (+1, 0 = none)."""
+    refs = list(refs) + [-1] * (3 - len(refs))
+    return opcode | (refs[0] + 1) << 16 | (refs[1] + 1) << 32 | (refs[2] + 1) << 48
+
+
+def _lower_fused(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tuple[list, list, list]:
+    """(input buffers, dims, attrs) of a GG_OP_FUSED instruction."""
+    root = step.root
+    out_shape = shapes[root.id]
+    head = step.head
+    slot_nodes: list[Tensor] = []
+    if head is not None:
+        slot_nodes += list(head.inputs)          # the GEMM reads in[0] and in[1]
+    for i in step.inputs:
+        if head is None or i not in head.inputs:
+            slot_nodes.append(i)
+    slot_of: dict[int, int] = {}
+    for k, n in enumerate(slot_nodes):
+        slot_of.setdefault(n.id, k)
+    ncols = out_shape[-1] if out_shape else 1
+    rows = numel(out_shape) // ncols if ncols else 0
+    dims = [numel(out_shape), 0, 0, rows, ncols, 0, 0, 0]
+    if head is not None:
+        low = REGISTRY["matmul"].lower([shapes[i.id] for i in head.inputs], shapes[head.id], head.attrs)
+        m, n, k, ta, tb = low.dims[:5]
+        dims[2:8] = [1, m, n, k, ta, tb]
+    modes = [0] * MAX_INPUTS
+    for k, n in enumerate(slot_nodes):
+        modes[k] = input_mode(shapes[n.id], out_shape) or 0   # None: read by the GEMM only
+    ref_of: dict[int, int] = {}
+    if head is not None:
+        ref_of[head.id] = REF_GEMM
+    ops, attrs = [], []
+    members = [m for m in step.nodes if m is not head]
+    for j, node in enumerate(members):
+        refs = [ref_of[i.id] if i.id in ref_of else slot_of[i.id] for i in node.inputs]
+        low = REGISTRY[node.op].lower([shapes[i.id] for i in node.inputs], shapes[node.id], node.attrs)
+        ops.append(_pack(opcode_value(REGISTRY[node.op].opcode), refs))
+        attrs.append(float(low.attrs[0]) if low.attrs else 0.0)
+        ref_of[node.id] = REF_TEMP + j
+    dims[1] = len(ops)
+    dims += modes + ops
+    assert len(dims) == FUSED_HEADER + len(ops)
+    return [memory.buffer_of[n.id] for n in slot_nodes], dims, attrs
+
+
+def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> list[Instruction]:
     instructions = []
-    for node in order:
-        opdef = REGISTRY[node.op]
-        if opdef.opcode is None:
-            continue
-        in_shapes = [shapes[i.id] for i in node.inputs]
-        low = opdef.lower(in_shapes, shapes[node.id], node.attrs)
-        picked = range(len(node.inputs)) if low.inputs is None else low.inputs
-        inputs = [-1 if k < 0 else memory.buffer_of[node.inputs[k].id] for k in picked]
-        if len(inputs) > MAX_INPUTS or len(low.dims) > MAX_DIMS or len(low.attrs) > MAX_ATTRS:
+    for step in steps:
+        node = step.root
+        if step.fused:
+            inputs, dims, attrs = _lower_fused(step, shapes, memory)
+            opcode = opcode_value("GG_OP_FUSED")
+        else:
+            opdef = REGISTRY[node.op]
+            in_shapes = [shapes[i.id] for i in node.inputs]
+            low = opdef.lower(in_shapes, shapes[node.id], node.attrs)
+            picked = range(len(node.inputs)) if low.inputs is None else low.inputs
+            inputs = [-1 if k < 0 else memory.buffer_of[node.inputs[k].id] for k in picked]
+            dims, attrs, opcode = low.dims, low.attrs, opcode_value(opdef.opcode)
+        if len(inputs) > MAX_INPUTS or len(dims) > MAX_DIMS or len(attrs) > MAX_ATTRS:
             raise ShapeError(f'{node.op} "{node.name}": too many inputs or dimensions for one instruction '
                              f"(rank above 10 after collapsing axes?)")
         instructions.append(Instruction(
-            node=node, opcode=opcode_value(opdef.opcode), dtype=_dt.C_CODES[node.dtype],
+            node=node, opcode=opcode, dtype=_dt.C_CODES[node.dtype],
             out=memory.buffer_of[node.id], inputs=inputs, out_size=numel(shapes[node.id]),
-            dims=[int(d) for d in low.dims], attrs=[float(a) for a in low.attrs]))
+            dims=[int(d) for d in dims], attrs=[float(a) for a in attrs], members=list(step.nodes)))
     return instructions

@@ -1,17 +1,25 @@
-"""Stage 2: where every buffer lives. Placeholders are fed (their arrays are used as they are),
-variables and constants keep the arrays they own, update ops write the variable they update,
-and every other node's output gets a 64-byte-aligned offset in one arena allocated once per
-compiled program.
+"""Where every buffer lives. Placeholders are fed (their arrays are used as they are),
+variables and constants keep the arrays they own (optimizer state included), update ops write
+the variable they update, and every other step's output gets a 64-byte-aligned offset in one
+arena allocated once per compiled program.
 
-This planner gives each intermediate its own slot for the whole step (no reuse yet: the
-liveness-based planner replaces `assign_offsets`)."""
+Offsets come from liveness: a value is live from the step that computes it to the last step
+that reads it (fetched outputs to the end of the program). Walking the steps in order, each
+output takes the best-fitting free block of the arena (the smallest that is large enough),
+or takes over the block of an input that dies at that very step when the op may run in place
+(OpDef.inplace: input 0; a fused elementwise group: any full-size input); the blocks of values
+read for the last time are freed after the step's output is placed, and neighbouring free
+blocks merge. The arena's size is the highest end any block reached (the peak).
+"""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from ..graph import Tensor
 from ..ops import REGISTRY
 from ..ops.registry import numel
+from .fusion import FULL, Step, input_mode
 
 ALIGN = 64
 
@@ -28,6 +36,14 @@ class BufferSpec:
     shape: tuple
     nbytes: int
     offset: int = -1     # arena offset, for kind == "arena"
+    first: int = -1      # the step that writes it (arena buffers)
+    last: int = -1       # the last step that reads it (the step count for fetched outputs)
+    inplace_of: int = -1  # buffer index whose block this one took over at step `first`, or -1
+
+    @property
+    def size(self) -> int:
+        """Bytes of arena the buffer occupies (aligned, at least one line)."""
+        return align(max(self.nbytes, 1))
 
 
 @dataclass
@@ -35,30 +51,114 @@ class MemoryPlan:
     buffers: list[BufferSpec]
     buffer_of: dict[int, int]     # node id -> index into buffers
     arena_bytes: int              # the arena's size (peak)
-    naive_bytes: int              # the sum of all intermediates, aligned
+    naive_bytes: int              # the sum of all intermediates, aligned (one slot each, no reuse)
+    n_steps: int = 0
 
 
-def plan_memory(order: list[Tensor], shapes: dict[int, tuple]) -> MemoryPlan:
+class _FreeList:
+    """Free blocks of the arena, sorted by offset, merged with their neighbours."""
+
+    def __init__(self):
+        self.blocks: list[list[int]] = []   # [offset, size]
+        self.top = 0                        # end of the arena so far
+        self.peak = 0
+
+    def take(self, size: int) -> int:
+        best = None
+        for k, (off, sz) in enumerate(self.blocks):
+            if sz >= size and (best is None or sz < self.blocks[best][1]):
+                best = k
+        if best is not None:
+            off, sz = self.blocks[best]
+            if sz == size:
+                del self.blocks[best]
+            else:
+                self.blocks[best] = [off + size, sz - size]
+            return off
+        # nothing fits: grow the arena, starting inside a free block that ends at the top
+        if self.blocks and sum(self.blocks[-1]) == self.top:
+            off = self.blocks.pop()[0]
+        else:
+            off = self.top
+        self.top = off + size
+        self.peak = max(self.peak, self.top)
+        return off
+
+    def give(self, off: int, size: int) -> None:
+        k = bisect.bisect_left(self.blocks, [off, size])
+        self.blocks.insert(k, [off, size])
+        if k + 1 < len(self.blocks) and off + size == self.blocks[k + 1][0]:
+            self.blocks[k][1] += self.blocks.pop(k + 1)[1]
+        if k > 0 and sum(self.blocks[k - 1]) == off:
+            self.blocks[k - 1][1] += self.blocks.pop(k)[1]
+
+
+def _inplace_candidates(step: Step, shapes: dict[int, tuple]) -> list[Tensor]:
+    """Inputs whose memory the step's output may reuse (when they die here)."""
+    root = step.root
+    if step.fused:
+        if step.head is not None:
+            return []   # the GEMM reads its operands while it writes
+        out = shapes[root.id]
+        return [i for i in step.inputs if input_mode(shapes[i.id], out) == FULL]
+    opdef = REGISTRY[root.op]
+    return [root.inputs[0]] if opdef.inplace and root.inputs else []
+
+
+def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple],
+                fetched: set[int]) -> MemoryPlan:
     buffers: list[BufferSpec] = []
     buffer_of: dict[int, int] = {}
-    for node in order:
-        opdef = REGISTRY[node.op]
-        nbytes = numel(shapes[node.id]) * node.dtype.itemsize
-        if opdef.writes:
-            buffer_of[node.id] = buffer_of[node.inputs[opdef.writes[0]].id]   # writes its variable in place
+
+    def nbytes(node: Tensor) -> int:
+        return numel(shapes[node.id]) * node.dtype.itemsize
+
+    for node in order:   # leaves first-come, in schedule order
+        if node.op in ("placeholder", "variable", "constant"):
+            buffer_of[node.id] = len(buffers)
+            buffers.append(BufferSpec("feed" if node.op == "placeholder" else "state", node, shapes[node.id],
+                                      nbytes(node)))
+    n_steps = len(steps)
+    for k, step in enumerate(steps):
+        root = step.root
+        writes = REGISTRY[root.op].writes
+        if writes:
+            buffer_of[root.id] = buffer_of[root.inputs[writes[0]].id]   # writes its variable in place
             continue
-        kind = "feed" if node.op == "placeholder" else "state" if node.op in ("variable", "constant") else "arena"
-        buffer_of[node.id] = len(buffers)
-        buffers.append(BufferSpec(kind, node, shapes[node.id], nbytes))
-    arena_bytes = assign_offsets([b for b in buffers if b.kind == "arena"])
-    naive = sum(align(b.nbytes) for b in buffers if b.kind == "arena")
-    return MemoryPlan(buffers, buffer_of, arena_bytes, naive)
+        buffer_of[root.id] = len(buffers)
+        buffers.append(BufferSpec("arena", root, shapes[root.id], nbytes(root), first=k, last=k))
+    for k, step in enumerate(steps):
+        for i in step.inputs:
+            buf = buffers[buffer_of[i.id]]
+            if buf.kind == "arena":
+                buf.last = max(buf.last, k)
+    for node_id in fetched:
+        if node_id in buffer_of and buffers[buffer_of[node_id]].kind == "arena":
+            buffers[buffer_of[node_id]].last = n_steps
 
+    # best-fit placement, walking the steps
+    free = _FreeList()
+    dying: dict[int, list[int]] = {}
+    for b, buf in enumerate(buffers):
+        if buf.kind == "arena":
+            dying.setdefault(buf.last, []).append(b)
+    for k, step in enumerate(steps):
+        root = step.root
+        b = buffer_of[root.id]
+        buf = buffers[b]
+        if buf.kind == "arena" and buf.node is root:
+            for cand in _inplace_candidates(step, shapes):
+                c = buffer_of[cand.id]
+                src = buffers[c]
+                if (src.kind == "arena" and src.last == k and src.size == buf.size and src.node.dtype == root.dtype
+                        and c in dying.get(k, ()) and src.offset >= 0):
+                    buf.offset, buf.inplace_of = src.offset, c
+                    dying[k].remove(c)   # the block passes to the output instead of being freed
+                    break
+            if buf.offset < 0:
+                buf.offset = free.take(buf.size)
+        for d in dying.pop(k, ()):
+            free.give(buffers[d].offset, buffers[d].size)
 
-def assign_offsets(arena_buffers: list[BufferSpec]) -> int:
-    """Give each buffer its own aligned slot; returns the arena size."""
-    offset = 0
-    for buf in arena_buffers:
-        buf.offset = offset
-        offset += align(max(buf.nbytes, 1))
-    return offset
+    naive = sum(b.size for b in buffers if b.kind == "arena")
+    return MemoryPlan(buffers, buffer_of, free.peak, naive, n_steps)

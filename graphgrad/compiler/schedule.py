@@ -1,19 +1,27 @@
-"""Stage 1: the execution order. A deterministic topological order (ties broken by node id,
-i.e. creation order) over only the nodes the requested outputs need — dead-code elimination
-falls out of it. networkx does the sort iteratively, so a 10,000-node chain is fine."""
+"""The execution order. A deterministic topological order over only the nodes the requested
+outputs need — dead-code elimination falls out of it. Among the nodes ready to run, updates
+(ops that overwrite a variable) go first, so each gradient is consumed, and its memory freed,
+as soon as it exists; other ties are broken by node id (creation order). networkx does the sort
+iteratively, so a 10,000-node chain is fine."""
 from __future__ import annotations
 
 import networkx as nx
 
 from ..errors import CycleError
 from ..graph import Graph, Tensor
+from ..ops import REGISTRY
 
 
 def schedule(graph: Graph) -> list[Tensor]:
     """Nodes of `graph` in an order where every node comes after its inputs and after every
     reader of a variable it overwrites."""
+    nodes = graph.nx.nodes
+
+    def priority(node_id: int) -> tuple[int, int]:
+        return (0 if REGISTRY[nodes[node_id]["tensor"].op].writes else 1, node_id)
+
     try:
-        ids = list(nx.lexicographical_topological_sort(graph.nx, key=lambda node_id: node_id))
+        ids = list(nx.lexicographical_topological_sort(graph.nx, key=priority))
     except nx.NetworkXUnfeasible:
         cycle = nx.find_cycle(graph.nx)
         names = " -> ".join(f'"{graph.tensor(u).name}"' for u, _ in cycle)
