@@ -118,6 +118,8 @@ def _check_memory_plan(plan):
     for k, b in arena:
         assert b.offset >= 0 and b.offset % 64 == 0 and b.offset + b.size <= mem.arena_bytes
         assert 0 <= b.first <= b.last <= mem.n_steps
+        if b.inplace_of >= 0:   # only a same-size input is overwritten in place (never a broadcast one)
+            assert mem.buffers[b.inplace_of].nbytes == b.nbytes
     for i, (ka, a) in enumerate(arena):
         for kb, b in arena[i + 1:]:
             live_together = a.first <= b.last and b.first <= a.last
@@ -212,6 +214,18 @@ def test_simplify_removes_identities():
     y = -(-y)
     graph = simplify(Graph([gg.sigmoid(y)]))
     assert _ops_of(graph) == ["placeholder", "sigmoid"]
+
+
+def test_simplify_cancels_transpose_of_transpose():
+    x = gg.placeholder((2, 3, 4), name="x")
+    back = gg.transpose(gg.transpose(x, (2, 0, 1)), (1, 2, 0))      # the inverse permutation
+    twice = gg.transpose(gg.transpose(x, (2, 0, 1)), (2, 0, 1))     # not the inverse: kept
+    graph = simplify(Graph([gg.sigmoid(back), twice]))
+    assert graph.outputs[0].inputs[0].op == "placeholder"
+    assert [n.op for n in ancestors([graph.outputs[1]])].count("transpose") == 2
+    feed = {x: np.arange(24.0).reshape(2, 3, 4)}
+    for a, b in zip(gg.compile([back, twice])(feed), gg.compile([back, twice], passes=[])(feed)):
+        assert np.array_equal(a, b)
 
 
 def test_simplify_keeps_identities_that_would_change_a_shape_or_a_nan():

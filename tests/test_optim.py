@@ -414,11 +414,18 @@ def test_clip_instructions_sit_between_gradients_and_updates():
     X, Y, w0, b0 = make_problem()
     x, y, w, b, loss = build("float64", w0, b0)
     step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1, clip_norm=1.0, clip_value=2.0))
-    ops = [ins.node.op for ins in step.plan(batch_size=16).instructions]
-    first_update = min(i for i, op in enumerate(ops) if op.endswith("_update"))
+    plan = step.plan(batch_size=16)
+    ops = [ins.node.op for ins in plan.instructions]
     clips = [i for i, op in enumerate(ops) if op in ("clip_by_value", "grad_sumsq", "clip_by_norm")]
-    assert len(clips) == 6 and max(clips) < first_update
-    assert ops.count("grad_sumsq") == 2
+    assert len(clips) == 6 and ops.count("grad_sumsq") == 2
+    # the norm is complete before any gradient is scaled by it, and each update reads its gradient
+    # clipped (the schedule runs an update as soon as its clipped gradient exists)
+    sumsq = [i for i, op in enumerate(ops) if op == "grad_sumsq"]
+    assert max(sumsq) < min(i for i, op in enumerate(ops) if op == "clip_by_norm")
+    made_at = {ins.node.id: k for k, ins in enumerate(plan.instructions)}
+    for k, ins in enumerate(plan.instructions):
+        if ins.node.op.endswith("_update"):
+            assert ins.node.inputs[1].op == "clip_by_norm" and made_at[ins.node.inputs[1].id] < k
 
 
 # ---- parameter groups -----------------------------------------------------------------------

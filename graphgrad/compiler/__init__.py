@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph import Graph, Tensor
+from ..ops import REGISTRY
 from ..ops.registry import concrete_shape
 from .fusion import Step, fuse
 from .lower import Instruction, lower
@@ -23,6 +24,19 @@ class Plan:
     memory: MemoryPlan
     instructions: list[Instruction]
     outputs: list[Tensor]           # the fetched nodes, in fetch order
+
+    def node_flops(self, node: Tensor) -> int:
+        """FLOPs of one op node at this plan's shapes (its OpDef's estimate)."""
+        return int(REGISTRY[node.op].flops([self.shapes[i.id] for i in node.inputs], self.shapes[node.id],
+                                           node.attrs))
+
+    def instruction_flops(self, ins: Instruction) -> int:
+        """FLOPs of one instruction: the sum over the nodes it computes (fused members included)."""
+        return sum(self.node_flops(m) for m in ins.members)
+
+    def flops(self) -> int:
+        """FLOPs per run of the whole instruction list."""
+        return sum(self.instruction_flops(ins) for ins in self.instructions)
 
 
 def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[int, tuple]:

@@ -150,7 +150,7 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
             for cand in _inplace_candidates(step, shapes):
                 c = buffer_of[cand.id]
                 src = buffers[c]
-                if (src.kind == "arena" and src.last == k and src.size == buf.size and src.node.dtype == root.dtype
+                if (src.kind == "arena" and src.last == k and src.nbytes == buf.nbytes and src.node.dtype == root.dtype
                         and c in dying.get(k, ()) and src.offset >= 0):
                     buf.offset, buf.inplace_of = src.offset, c
                     dying[k].remove(c)   # the block passes to the output instead of being freed
