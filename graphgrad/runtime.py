@@ -65,8 +65,7 @@ class _Executable:
         self.c_prog.n_buffers = len(mem.buffers)
         self.c_prog.buffers = self.c_buffers
         self.c_prog.check_numerics = int(check_numerics)
-        # (feed index, buffer) for the placeholders the compiled graph still reads
-        self.feed_slots = [(k, mem.buffer_of[p.id]) for k, p in enumerate(placeholders) if p.id in mem.buffer_of]
+        self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
                          placeholders.index(o) if o.op == "placeholder" else -1) for o in plan.outputs]
@@ -108,8 +107,8 @@ class Program:
         exe = self._executables.get(key)
         if exe is None:
             exe = self._specialise(key)
-        for k, slot in exe.feed_slots:
-            exe.c_buffers[slot] = ffi.from_buffer(arrays[k])
+        for slot, arr in zip(exe.feed_slots, arrays):
+            exe.c_buffers[slot] = ffi.from_buffer(arr)
         status = lib.gg_program_run(exe.c_prog)
         if status != lib.GG_OK:
             self._raise_status(exe, status)
@@ -127,7 +126,9 @@ class Program:
 
     def _specialise(self, key: tuple) -> _Executable:
         feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
-        plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion)
+        aliases = {o.id: c for o, c in zip(self.outputs, self.compiled_outputs) if o is not c}
+        plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
+                          placeholders=self.placeholders, aliases=aliases)
         exe = _Executable(plan, self.placeholders, self.check_numerics)
         self._executables[key] = exe
         return exe

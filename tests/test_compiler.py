@@ -287,6 +287,17 @@ def test_passes_argument():
         gg.compile(out, passes=[lambda g: None])
 
 
+def test_a_placeholder_the_passes_made_unneeded_is_still_a_feed():
+    x = gg.placeholder((2,), name="x")
+    y = gg.placeholder((2,), name="y")
+    out = gg.ops.sign(x) * 0.0 + y          # sign(x) * 0 -> 0: x is no longer read
+    f = gg.compile(out)
+    assert all(n.op != "placeholder" or n is y for n in f.order)
+    assert f(x=np.array([np.inf, 1.0]), y=np.array([1.0, 2.0])).tolist() == [1.0, 2.0]
+    with pytest.raises(gg.FeedError, match='"x"'):
+        f(y=np.array([1.0, 2.0]))
+
+
 def test_passes_never_mutate_user_tensors():
     x, y, params, loss = _bias_mlp()
     opt = gg.optim.SGD(lr=0.1)
