@@ -60,3 +60,26 @@ def test_cli_render_draws_every_compiled_program(tmp_path):
     paths = render_script(os.path.join(EXAMPLES, "first_model.py"), str(tmp_path / "r"),
                           ["--out", str(tmp_path / "o")])
     assert paths and all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_mnist_nielsen_quick(tmp_path):
+    result = run_example("mnist_nielsen", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    acc = result["history"]["val_accuracy"]
+    assert result["accuracy"] > 0.65 and acc[-1] > acc[0] * 0.98     # 3 epochs; 30 reach >= 88%
+    assert result["history"]["loss"][-1] < result["history"]["loss"][0]
+
+
+def test_mnist_mlp_quick(tmp_path):
+    result = run_example("mnist_mlp", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    assert result["accuracy"] > 0.85                                   # 2 epochs; 20 reach >= 92%
+    assert result["history"]["loss"][-1] < result["history"]["loss"][0]
+
+
+def test_batch_vs_minibatch(tmp_path, capsys):
+    curves = run_example("batch_vs_minibatch", "--out", str(tmp_path), "--quick")
+    full, mini, sgd = (curves[k] for k in curves)
+    for losses in (full, mini, sgd):
+        assert losses[-1] < losses[0]                                  # every variant learns
+    assert mini[-1] < full[-1] and sgd[-1] < full[-1]                  # more updates per epoch: faster per epoch
+    out = capsys.readouterr().out
+    assert "1 iterations per epoch" in out and "400 iterations per epoch" in out
