@@ -221,14 +221,30 @@ class Program:
         return self._last.plan
 
     def summary(self, batch_size: int | None = None, file=None) -> str:
-        """Print (and return) the instruction table: op, node, shapes, FLOPs, bytes, buffer."""
+        """Print (and return) the instruction table: op (fused members listed), shapes, FLOPs,
+        bytes, arena offset and size, in place or not; then the totals (instruction count, FLOPs
+        per step, arena peak against the naive sum of intermediates)."""
         from .summary import format_summary
         text = format_summary(self.plan(batch_size))
         print(text, file=file)
         return text
 
-    def render(self, path: str, **options) -> str:
-        """Draw the whole program (forward, backward and update nodes) to a PNG; see gg.render."""
+    def plan_json(self, batch_size: int | None = None) -> str:
+        """The compiled plan as JSON text (instructions, buffers, totals), stable from run to run:
+        usable as a golden file."""
+        from .summary import plan_json
+        return plan_json(self.plan(batch_size))
+
+    def render(self, path: str, plan: bool = False, batch_size: int | None = None, **options) -> str:
+        """Draw the program to `path` (.png, .svg, .pdf, .dot).
+
+        plan=False (default): the graph it was compiled from — forward, backward and update
+        nodes (options as for gg.render). plan=True: the compiled instruction list — fused
+        groups as clusters, arena offsets in the labels (options: rankdir, title); for the last
+        specialisation run, or the one for `batch_size`."""
+        if plan:
+            from .summary import render_plan
+            return render_plan(self.plan(batch_size), path, **options)
         from .viz import render
         return render(self.outputs + self.updates, path, **options)
 

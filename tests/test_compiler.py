@@ -4,7 +4,7 @@ memory plan, and lowering — each pass shown on a small graph and checked again
 without it on random graphs."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import graphgrad as gg
 from graphgrad.compiler import build_plan, cse, fold_constants, schedule, simplify
@@ -350,6 +350,8 @@ PASS_CONFIGS = [["cse"], ["fold_constants"], ["simplify"], ["fuse"], None]
 
 @settings(max_examples=30)
 @given(st.integers(0, 2**31 - 1))
+@example(51108)      # once: an in-place write over a broadcast input
+@example(3286572)    # once: a matmul joining a group after an elementwise member
 def test_every_pass_leaves_random_graph_results_unchanged(seed):
     outputs, feeds, dtype = _random_graph(seed)
     reference = gg.compile(outputs, passes=[])(feeds)
@@ -455,3 +457,59 @@ def test_deep_mlp_training_step_arena_peak(capsys):
               f"arena peak {mem.arena_bytes / 2**10:.0f} KiB vs naive {mem.naive_bytes / 2**10:.0f} KiB "
               f"({mem.arena_bytes / mem.naive_bytes:.2f}x)")
     assert mem.arena_bytes <= 0.5 * mem.naive_bytes
+
+
+# ---- reading the plan --------------------------------------------------------------------------
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_lists_fused_members_arena_offsets_and_totals():
+    x, y, params, loss = _bias_mlp()
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
+    text = step.summary(batch_size=32)
+    plan = step.plan(batch_size=32)
+    assert "matmul+add+relu" in text and "fused: matmul#" in text and "in place" in text
+    assert f"instructions: {len(plan.instructions)} ({sum(i.fused for i in plan.instructions)} fused" in text
+    assert f"FLOPs per step: {plan.flops():,}" in text
+    # the fused first layer: 2*32*5*4 (matmul) + 32*4 (bias) + 32*4 (relu) FLOPs
+    assert f"{2 * 32 * 5 * 4 + 2 * 32 * 4:,}" in text
+    assert plan.flops() == gg.compile(loss, passes=[]).plan(batch_size=32).flops() + sum(
+        plan.instruction_flops(i) for i in plan.instructions if i.node.role == "update" or
+        any(m.role == "backward" for m in i.members))
+    assert "peak" in text and "naive sum of intermediates" in text
+
+
+def test_plan_json_is_stable_and_complete():
+    import json
+    texts = []
+    for _ in range(2):   # two builds of the same model: different node ids, the same JSON
+        x, y, params, loss = _bias_mlp(gg.sigmoid)
+        step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1, momentum=0.9))
+        texts.append(step.plan_json(batch_size=8))
+    assert texts[0] == texts[1]
+    plan = json.loads(texts[0])
+    assert plan["totals"]["instructions"] == len(plan["instructions"])
+    assert plan["totals"]["arena_peak_bytes"] <= plan["totals"]["naive_bytes"]
+    first = plan["instructions"][0]
+    assert first["member_ops"] == ["matmul", "add", "sigmoid"] and first["fused"]
+    assert first["arena_offset"] == 0 and first["arena_size"] == 256   # (8, 4) float64
+    arena = [b for b in plan["buffers"] if b["kind"] == "arena"]
+    assert all(b["offset"] % 64 == 0 and b["first_step"] <= b["last_step"] for b in arena)
+    assert {b["node"] for b in plan["buffers"] if b["kind"] == "state"} >= {"w1", "b1", "w2", "b2"}
+
+
+def test_render_plan_and_memory_pictures(tmp_path):
+    from graphgrad.summary import plan_dot
+    x, y, params, loss = _bias_mlp()
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
+    step(x=np.ones((16, 5)), y=np.zeros((16, 3)))
+    path = step.render(str(tmp_path / "plan.png"), plan=True)
+    assert open(path, "rb").read().startswith(PNG_MAGIC)
+    source = plan_dot(step.plan()).source
+    assert source.count("subgraph cluster_") == sum(i.fused for i in step.plan().instructions)
+    assert "arena @0" in source and "writes w1" in source
+    graph_png = step.render(str(tmp_path / "graph.png"))           # the graph, as before
+    assert open(graph_png, "rb").read().startswith(PNG_MAGIC)
+    mem_png = gg.render_memory(step, str(tmp_path / "memory.png"))
+    assert open(mem_png, "rb").read().startswith(PNG_MAGIC)

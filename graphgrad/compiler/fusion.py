@@ -122,8 +122,10 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
         if heads and shapes[heads[0][0].id] != shapes[node.id]:   # the head's rows and columns are the output's
             merged = [g for g in merged if g is not heads[0]]
         members = sorted((m for g in merged for m in g), key=lambda m: position[m.id]) + [node]
+        head = next((m for m in members if m.op == "matmul"), None)
+        if head is not None:   # the product runs first; the elementwise members follow in schedule order
+            members = [head] + [m for m in members if m is not head]
         external = _external_inputs(members)
-        head = members[0] if members[0].op == "matmul" else None
         n_ops = len(members) - (1 if head else 0)
         # the group runs as soon as everything it reads exists: nothing it reads may be
         # overwritten by then
