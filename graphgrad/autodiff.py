@@ -78,7 +78,8 @@ def grad(y: Tensor, xs, grad_ys: Tensor | None = None, unconnected: str = "raise
         for x in xs:
             if x.id in results:
                 out.append(results[x.id])
-            elif unconnected == "zero":
+            elif unconnected == "zero" or x.id in needed:
+                # connected only through ops whose gradient is zero (sign, ...): the gradient is zero
                 out.append(ops.zeros_like(x))
             else:
                 raise GradientError(

@@ -188,6 +188,18 @@ def test_absurd_batch_dimension_is_caught_when_compiled():
     assert f(col=np.ones((2, 1)), row=np.ones((1, 2))).tolist() == [[1.0, 1.0], [1.0, 1.0]]
 
 
+def test_a_batch_dimension_fed_as_1_is_never_broadcast():
+    x = gg.placeholder((None, 3), name="rows")
+    w = gg.variable(np.ones((4, 3)), name="w4")
+    f = gg.compile(gg.mul(x, w, name="scaled"))
+    assert f(rows=np.ones((4, 3))).shape == (4, 3)
+    with pytest.raises(gg.ShapeError) as info:
+        f(rows=np.ones((1, 3)))   # None fed as 1 would stretch to 4: its gradient would have the wrong shape
+    msg = str(info.value)
+    for part in ('mul "scaled"', '"rows" declares axis 0 as None', "never broadcast", "test_errors.py:"):
+        assert part in msg, part
+
+
 # ---- feeds ---------------------------------------------------------------------------------
 
 def test_ambiguous_feed_name():

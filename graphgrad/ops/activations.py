@@ -12,8 +12,12 @@ from .registry import Lowered, OpDef, OpShapeError, make, numel, register
 
 
 def _same_shape(shapes, attrs):
-    if len(shapes) == 2 and shapes[0] != shapes[1]:
-        raise OpShapeError(f"saved tensor {shapes[0]} and gradient {shapes[1]} differ in shape")
+    if len(shapes) == 2:
+        a, b = shapes
+        # None (the batch dimension) matches any size; the known size wins
+        if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a, b)):
+            raise OpShapeError(f"saved tensor {a} and gradient {b} differ in shape")
+        return tuple(y if x is None else x for x, y in zip(a, b))
     return shapes[0]
 
 

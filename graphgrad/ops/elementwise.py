@@ -53,7 +53,7 @@ def _grad_div(node, g):
 
 def _binary(name, opcode, grad, doc, flops_per=1):
     register(OpDef(name=name, opcode=opcode, shape=_binary_shape, grad=grad, lower=_binary_lower,
-                   inplace=True, doc=doc,
+                   inplace=True, broadcasts=True, doc=doc,
                    flops=lambda ins, out, attrs: flops_per * numel(out)))
 
 

@@ -53,6 +53,7 @@ class OpDef:
     lower: Callable | None                  # (concrete input shapes, output shape, attrs) -> Lowered
     dtype: Callable = _same_float_dtype     # (op, input dtypes, attrs) -> output dtype
     inplace: bool = False                   # the output may reuse input 0's memory when it dies here
+    broadcasts: bool = False                # NumPy broadcasting of the inputs to the output's shape
     writes: tuple = ()                      # inputs the instruction overwrites (its output aliases writes[0])
     flops: Callable = _elementwise_flops    # (input shapes, output shape, attrs) -> FLOPs
     doc: str = ""
@@ -96,11 +97,26 @@ def concrete_shape(node: Tensor, input_shapes: Sequence[tuple]) -> tuple:
     try:
         shape = tuple(opdef.shape(list(input_shapes), node.attrs))
         check_size(shape, node.dtype)
+        if opdef.broadcasts:
+            _check_batch_not_broadcast(node, input_shapes, shape)
         return shape
     except OpShapeError as err:
         shapes = ", ".join(f'"{t.name}" {_fmt_shape(s)}' for t, s in zip(node.inputs, input_shapes))
         where = f"\n  at {node.source}" if node.source else ""
         raise ShapeError(f'{node.op} "{node.name}": {err}\n  inputs (as fed): {shapes}{where}') from None
+
+
+def _check_batch_not_broadcast(node: Tensor, input_shapes, out_shape) -> None:
+    """A dimension declared None is never stretched by broadcasting: gradients are built from the
+    static shapes, where None is assumed to match, so a None fed as 1 against a larger size would
+    get a gradient of the wrong shape."""
+    for inp, concrete in zip(node.inputs, input_shapes):
+        lead = len(out_shape) - len(concrete)
+        for d, (declared, size) in enumerate(zip(inp.shape, concrete)):
+            if declared is None and size != out_shape[lead + d]:
+                raise OpShapeError(f'"{inp.name}" declares axis {d} as None and is fed {size} there, which would '
+                                   f"broadcast to {out_shape[lead + d]}; a None (batch) dimension is never "
+                                   "broadcast: feed matching sizes or declare the axis as 1")
 
 
 # ---- shape helpers shared by the op families ----------------------------------------------

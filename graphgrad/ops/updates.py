@@ -25,7 +25,8 @@ W, G, LR, STEP = 0, 1, 2, 3
 
 def _update_shape(shapes, attrs):
     w, g = shapes[W], shapes[G]
-    if tuple(w) != tuple(g):
+    # a None in the gradient's static shape (from a batch dimension) is checked when specialised
+    if len(w) != len(g) or any(b is not None and a != b for a, b in zip(w, g)):
         raise OpShapeError(f"variable {w} and its gradient {g} differ in shape")
     for name, shape in zip(attrs["state"], shapes[STEP + 1:]):
         if name != "mu_product" and tuple(shape) != tuple(w):
