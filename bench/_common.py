@@ -69,8 +69,6 @@ def write_json(name: str, payload: dict) -> str:
 
 
 def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    """Whether PyTorch is installed (without importing it here: workers import what they use)."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
