@@ -126,7 +126,9 @@ enum gg_opcode {
      * opcode | (ref0+1)<<16 | (ref1+1)<<32 | (ref2+1)<<48 with refs 0..5 = in[k], 8+j = op j's
      * result, 16 = the head's result. attrs[j]: op j's real parameter (a loss's scale).
      * The last op writes the output. */
-    GG_OP_FUSED = 200
+    GG_OP_FUSED = 200,
+    /* randomness (dims: n, seed; attrs[0] = rate; in[0] = a float64 counter) */
+    GG_OP_DROPOUT_MASK = 210
 };
 
 /* One instruction. Buffer indices refer to gg_program.buffers; -1 means "absent". */
@@ -383,6 +385,11 @@ void gg_ftrl_update_f32(float *w, const float *g, float *n_acc, float *z, int64_
 void gg_ftrl_update_f64(double *w, const double *g, double *n_acc, double *z, int64_t n, double lr, double lr_power, double l1, double l2, double l2_shrinkage, double beta);
 void gg_lion_update_f32(float *w, const float *g, float *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
 void gg_lion_update_f64(double *w, const double *g, double *m, int64_t n, double lr, double beta1, double beta2, double weight_decay);
+
+/* ---- random.c ---- */
+/* out is (n,) = 0 with probability rate, else 1/(1 - rate); a pure function of (seed, counter, index) */
+void gg_dropout_mask_f32(float *out, int64_t n, uint64_t seed, uint64_t counter, double rate);
+void gg_dropout_mask_f64(double *out, int64_t n, uint64_t seed, uint64_t counter, double rate);
 
 /* ---- metrics.c ---- */
 /* pred is (rows, cols); target is (rows, cols), or labels is (rows,) int64 class ids when target is NULL.

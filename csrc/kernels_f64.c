@@ -8,3 +8,4 @@
 #include "optim.c"
 #include "metrics.c"
 #include "fused.c"
+#include "random.c"

@@ -232,6 +232,10 @@ static int execute(gg_program *p, const gg_instr *ins) {
         if (bad) return GG_ERR_BAD_INDEX;
         break;
     }
+    case GG_OP_DROPOUT_MASK:
+        DISPATCH(ins, dropout_mask, (F32(p, ins->out), d[0], (uint64_t)d[1], (uint64_t)SCALAR_F64(p, ins->in[0]), a[0]),
+                 (F64(p, ins->out), d[0], (uint64_t)d[1], (uint64_t)SCALAR_F64(p, ins->in[0]), a[0]));
+        break;
     case GG_OP_INCREMENT:
         /* a float64 counter variable, e.g. the optimizer's step count */
         F64(p, ins->out)[0] += a[0];
@@ -467,6 +471,7 @@ const char *gg_opcode_name(int32_t opcode) {
     case GG_OP_MSE_BACKWARD: return "mse_backward";
     case GG_OP_L1: return "l1";
     case GG_OP_L1_BACKWARD: return "l1_backward";
+    case GG_OP_DROPOUT_MASK: return "dropout_mask";
     case GG_OP_INCREMENT: return "increment";
     case GG_OP_SGD_UPDATE: return "sgd_update";
     case GG_OP_RMSPROP_UPDATE: return "rmsprop_update";

@@ -31,6 +31,10 @@ def _parameters(model) -> list[Tensor]:
     raise TypeError(f"gg.save takes a gg.nn model or a compiled Program, got {model!r}")
 
 
+def _buffers(model) -> list[Tensor]:
+    return list(model.buffers()) if hasattr(model, "buffers") else []
+
+
 def _plain(value):
     """value as JSON data (tuples become lists), or raise TypeError."""
     value = list(value) if isinstance(value, tuple) else value
@@ -83,6 +87,8 @@ def save(path: str, model, optimizer=None, **metadata) -> str:
               "epochs_trained": int(getattr(model, "epochs_trained", 0)), "metadata": metadata}
     for i, p in enumerate(params):
         arrays[f"param/{i}"] = p.value
+    for i, b in enumerate(_buffers(model)):
+        arrays[f"buffer/{i}"] = b.value
     if optimizer is not None:
         index_of = {p.id: i for i, p in enumerate(params)}
         header["optimizer"] = _optimizer_description(optimizer, index_of)
@@ -162,8 +168,15 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
         if value.shape != p.shape:
             raise ShapeError(f'parameter {i} ("{names[i]}" in the checkpoint, "{p.name}" in the model) has shape '
                              f"{value.shape} in {path} but {p.shape} in the model")
+    buffers = _buffers(model)
+    saved_buffers = sorted((k for k in arrays if k.startswith("buffer/")), key=lambda k: int(k.split("/")[1]))
+    if len(saved_buffers) != len(buffers) or any(arrays[k].shape != b.shape for k, b in zip(saved_buffers, buffers)):
+        raise ShapeError(f"{path} holds {len(saved_buffers)} layer buffers (e.g. dropout counters); the model has "
+                         f"{len(buffers)} of other shapes")
     for i, p in enumerate(params):
         p.assign(arrays[f"param/{i}"])
+    for key, b in zip(saved_buffers, buffers):
+        b.assign(arrays[key])
     model.epochs_trained = int(header.get("epochs_trained", 0))
 
     saved_opt = header.get("optimizer")

@@ -4,11 +4,16 @@ A layer owns its variables (created once, at construction) and, when called on a
 its ops to the graph and returns the output Tensor: `model(x)` builds the forward graph that
 gg.fit, gg.evaluate and gg.predict compile. Every layer can describe itself as plain data
 (`describe()`), which checkpoints store so that gg.load can rebuild the model.
+
+Train and eval mode are decided when the graph is built, not when it runs: inside
+`with gg.nn.training():` layers build their training graph (Dropout masks), outside it their
+inference graph. gg.fit builds its step in training mode; evaluate and predict do not.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -21,6 +26,23 @@ from .graph import Tensor, variable
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax")
 
 _layer_ids = itertools.count()
+_training = False
+
+
+@contextlib.contextmanager
+def training(mode: bool = True) -> Iterator[None]:
+    """Graphs built inside this block are training graphs (dropout active); see the module docstring."""
+    global _training
+    previous, _training = _training, bool(mode)
+    try:
+        yield
+    finally:
+        _training = previous
+
+
+def is_training() -> bool:
+    """Whether graphs built now are training graphs."""
+    return _training
 
 
 def activation_function(name: str | Callable | None) -> Callable[[Tensor], Tensor]:
@@ -55,6 +77,11 @@ class Module:
 
     def parameters(self) -> list[Tensor]:
         """The trainable variables, in a fixed order (checkpoints rely on it)."""
+        return []
+
+    def buffers(self) -> list[Tensor]:
+        """Non-trainable variables the module updates itself (e.g. Dropout's step counter),
+        saved in checkpoints beside the parameters."""
         return []
 
     def describe(self) -> dict:
@@ -153,6 +180,34 @@ Softmax = _named_activation("Softmax", "softmax")
 LogSoftmax = _named_activation("LogSoftmax", "log_softmax")
 
 
+class Dropout(Module):
+    """Inverted dropout: in training graphs, each element is zeroed with probability `rate` and the
+    rest scaled by 1/(1 - rate); in inference graphs it is the identity. A new mask every step:
+    the layer's float64 counter advances by one each time a training step runs, and the mask is
+    a pure function of (seed, counter, element), so runs are reproducible from the seed."""
+
+    def __init__(self, rate: float = 0.5, seed: int | None = None, name: str | None = None):
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed = int(_init.generator(seed).integers(0, 1 << 62)) if not isinstance(seed, int) else seed
+        self.name = name or f"dropout{next(_layer_ids)}"
+        self.counter = variable(np.float64(0.0), name=f"{self.name}/counter", dtype="float64", trainable=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not _training or self.rate == 0.0:
+            return x
+        step = ops.make("increment", [self.counter], {"amount": 1.0}, name=f"{self.name}/counter += 1")
+        return x * ops.dropout_mask(x, step, self.rate, self.seed, name=f"{self.name}/mask")
+
+    def buffers(self) -> list[Tensor]:
+        return [self.counter]
+
+    def describe(self) -> dict:
+        return {"type": "Dropout", "rate": self.rate, "seed": self.seed, "name": self.name}
+
+
 class Sequential(Module):
     """Layers applied one after the other: Sequential(Dense(784, 30, activation="sigmoid"), Dense(30, 10))."""
 
@@ -171,6 +226,9 @@ class Sequential(Module):
 
     def parameters(self) -> list[Tensor]:
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def buffers(self) -> list[Tensor]:
+        return [b for layer in self.layers for b in layer.buffers()]
 
     def describe(self) -> dict:
         return {"type": "Sequential", "layers": [layer.describe() for layer in self.layers]}
@@ -197,4 +255,6 @@ def from_description(description: dict) -> Module:
                      dtype=description["dtype"], name=description.get("name"))
     if kind == "Activation":
         return Activation(description["activation"])
+    if kind == "Dropout":
+        return Dropout(description["rate"], seed=description["seed"], name=description.get("name"))
     raise ValueError(f"cannot rebuild a module of type {kind!r}")

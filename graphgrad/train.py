@@ -98,8 +98,10 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
            check_numerics)
     if key in cache:
         return cache[key]
+    from .nn import training
     x = placeholder((None,) + x_row, name="x", dtype=model.dtype)
-    pred = model(x)
+    with training(kind == "train"):
+        pred = model(x)
     if not isinstance(pred, Tensor):
         raise TypeError(f"the model returned {pred!r}; it must return a Tensor")
     if not pred.shape or pred.shape[0] is not None:

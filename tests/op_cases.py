@@ -340,3 +340,30 @@ OP_CASES.update({
     "clip_by_value": [OpCase(lambda g: _upd.clip_by_value(g, 0.5), lambda g: np.clip(g, -0.5, 0.5), [(3, 4)],
                              differentiable=False)],
 })
+
+
+# dropout_mask (ops/random.py): the C kernel's SplitMix64 draws, transcribed in NumPy uint64 arithmetic
+def _mix64(z):
+    with np.errstate(over="ignore"):
+        z = np.asarray(z, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask_reference(shape, seed, counter, rate):
+    key = _mix64(np.uint64(seed) ^ _mix64(np.uint64(counter)))
+    with np.errstate(over="ignore"):
+        draws = _mix64(key + np.arange(int(np.prod(shape)), dtype=np.uint64))
+    u = (draws >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return np.where(u < rate, 0.0, 1.0 / (1.0 - rate)).reshape(shape)
+
+
+def _dropout_case(seed, counter, rate, shape):
+    def build(x):
+        return x * gg.ops.dropout_mask(x, gg.constant(float(counter), dtype="float64"), rate, seed)
+    return OpCase(build, lambda x: x * dropout_mask_reference(x.shape, seed, counter, rate), [shape])
+
+
+OP_CASES["dropout_mask"] = [_dropout_case(7, 3, 0.5, (4, 5)), _dropout_case(2 ** 40 + 5, 12345, 0.2, (3, 7, 2)),
+                            _dropout_case(1, 0, 0.9, (50,))]

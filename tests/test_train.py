@@ -120,6 +120,53 @@ def test_dense_seed_makes_kernel_and_bias_reproducible_and_different():
     assert not np.array_equal(a.bias.value, a.kernel.value[0])
 
 
+def test_dropout_masks_in_training_graphs_only():
+    x = gg.placeholder((None, 400), name="x")
+    drop = gg.nn.Dropout(0.3, seed=5)
+    X = np.ones((50, 400), np.float32)
+    with gg.nn.training():
+        f = gg.compile(drop(x))
+    first, second = f(x=X), f(x=X)
+    assert drop.counter.value == 2.0
+    assert abs((first == 0).mean() - 0.3) < 0.01 and abs(first.mean() - 1.0) < 0.02
+    assert set(np.unique(first)) == {0.0, np.float32(1 / 0.7)}
+    assert not np.array_equal(first, second)             # a new mask every step
+    np.testing.assert_array_equal(first.ravel(), from_reference(5, 1, 0.3, X.size))
+    np.testing.assert_array_equal(gg.compile(drop(x))(x=X), X)   # built outside training(): identity
+    with pytest.raises(ValueError, match="rate must be in"):
+        gg.nn.Dropout(1.0)
+
+
+def from_reference(seed, counter, rate, n):
+    from op_cases import dropout_mask_reference
+    return dropout_mask_reference((n,), seed, counter, rate).astype(np.float32)
+
+
+def dropout_mlp(seed=0):
+    return gg.nn.Sequential(gg.nn.Dense(4, 16, activation="relu", seed=seed), gg.nn.Dropout(0.25, seed=seed + 7),
+                            gg.nn.Dense(16, 1, seed=seed + 1))
+
+
+def test_fit_with_dropout_matches_a_step_loop_and_predicts_without_it():
+    X, Y = regression_data(n=40)
+    fitted = dropout_mlp()
+    hist = gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=10, epochs=2, seed=3, verbose=0)
+    looped = dropout_mlp()
+    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
+    with gg.nn.training():
+        step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=0.1))
+    for epoch in range(2):
+        order = np.random.default_rng([3, epoch]).permutation(40)
+        losses = [float(step(x=X[order[i:i + 10]], y=Y[order[i:i + 10]])) for i in range(0, 40, 10)]
+        np.testing.assert_array_equal(hist.step_losses[epoch], losses)
+    for a, b in zip(params(fitted), params(looped)):
+        np.testing.assert_array_equal(a, b)
+    assert fitted.layers[1].counter.value == 8.0
+    # inference: no dropout, so predict is the plain forward pass of the two Dense layers
+    plain = gg.nn.Sequential(fitted.layers[0], fitted.layers[2])
+    np.testing.assert_allclose(gg.predict(fitted, X), numpy_forward(plain, X), rtol=1e-5, atol=1e-6)
+
+
 # ---- fit: the three flavours of gradient descent ----------------------------------------------
 
 @pytest.mark.parametrize("batch_size, lr, epochs", [(1, 0.05, 15), (16, 0.5, 15), (20, 0.5, 15), (None, 0.5, 100)],
@@ -486,6 +533,21 @@ def test_train_save_load_resume_equals_training_straight(tmp_path, make_optimize
     assert again_opt.lr == opt.lr and again_opt.step_count == 8 and again.epochs_trained == 2
     gg.fit(again, X, Y, optimizer=again_opt, epochs=2, **kwargs)
     for a, b in zip(params(again), params(straight)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_with_dropout_continues_its_masks(tmp_path):
+    X, Y = regression_data(n=40)
+    kwargs = dict(optimizer=None, batch_size=8, seed=2, verbose=0)
+    straight = dropout_mlp()
+    gg.fit(straight, X, Y, epochs=4, **{**kwargs, "optimizer": gg.optim.Adam(lr=0.01)})
+    half, opt = dropout_mlp(), gg.optim.Adam(lr=0.01)
+    gg.fit(half, X, Y, epochs=2, **{**kwargs, "optimizer": opt})
+    gg.save(str(tmp_path / "d.npz"), half, opt)
+    ck = gg.load(str(tmp_path / "d.npz"))
+    assert ck.model.layers[1].counter.value == 10.0 and ck.model.layers[1].seed == half.layers[1].seed
+    gg.fit(ck.model, X, Y, epochs=2, **{**kwargs, "optimizer": ck.optimizer})
+    for a, b in zip(params(ck.model), params(straight)):
         np.testing.assert_array_equal(a, b)
 
 

@@ -7,6 +7,7 @@ from .linalg import matmul
 from .losses import binary_cross_entropy, huber, l1, mse, softmax_cross_entropy
 from .reduce import log_softmax, max, mean, softmax, sum, unbroadcast, zeros_like
 from .shape import broadcast_to, concat, getitem, reshape, transpose
+from .random import dropout_mask
 from .registry import REGISTRY, Lowered, OpDef, make
 from . import updates  # noqa: F401  (registers the optimizer update ops)
 
@@ -15,4 +16,4 @@ __all__ = ["REGISTRY", "OpDef", "Lowered", "make", "add", "sub", "mul", "div", "
            "pow", "exp", "log", "sqrt", "maximum", "minimum", "maximum_mask", "equal", "clip",
            "reshape", "transpose", "broadcast_to", "concat", "getitem", "max",
            "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax",
-           "huber", "binary_cross_entropy", "softmax_cross_entropy"]
+           "huber", "binary_cross_entropy", "softmax_cross_entropy", "dropout_mask"]
