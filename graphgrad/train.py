@@ -164,12 +164,10 @@ class _Runner:
         s.n_rows = len(self.sources[0])
         s.batch_size = batch_size
         s.dtype = _dtype_code(graph.pred.dtype)
-        roles = [ins.node.role for ins in exe.plan.instructions]
-        first_update = next((i for i, role in enumerate(roles) if role == "update"), len(roles))
-        # the loss can be checked before the update only if every update instruction comes last
-        s.split = first_update if all(r == "update" for r in roles[first_update:]) else len(roles)
-        self.split_before_update = s.split == first_update
         s.loss_buf = buffer_of[graph.loss.id] if graph.loss is not None else -1
+        watched = [s.loss_buf] + ([buffer_of[graph.pred.id]] if accuracy else [])
+        s.split, self.early_counters = _split(exe.plan.instructions, watched)
+        self.split_before_update = self.early_counters is not None
         s.stop_on_nonfinite = int(stop_on_nonfinite)
         s.pred_buf = -1
         if accuracy:
@@ -213,6 +211,24 @@ class _Runner:
             if context:
                 err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
             raise
+
+
+def _split(instructions, watched: list[int]) -> tuple[int, list]:
+    """Where C pauses each step to check the loss (and count correct predictions): right after
+    the last instruction writing a watched buffer (loss, predictions). The check is "before the
+    update" when no instruction before that point updates a variable, except counter increments
+    (the optimizer's step count, which the scheduler may run first): those are returned as
+    (variable, amount) so a stopped step can be undone exactly. Otherwise the check happens after
+    the whole step (split = len(instructions)) and a failure is undone by replay."""
+    n = len(instructions)
+    writers = [i for i, ins in enumerate(instructions) if ins.out >= 0 and ins.out in watched]
+    if not writers:
+        return n, None
+    split = max(writers) + 1
+    early = [ins.node for ins in instructions[:split] if ins.node.role == "update"]
+    if all(node.op == "increment" for node in early):
+        return split, [(node.inputs[0], node.attrs["amount"]) for node in early]
+    return n, None
 
 
 def _dtype_code(dtype) -> int:
@@ -343,6 +359,9 @@ class _Snapshot:
     def restore(self) -> None:
         for v, s in zip(self.variables, self.saved):
             np.copyto(v.data, s)
+
+    def saved_value(self, var: Tensor) -> np.ndarray:
+        return self.saved[next(i for i, v in enumerate(self.variables) if v is var)]
 
     def copy(self) -> list[np.ndarray]:
         return [v.data.copy() for v in self.variables]
@@ -499,7 +518,10 @@ def _run_chunk(runner: _Runner, snapshot: _Snapshot, order, pos: int, step: int,
     bad = step + done            # the epoch's step that failed
     context = f"at epoch {epoch + 1}, step {bad + 1}"
     if status == lib.GG_ERR_DIVERGED and runner.split_before_update and snapshot.all_finite():
-        pass                     # the failing step's update never ran: the variables are the last finite ones
+        # the failing step stopped before its updates: the variables are the last finite ones,
+        # except counters it had already advanced (the step count), which go back
+        for var, amount in runner.early_counters:
+            var.data[...] = snapshot.saved_value(var) + amount * done
     elif status in (lib.GG_ERR_DIVERGED, lib.GG_ERR_NUMERICS):
         _replay_finite(runner, snapshot, order, pos, done)
     if status == lib.GG_ERR_DIVERGED:

@@ -440,12 +440,15 @@ def test_divergence_stops_with_epoch_step_and_lr_and_keeps_finite_variables():
     assert opt.step_count == err.step - 1
 
 
-def test_divergence_restores_exactly_the_last_finite_state():
+def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
     """Replay a Python loop of single steps to find the last all-finite variables: fit must leave
     exactly those, even when an update (not a loss) was the first to overflow."""
     X, Y = regression_data(n=48)
-    B, lr = 8, 1e18
+    B, lr = 8, 1e300     # lr·g overflows float32 in the first update, before any loss does
     fitted = mlp(seed=3, activation="relu")
+    replays = []
+    real_replay = train._replay_finite
+    monkeypatch.setattr(train, "_replay_finite", lambda *args: replays.append(1) or real_replay(*args))
     with pytest.raises(gg.DivergenceError):
         gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=lr), epochs=3, batch_size=B, seed=1, verbose=0)
 
@@ -466,7 +469,7 @@ def test_divergence_restores_exactly_the_last_finite_state():
                 last_finite = current
             if done:
                 break
-    assert done
+    assert done and replays        # an update overflowed before any loss did: undone by replay
     for a, b in zip(params(fitted), last_finite):
         np.testing.assert_array_equal(a, b)
 
@@ -491,9 +494,19 @@ def test_check_numerics_names_the_node_and_render_highlights_it(tmp_path):
     assert f'{made["node"].id} [label="ratio' in dot and "color=red" in dot
     gg.render(made["node"], str(tmp_path / "bad.png"), highlight=info.value)
     assert (tmp_path / "bad.png").stat().st_size > 0
-    # without check_numerics the same run is a divergence
-    with pytest.raises(gg.DivergenceError):
-        gg.fit(model, X, Y, loss=loss, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, verbose=0)
+
+def test_a_non_finite_loss_stops_its_step_before_any_update(monkeypatch):
+    """The loss is checked in C between the forward pass and the updates: no replay is needed."""
+    X, Y = regression_data(n=32)
+    model, opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
+    gg.fit(model, X, Y, optimizer=opt, batch_size=8, verbose=0)
+    before, steps = params(model), opt.step_count
+    monkeypatch.setattr(train, "_replay_finite", lambda *args: pytest.fail("replayed"))
+    with pytest.raises(gg.DivergenceError, match=r"epoch 2, step 1 \(optimizer step 5\)"):
+        gg.fit(model, X, Y, loss=lambda p, y: gg.mse(gg.div(p, y - y), y), optimizer=opt, batch_size=8, verbose=0)
+    assert opt.step_count == steps
+    for a, b in zip(params(model), before):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
