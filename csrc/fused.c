@@ -13,7 +13,6 @@
 #ifndef GG_FUSED_CONSTANTS
 #define GG_FUSED_CONSTANTS
 #define GG_FUSED_BLOCK 256      /* elements per block: a handful of blocks fit in L1 */
-#define GG_FUSED_TILE 16384     /* elements per GEMM row block finished in cache */
 #define GG_FUSED_MAX_OPS 8
 #define GG_FUSED_MAX_IN 6
 #define GG_FUSED_REF_TEMP 8
@@ -99,15 +98,27 @@ static void KERNEL(fused_range)(real *out, const real *const *in, const int64_t 
     }
 }
 
-/* The head for output rows [r0, r0 + nr): c is (nr, n) = op(a)[r0:r0+nr] · op(b). The seam where
- * a GEMM with its own epilogue takes over: today the plain GEMM, then the op list per row block. */
-static void KERNEL(fused_head_rows)(real *c, const real *a, const real *b, int64_t r0, int64_t nr, int64_t n,
-                                    int64_t k, int32_t trans_b) {
-    KERNEL(gemm)(c + r0 * n, a + r0 * k, b, nr, n, k, 0, trans_b, 1.0, 0.0);
+/* The GEMM head's epilogue hook: the op list finishes each block of C the GEMM hands over, while it
+ * is still in cache (rows row0.., columns col0.. of the (dims[3], dims[4]) product in out). */
+typedef struct {
+    real *out;
+    const real *const *in;
+    const int64_t *dims;
+    const double *attrs;
+} KERNEL(fused_ctx);
+
+static void KERNEL(fused_hook)(void *ctx, void *c, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+    const KERNEL(fused_ctx) *f = ctx;
+    (void)c;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t s = (row0 + r) * f->dims[4] + col0;
+        KERNEL(fused_range)(f->out, f->in, f->dims, f->attrs, s, s + cols);
+    }
 }
 
 /* out is (dims[0],) = the op list applied to the inputs (and to the head's product, when any) */
-void KERNEL(fused)(real *out, const real *const *in, const int64_t *dims, const double *attrs) {
+void KERNEL(fused)(real *out, const real *const *in, const int64_t *dims, const double *attrs, void *work,
+                   int64_t work_bytes) {
     int64_t n = dims[0];
     if (n <= 0) return;
     if (!dims[2]) {
@@ -121,23 +132,7 @@ void KERNEL(fused)(real *out, const real *const *in, const int64_t *dims, const 
     }
     int64_t m = dims[3], cols = dims[4], k = dims[5];
     int32_t trans_a = (int32_t)dims[6], trans_b = (int32_t)dims[7];
-    if (trans_a || k == 0) {
-        /* op(a)'s rows are a's columns: no row block is contiguous, so the product runs whole */
-        KERNEL(gemm)(out, in[0], in[1], m, cols, k, trans_a, trans_b, 1.0, 0.0);
-        int64_t n_blocks = (n + GG_FUSED_BLOCK - 1) / GG_FUSED_BLOCK;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t blk = 0; blk < n_blocks; blk++) {
-            int64_t s = blk * GG_FUSED_BLOCK;
-            KERNEL(fused_range)(out, in, dims, attrs, s, s + GG_FUSED_BLOCK < n ? s + GG_FUSED_BLOCK : n);
-        }
-        return;
-    }
-    int64_t rows_per = cols >= GG_FUSED_TILE ? 1 : GG_FUSED_TILE / cols;
-    int64_t n_tiles = (m + rows_per - 1) / rows_per;
-#pragma omp parallel for num_threads(gg_threads()) if (m * cols * k >= 4 * GG_PARALLEL_MIN) schedule(static)
-    for (int64_t tile = 0; tile < n_tiles; tile++) {
-        int64_t r0 = tile * rows_per, nr = m - r0 < rows_per ? m - r0 : rows_per;
-        KERNEL(fused_head_rows)(out, in[0], in[1], r0, nr, cols, k, trans_b);
-        KERNEL(fused_range)(out, in, dims, attrs, r0 * cols, (r0 + nr) * cols);
-    }
+    KERNEL(fused_ctx) ctx = {out, in, dims, attrs};
+    gg_epilogue ep = {NULL, GG_ACT_NONE, KERNEL(fused_hook), &ctx};
+    KERNEL(gemm)(out, in[0], in[1], m, cols, k, trans_a, trans_b, 1.0, 0.0, &ep, work, work_bytes);
 }

@@ -1,13 +1,176 @@
-/* gemm.c — the matrix product C = alpha·op(A)·op(B) + beta·C in its four transpose forms.
- * This is the plain, cache-friendly reference loop (row of C at a time, unit-stride inner
- * loops where the layout allows); OpenMP over rows of C. Compiled through kernels_f*.c. */
+/* gemm.c — the matrix product C = act(alpha·op(A)·op(B) + beta·C + bias) in its four transpose
+ * forms, compiled through kernels_f32.c / kernels_f64.c (`real` is float or double).
+ *
+ * Two implementations live here:
+ *  - gg_gemm_ref_*: the plain loop, kept as the reference the tests compare against.
+ *  - gg_gemm_*: a GotoBLAS/BLIS-style GEMM. op(A) and op(B) are copied ("packed") block by block
+ *    into contiguous, aligned, zero-padded panels in the order the micro-kernel reads them, so the
+ *    transposes cost nothing beyond the packing. A register-blocked micro-kernel (AVX-512, else
+ *    AVX2+FMA, else portable C; picked at compile time from -march=native) multiplies one MR-row
+ *    panel of A by one NR-column panel of B over KC steps into MR×NR accumulators held in vector
+ *    registers, and writes the tile once: alpha/beta, then the epilogue (bias + activation) while
+ *    the tile is still in L1.
+ *
+ * Loop nest (one thread; rows [i0,i1) × columns [j0,j1) of C):
+ *   for ib over M in MB rows       A block MB×KC packed once, lives in L2/L3
+ *     for pb over K in KC steps
+ *       pack A block
+ *       for jb over N in NB columns     B block KC×NB packed, lives in L2
+ *         pack B block
+ *         for ir over the block's rows in MR     A micro-panel MR×KC stays in L1
+ *           for jr over the block's columns in NR    B micro-panels stream from L2
+ *             micro-kernel
+ * The vector axis of the micro-kernel is along N (rows of C are contiguous), so it is the A
+ * micro-panel (broadcast operand) that is reused from L1 and the B micro-panels that stream.
+ *
+ * Threads: C is cut into a tm×tn grid of blocks (aligned to MR/NR), one per thread, each thread
+ * running the loop nest above with its own packing buffers: no barriers, and the duplicated packing
+ * is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
+ *
+ * Memory: the packing buffers come from the caller (the program's workspace, sized once by
+ * gg_gemm_workspace_bytes); nothing is allocated here. Edges are handled by zero-padding the
+ * packed panels and writing back only the valid part of a tile, so no access leaves A, B or C.
+ */
 #ifndef KERNEL
 #error "compile gemm.c through kernels_f32.c or kernels_f64.c"
 #endif
 
-/* c is (m,n); op(a) is (m,k): a is (m,k), or (k,m) when trans_a; op(b) is (k,n): b is (k,n), or (n,k) when trans_b */
-void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k,
-                  int32_t trans_a, int32_t trans_b, double alpha, double beta) {
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+/* ---- the vector type and its five operations, per ISA and real type ----
+ * VL: reals per vector; NV: vectors per tile row (NR = NV·VL); MR: tile rows.
+ * The accumulators are MR·NV vectors; with two B vectors and a broadcast that must fit the
+ * register file (32 zmm with AVX-512, 16 ymm with AVX2) so the tile never spills. */
+#if defined(__AVX512F__)
+#define GEMM_ISA "avx512"
+#if defined(GG_REAL_F32)
+typedef __m512 vec;
+#define VL 16
+#define VLOAD(p) _mm512_load_ps(p)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VSET1(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VZERO() _mm512_setzero_ps()
+#else
+typedef __m512d vec;
+#define VL 8
+#define VLOAD(p) _mm512_load_pd(p)
+#define VLOADU(p) _mm512_loadu_pd(p)
+#define VSTOREU(p, v) _mm512_storeu_pd(p, v)
+#define VBCAST(p) _mm512_set1_pd(*(p))
+#define VSET1(x) _mm512_set1_pd(x)
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VMUL(a, b) _mm512_mul_pd(a, b)
+#define VZERO() _mm512_setzero_pd()
+#endif
+#define NV 2
+#define MR 12
+#elif defined(__AVX2__) && defined(__FMA__)
+#define GEMM_ISA "avx2"
+#if defined(GG_REAL_F32)
+typedef __m256 vec;
+#define VL 8
+#define VLOAD(p) _mm256_load_ps(p)
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VZERO() _mm256_setzero_ps()
+#else
+typedef __m256d vec;
+#define VL 4
+#define VLOAD(p) _mm256_load_pd(p)
+#define VLOADU(p) _mm256_loadu_pd(p)
+#define VSTOREU(p, v) _mm256_storeu_pd(p, v)
+#define VBCAST(p) _mm256_broadcast_sd(p)
+#define VSET1(x) _mm256_set1_pd(x)
+#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VMUL(a, b) _mm256_mul_pd(a, b)
+#define VZERO() _mm256_setzero_pd()
+#endif
+#define NV 2
+#define MR 6
+#else
+/* portable C: a "vector" is one real; 4×4 scalar accumulators the compiler keeps in registers */
+#define GEMM_ISA "portable"
+typedef real vec;
+#define VL 1
+#define VLOAD(p) (*(p))
+#define VLOADU(p) (*(p))
+#define VSTOREU(p, v) (*(p) = (v))
+#define VBCAST(p) (*(p))
+#define VSET1(x) (x)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VMUL(a, b) ((a) * (b))
+#define VZERO() ((real)0)
+#define NV 4
+#define MR 4
+#endif
+#define NR (NV * VL)
+
+/* ---- cache blocking for AMD Zen 4 (per core: L1d 32 KiB, L2 1 MiB; L3 32 MiB shared) ----
+ * KC: the A micro-panel (MR×KC) is reused from L1 by every micro-kernel call of a B block, while
+ *     the B micro-panels (KC×NR) stream through; keep it to about a third of L1 so the streaming
+ *     B lines do not evict it: f32 12×256×4 B = 12 KiB, f64 12×128×8 B = 12 KiB. A larger KC
+ *     amortises the C tile's load/store better, which is why f32 does not go lower.
+ * NB: the packed B block (KC×NB) must stay in L2 while every A micro-panel of the A block passes
+ *     over it; half of L2 leaves room for the A panels and C tiles: 256×512×4 B = 128×512×8 B =
+ *     512 KiB.
+ * MB: the packed A block (MB×KC) is read once per B block, so it only has to fit in L3 next to
+ *     the other core's: 2040×256×4 B ≈ 2 MiB. It also bounds the workspace. */
+#if defined(GG_REAL_F32)
+#define KC 256
+#else
+#define KC 128
+#endif
+#define NB 512
+#define MB (MR * (2048 / MR))
+
+/* Products with fewer multiply-adds run on one thread (measured with bench/gemm.py: below this,
+ * the fork/join and the duplicated packing cost more than the second core gives back). */
+#define GEMM_SERIAL_MACS (96 * 96 * 96)
+
+#define GEMM_ALIGN 64
+#define ROUND_UP(x, r) (((x) + (r)-1) / (r) * (r))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ---- epilogue: bias over columns, then the activation, on rows×cols of c (row stride ldc) ---- */
+static inline real gemm_sigmoid(real x) {
+    if (x >= 0) return (real)1 / ((real)1 + exp(-x));
+    real e = exp(x);
+    return e / ((real)1 + e);
+}
+
+/* c is (rows, cols) with row stride ldc; bias is (cols,) or NULL */
+static void gemm_epilogue(real *c, int64_t ldc, int64_t rows, int64_t cols, const real *bias, int32_t act) {
+    for (int64_t i = 0; i < rows; i++) {
+        real *ci = c + i * ldc;
+        if (bias)
+            for (int64_t j = 0; j < cols; j++) ci[j] += bias[j];
+        if (act == GG_ACT_RELU) {
+            for (int64_t j = 0; j < cols; j++) ci[j] = ci[j] > 0 ? ci[j] : (real)0;
+        } else if (act == GG_ACT_SIGMOID) {
+            for (int64_t j = 0; j < cols; j++) ci[j] = gemm_sigmoid(ci[j]);
+        }
+    }
+}
+
+/* ---- the reference: the plain loop ---- */
+
+/* c is (m,n) = act(alpha·op(a)·op(b) + beta·c + bias); op(a) is (m,k), op(b) is (k,n) */
+void KERNEL(gemm_ref)(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
+                      int32_t trans_b, double alpha, double beta, const gg_epilogue *ep) {
     real al = (real)alpha, be = (real)beta;
 #pragma omp parallel for num_threads(gg_threads()) if (m * n * k >= 4 * GG_PARALLEL_MIN) schedule(static)
     for (int64_t i = 0; i < m; i++) {
@@ -38,5 +201,256 @@ void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, i
                 ci[j] += al * acc;
             }
         }
+        if (ep) gemm_epilogue(ci, n, 1, n, (const real *)ep->bias, ep->act);
     }
 }
+
+/* ---- packing ---- */
+
+/* ap is ceil(mc/MR) panels of (kc, MR): ap[panel][p][i] = op(A)(i0+panel·MR+i, p0+p), 0 past row mc */
+static void gemm_pack_a(real *restrict ap, const real *restrict a, int64_t m, int64_t k, int32_t trans_a, int64_t i0,
+                        int64_t mc, int64_t p0, int64_t kc) {
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        int64_t mr = MIN(MR, mc - ir);
+        real *dst = ap + ir * kc;
+        if (trans_a) {
+            /* a is (k, m): the MR values of one k step are contiguous */
+            for (int64_t p = 0; p < kc; p++) {
+                const real *src = a + (p0 + p) * m + i0 + ir;
+                real *d = dst + p * MR;
+                int64_t i = 0;
+                for (; i < mr; i++) d[i] = src[i];
+                for (; i < MR; i++) d[i] = 0;
+            }
+        } else {
+            /* a is (m, k): read each row contiguously, write it with stride MR */
+            for (int64_t i = 0; i < mr; i++) {
+                const real *src = a + (i0 + ir + i) * k + p0;
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+            }
+            for (int64_t i = mr; i < MR; i++)
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
+        }
+    }
+}
+
+/* bp is ceil(nc/NR) panels of (kc, NR): bp[panel][p][j] = op(B)(p0+p, j0+panel·NR+j), 0 past column nc */
+static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, int64_t k, int32_t trans_b, int64_t p0,
+                        int64_t kc, int64_t j0, int64_t nc) {
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        int64_t nr = MIN(NR, nc - jr);
+        real *dst = bp + jr * kc;
+        if (!trans_b) {
+            /* b is (k, n): the NR values of one k step are contiguous */
+            const real *src = b + p0 * n + j0 + jr;
+            if (nr == NR) {
+                for (int64_t p = 0; p < kc; p++) {
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++) VSTOREU(dst + p * NR + v * VL, VLOADU(src + p * n + v * VL));
+                }
+            } else {
+                for (int64_t p = 0; p < kc; p++) {
+                    int64_t j = 0;
+                    for (; j < nr; j++) dst[p * NR + j] = src[p * n + j];
+                    for (; j < NR; j++) dst[p * NR + j] = 0;
+                }
+            }
+        } else {
+            /* b is (n, k): read each of the NR rows contiguously, write with stride NR */
+            for (int64_t j = 0; j < nr; j++) {
+                const real *src = b + (j0 + jr + j) * k + p0;
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+            }
+            for (int64_t j = nr; j < NR; j++)
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
+        }
+    }
+}
+
+/* ---- the micro-kernel ---- */
+
+/* c is the (mr, nr) corner of an MR×NR tile with row stride ldc; ap is (kc, MR), bp is (kc, NR).
+ * c = alpha·ap·bp + beta·c (beta == 0: c is not read), then the epilogue when ep is set. */
+static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict bp, real *restrict c, int64_t ldc,
+                       int64_t mr, int64_t nr, real alpha, real beta, const gg_epilogue *ep, const real *bias) {
+    vec acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+
+    for (int64_t p = 0; p < kc; p++) {
+        vec bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = VLOAD(bp + v * VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            vec av = VBCAST(ap + i);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+
+    vec va = VSET1(alpha), vb = VSET1(beta);
+    if (mr == MR && nr == NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                real *ct = c + i * ldc + v * VL;
+                vec r = VMUL(va, acc[i][v]);
+                if (beta != 0) r = VFMA(vb, VLOADU(ct), r);
+                VSTOREU(ct, r);
+            }
+    } else {
+        /* edge tile: spill the accumulators, write back only the valid corner */
+        _Alignas(GEMM_ALIGN) real tile[MR * NR];
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) VSTOREU(tile + i * NR + v * VL, acc[i][v]);
+        for (int64_t i = 0; i < mr; i++) {
+            real *ci = c + i * ldc;
+            const real *ti = tile + i * NR;
+            if (beta != 0)
+                for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+            else
+                for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+        }
+    }
+    if (ep) gemm_epilogue(c, ldc, mr, nr, bias, ep->act);
+}
+
+/* ---- one thread's share: C[i0:i1, j0:j1] with its own packing buffers ---- */
+static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
+                       int32_t trans_b, real alpha, real beta, const gg_epilogue *ep, int64_t i0, int64_t i1,
+                       int64_t j0, int64_t j1, real *ap, real *bp) {
+    const real *bias = ep ? (const real *)ep->bias : NULL;
+    for (int64_t ib = i0; ib < i1; ib += MB) {
+        int64_t mb = MIN(MB, i1 - ib);
+        for (int64_t pb = 0; pb < k; pb += KC) {
+            int64_t kc = MIN(KC, k - pb);
+            real be = pb == 0 ? beta : (real)1;             /* later K blocks accumulate */
+            const gg_epilogue *last = pb + kc >= k ? ep : NULL; /* epilogue on the final pass only */
+            gemm_pack_a(ap, a, m, k, trans_a, ib, mb, pb, kc);
+            for (int64_t jb = j0; jb < j1; jb += NB) {
+                int64_t nb = MIN(NB, j1 - jb);
+                gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
+                for (int64_t ir = 0; ir < mb; ir += MR) {
+                    for (int64_t jr = 0; jr < nb; jr += NR) {
+                        gemm_micro(kc, ap + ir * kc, bp + jr * kc, c + (ib + ir) * n + jb + jr, n, MIN(MR, mb - ir),
+                                   MIN(NR, nb - jr), alpha, be, last, bias ? bias + jb + jr : NULL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Bytes of packing buffer one thread needs for an (m,n,k) product: an A block and a B block. */
+static int64_t gemm_thread_bytes(int64_t m, int64_t n, int64_t k) {
+    int64_t kc = MIN(KC, k);
+    int64_t a_bytes = ROUND_UP(MIN(MB, m), MR) * kc * (int64_t)sizeof(real);
+    int64_t b_bytes = kc * ROUND_UP(MIN(NB, n), NR) * (int64_t)sizeof(real);
+    return ROUND_UP(a_bytes, GEMM_ALIGN) + ROUND_UP(b_bytes, GEMM_ALIGN);
+}
+
+/* Workspace for an (m,n,k) product on up to `threads` threads (0 when nothing needs packing). */
+int64_t KERNEL(gemm_workspace_bytes)(int64_t m, int64_t n, int64_t k, int32_t threads) {
+    if (m <= 0 || n <= 0 || k <= 0) return 0;
+    if (threads < 1) threads = 1;
+    return GEMM_ALIGN + threads * gemm_thread_bytes(m, n, k);
+}
+
+/* The tm×tn thread grid with the least work on the busiest thread (its padded block's multiply-adds
+ * plus its packing), over the factorisations of nt; *rows, *cols get the block sizes. */
+static void gemm_grid(int64_t m, int64_t n, int64_t k, int nt, int64_t *rows, int64_t *cols) {
+    double best = -1;
+    for (int tm = 1; tm <= nt; tm++) {
+        if (nt % tm) continue;
+        int tn = nt / tm;
+        int64_t r = ROUND_UP((m + tm - 1) / tm, MR), cl = ROUND_UP((n + tn - 1) / tn, NR);
+        double cost = (double)r * cl * k + 4.0 * (double)(r + cl) * k;
+        if (best < 0 || cost < best) {
+            best = cost;
+            *rows = r;
+            *cols = cl;
+        }
+    }
+}
+
+/* c is (m,n) = act(alpha·op(a)·op(b) + beta·c + bias); op(a) is (m,k), op(b) is (k,n);
+ * work holds work_bytes of packing space (see gemm_workspace_bytes) */
+void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
+                  int32_t trans_b, double alpha, double beta, const gg_epilogue *ep, void *work, int64_t work_bytes) {
+    if (m <= 0 || n <= 0) return;
+    if (ep && ep->bias == NULL && ep->act == GG_ACT_NONE) ep = NULL;
+    if (k <= 0) {
+        /* no product: C = beta·C, then the epilogue */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * n + j] = beta == 0 ? (real)0 : (real)beta * c[i * n + j];
+        if (ep) gemm_epilogue(c, n, m, n, (const real *)ep->bias, ep->act);
+        return;
+    }
+    /* align the workspace and see how many threads it can hold */
+    uintptr_t base = (uintptr_t)work, aligned = ROUND_UP(base, (uintptr_t)GEMM_ALIGN);
+    int64_t usable = work ? work_bytes - (int64_t)(aligned - base) : 0;
+    int64_t per_thread = gemm_thread_bytes(m, n, k);
+    int64_t fit = usable > 0 ? usable / per_thread : 0;
+    if (fit < 1) {
+        /* no room to pack (a caller without a workspace): the plain loop is still correct */
+        KERNEL(gemm_ref)(c, a, b, m, n, k, trans_a, trans_b, alpha, beta, ep);
+        return;
+    }
+    int nt = gg_threads();
+    if ((double)m * n * k < (double)GEMM_SERIAL_MACS) nt = 1;
+    if (nt > fit) nt = (int)fit;
+    int64_t rows = ROUND_UP(m, MR), cols = ROUND_UP(n, NR);
+    if (nt > 1) gemm_grid(m, n, k, nt, &rows, &cols);
+    int64_t tm = (m + rows - 1) / rows, tn = (n + cols - 1) / cols;
+    nt = (int)(tm * tn);
+    char *ws = (char *)aligned;
+    real al = (real)alpha, be = (real)beta;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = nt > 1 ? omp_get_thread_num() : 0;
+        if (t < nt) {
+            int64_t i0 = (t / tn) * rows, j0 = (t % tn) * cols;
+            int64_t i1 = MIN(m, i0 + rows), j1 = MIN(n, j0 + cols);
+            real *ap = (real *)(ws + t * per_thread);
+            real *bp = (real *)(ws + t * per_thread +
+                                ROUND_UP(ROUND_UP(MIN(MB, m), MR) * MIN(KC, k) * (int64_t)sizeof(real), GEMM_ALIGN));
+            if (i0 < i1 && j0 < j1)
+                gemm_block(c, a, b, m, n, k, trans_a, trans_b, al, be, ep, i0, i1, j0, j1, ap, bp);
+        }
+    }
+}
+
+/* The ISA the micro-kernel was compiled for ("avx512", "avx2" or "portable") and its tile. */
+const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
+    if (mr) *mr = MR;
+    if (nr) *nr = NR;
+    return GEMM_ISA;
+}
+
+#undef GEMM_ISA
+#undef VL
+#undef VLOAD
+#undef VLOADU
+#undef VSTOREU
+#undef VBCAST
+#undef VSET1
+#undef VFMA
+#undef VMUL
+#undef VZERO
+#undef NV
+#undef MR
+#undef NR
+#undef KC
+#undef NB
+#undef MB
+#undef MIN
+#undef ROUND_UP

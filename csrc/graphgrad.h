@@ -78,7 +78,8 @@ enum gg_opcode {
     GG_OP_SOFTMAX_BACKWARD = 64,
     GG_OP_LOG_SOFTMAX = 65,
     GG_OP_LOG_SOFTMAX_BACKWARD = 66,
-    /* matrix product (dims: M, N, K, trans_a, trans_b; attrs: alpha, beta) */
+    /* matrix product (dims: M, N, K, trans_a, trans_b, act; attrs: alpha, beta; in[2]: bias (N,) or -1;
+       act is a gg_act, 0 = none; packs into gg_program.workspace) */
     GG_OP_MATMUL = 80,
     /* losses (dims[0] = element count; attrs[0] = scale, 1/n for the mean) */
     GG_OP_MSE = 100,
@@ -151,6 +152,8 @@ typedef struct gg_program {
     void **buffers;
     int32_t check_numerics;   /* nonzero: stop at the first instruction whose output is not finite */
     int32_t failed_instr;     /* set by gg_program_run when it returns an error */
+    void *workspace;          /* scratch for kernels that pack (GEMM), allocated once by the runtime */
+    int64_t workspace_bytes;  /* its size: gg_program_workspace_bytes(p, threads) */
 } gg_program;
 
 /* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr. */
@@ -190,6 +193,9 @@ typedef struct gg_steps {
 /* Run s->n_steps steps of p as described above. Returns a gg_status; on GG_ERR_DIVERGED the
  * failing step is s->steps_done; on an instruction error p->failed_instr is set too. */
 int gg_program_run_steps(gg_program *p, gg_steps *s);
+
+/* Scratch bytes p->workspace needs to run every instruction on up to `threads` threads. */
+int64_t gg_program_workspace_bytes(const gg_program *p, int32_t threads);
 
 /* The name of an opcode the interpreter executes, or NULL when it does not know it. */
 const char *gg_opcode_name(int32_t opcode);
@@ -306,14 +312,45 @@ void gg_concat_f32(float *out, const float *const *xs, int32_t n_in, int64_t out
 void gg_concat_f64(double *out, const double *const *xs, int32_t n_in, int64_t outer, const int64_t *widths);
 
 /* ---- gemm.c ---- */
-/* c is (m,n) = alpha * op(a) op(b) + beta * c; op(a) is (m,k), op(b) is (k,n); trans flags 0/1 */
-void gg_gemm_f32(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta);
-void gg_gemm_f64(double *c, const double *a, const double *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta);
+/* Activation of the GEMM epilogue. */
+enum gg_act {
+    GG_ACT_NONE = 0,
+    GG_ACT_RELU = 1,
+    GG_ACT_SIGMOID = 2
+};
+
+/* The GEMM epilogue, applied to the output while it is in cache, after alpha/beta:
+ * c[i,j] = act(c[i,j] + bias[j]), bias (n,) of the GEMM's dtype or NULL, per register tile; then,
+ * when hook is set, hook(ctx, c, row0, col0, rows, cols) on each finished block of C (at most MR
+ * rows by 512 columns: c points at C[row0, col0], row stride n), from the thread that computed it. */
+typedef struct gg_epilogue {
+    const void *bias;
+    int32_t act;
+    void (*hook)(void *ctx, void *c, int64_t row0, int64_t col0, int64_t rows, int64_t cols);
+    void *ctx;
+} gg_epilogue;
+
+/* c is (m,n) = act(alpha * op(a) op(b) + beta * c + bias); op(a) is (m,k), op(b) is (k,n); trans flags 0/1.
+ * ep may be NULL (no epilogue). work is packing scratch of work_bytes (any alignment), at least
+ * gg_gemm_workspace_bytes_*(m, n, k, 1); it bounds the threads used. With no room to pack it runs the
+ * reference loop. With beta == 0, c is not read. */
+void gg_gemm_f32(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta, const gg_epilogue *ep, void *work, int64_t work_bytes);
+void gg_gemm_f64(double *c, const double *a, const double *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta, const gg_epilogue *ep, void *work, int64_t work_bytes);
+/* the same product by the plain loop (the tests' reference); no workspace */
+void gg_gemm_ref_f32(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta, const gg_epilogue *ep);
+void gg_gemm_ref_f64(double *c, const double *a, const double *b, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, double alpha, double beta, const gg_epilogue *ep);
+/* packing bytes gg_gemm_* needs for an (m,n,k) product on up to `threads` threads */
+int64_t gg_gemm_workspace_bytes_f32(int64_t m, int64_t n, int64_t k, int32_t threads);
+int64_t gg_gemm_workspace_bytes_f64(int64_t m, int64_t n, int64_t k, int32_t threads);
+/* the micro-kernel compiled in ("avx512", "avx2", "portable") and its MR x NR register tile */
+const char *gg_gemm_kernel_info_f32(int32_t *mr, int32_t *nr);
+const char *gg_gemm_kernel_info_f64(int32_t *mr, int32_t *nr);
 
 /* ---- fused.c ---- */
 /* out is (dims[0],); in[k] are the instruction's inputs; dims and attrs as for GG_OP_FUSED */
-void gg_fused_f32(float *out, const float *const *in, const int64_t *dims, const double *attrs);
-void gg_fused_f64(double *out, const double *const *in, const int64_t *dims, const double *attrs);
+/* work: GEMM packing scratch for a head (see gg_gemm_f32), may be NULL without one */
+void gg_fused_f32(float *out, const float *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
+void gg_fused_f64(double *out, const double *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
 
 /* ---- loss.c ---- */
 /* p, y are (n,); out is () = scale * sum((p - y)^2) */

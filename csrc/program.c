@@ -174,13 +174,17 @@ static int execute(gg_program *p, const gg_instr *ins) {
                  (F32(p, ins->out), F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
                  (F64(p, ins->out), F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
         break;
-    case GG_OP_MATMUL:
+    case GG_OP_MATMUL: {
+        /* optional epilogue: bias buffer in[2], activation dims[5] */
+        gg_epilogue ep = {ins->n_in > 2 && ins->in[2] >= 0 ? BUF(p, ins->in[2]) : NULL, (int32_t)d[5]};
+        const gg_epilogue *epp = ep.bias || ep.act ? &ep : NULL;
         DISPATCH(ins, gemm,
                  (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], a[0], a[1]),
+                  (int32_t)d[4], a[0], a[1], epp, p->workspace, p->workspace_bytes),
                  (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], a[0], a[1]));
+                  (int32_t)d[4], a[0], a[1], epp, p->workspace, p->workspace_bytes));
         break;
+    }
     case GG_OP_MSE: LOSS(mse); break;
     case GG_OP_MSE_BACKWARD: LOSS_BACKWARD(mse_backward); break;
     case GG_OP_L1: LOSS(l1); break;
@@ -327,8 +331,8 @@ static int execute(gg_program *p, const gg_instr *ins) {
             return GG_ERR_BAD_INSTR;
         const void *in[6] = {0};
         for (int32_t k = 0; k < ins->n_in && k < 6; k++) in[k] = ins->in[k] >= 0 ? BUF(p, ins->in[k]) : NULL;
-        DISPATCH(ins, fused, (F32(p, ins->out), (const float *const *)in, d, a),
-                 (F64(p, ins->out), (const double *const *)in, d, a));
+        DISPATCH(ins, fused, (F32(p, ins->out), (const float *const *)in, d, a, p->workspace, p->workspace_bytes),
+                 (F64(p, ins->out), (const double *const *)in, d, a, p->workspace, p->workspace_bytes));
         break;
     }
     default:
@@ -448,6 +452,25 @@ int gg_program_run_steps(gg_program *p, gg_steps *s) {
         s->steps_done = step + 1;
     }
     return GG_OK;
+}
+
+int64_t gg_program_workspace_bytes(const gg_program *p, int32_t threads) {
+    int64_t need = 0;
+    for (int32_t i = 0; i < p->n_instr; i++) {
+        const gg_instr *ins = &p->instrs[i];
+        int64_t bytes = 0;
+        if (ins->opcode == GG_OP_MATMUL) {
+            const int64_t *d = ins->dims;
+            bytes = ins->dtype == GG_F64 ? gg_gemm_workspace_bytes_f64(d[0], d[1], d[2], threads)
+                                         : gg_gemm_workspace_bytes_f32(d[0], d[1], d[2], threads);
+        } else if (ins->opcode == GG_OP_FUSED && ins->dims[2]) {
+            const int64_t *d = ins->dims;  /* the GEMM head: rows, cols, k */
+            bytes = ins->dtype == GG_F64 ? gg_gemm_workspace_bytes_f64(d[3], d[4], d[5], threads)
+                                         : gg_gemm_workspace_bytes_f32(d[3], d[4], d[5], threads);
+        }
+        if (bytes > need) need = bytes;
+    }
+    return need;
 }
 
 const char *gg_opcode_name(int32_t opcode) {

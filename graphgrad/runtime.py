@@ -8,6 +8,7 @@ specialisation, never per call.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -65,6 +66,13 @@ class _Executable:
         self.c_prog.n_buffers = len(mem.buffers)
         self.c_prog.buffers = self.c_buffers
         self.c_prog.check_numerics = int(check_numerics)
+        # packing scratch for the GEMMs, sized for the threads the machine has (fewer run if
+        # gg.set_num_threads asks for more later)
+        threads = max(os.cpu_count() or 1, lib.gg_get_num_threads())
+        nbytes = lib.gg_program_workspace_bytes(self.c_prog, threads)
+        self.workspace = np.empty(max(nbytes, 1), dtype=np.uint8)
+        self.c_prog.workspace = ffi.cast("void *", self.workspace.ctypes.data)
+        self.c_prog.workspace_bytes = nbytes
         self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
