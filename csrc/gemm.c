@@ -60,6 +60,12 @@ typedef __m512 vec;
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VZERO() _mm512_setzero_ps()
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+typedef __mmask16 vmask;
+#define VMASK(cnt) ((vmask)((1u << ((cnt) < 0 ? 0 : (cnt) > VL ? VL : (cnt))) - 1u))
+#define VLOADM(p, mk) _mm512_maskz_loadu_ps(mk, p)
+#define VSTOREM(p, mk, v) _mm512_mask_storeu_ps(p, mk, v)
 #else
 typedef __m512d vec;
 #define VL 8
@@ -71,6 +77,12 @@ typedef __m512d vec;
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define VMUL(a, b) _mm512_mul_pd(a, b)
 #define VZERO() _mm512_setzero_pd()
+#define VADD(a, b) _mm512_add_pd(a, b)
+#define VMAX(a, b) _mm512_max_pd(a, b)
+typedef __mmask8 vmask;
+#define VMASK(cnt) ((vmask)((1u << ((cnt) < 0 ? 0 : (cnt) > VL ? VL : (cnt))) - 1u))
+#define VLOADM(p, mk) _mm512_maskz_loadu_pd(mk, p)
+#define VSTOREM(p, mk, v) _mm512_mask_storeu_pd(p, mk, v)
 #endif
 #define NV 2
 #define MR 12
@@ -87,6 +99,12 @@ typedef __m256 vec;
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VZERO() _mm256_setzero_ps()
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+typedef __m256i vmask;
+#define VMASK(cnt) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cnt)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define VLOADM(p, mk) _mm256_maskload_ps(p, mk)
+#define VSTOREM(p, mk, v) _mm256_maskstore_ps(p, mk, v)
 #else
 typedef __m256d vec;
 #define VL 4
@@ -98,6 +116,12 @@ typedef __m256d vec;
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define VMUL(a, b) _mm256_mul_pd(a, b)
 #define VZERO() _mm256_setzero_pd()
+#define VADD(a, b) _mm256_add_pd(a, b)
+#define VMAX(a, b) _mm256_max_pd(a, b)
+typedef __m256i vmask;
+#define VMASK(cnt) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(cnt)), _mm256_setr_epi64x(0, 1, 2, 3))
+#define VLOADM(p, mk) _mm256_maskload_pd(p, mk)
+#define VSTOREM(p, mk, v) _mm256_maskstore_pd(p, mk, v)
 #endif
 #define NV 2
 #define MR 6
@@ -114,6 +138,12 @@ typedef real vec;
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VMUL(a, b) ((a) * (b))
 #define VZERO() ((real)0)
+#define VADD(a, b) ((a) + (b))
+#define VMAX(a, b) ((a) > (b) ? (a) : (b))
+typedef int vmask;
+#define VMASK(cnt) ((cnt) > 0)
+#define VLOADM(p, mk) ((mk) ? *(p) : (real)0)
+#define VSTOREM(p, mk, v) ((mk) ? (void)(*(p) = (v)) : (void)0)
 #define NV 4
 #define MR 4
 #endif
@@ -269,65 +299,102 @@ static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, in
 
 /* ---- the micro-kernel ---- */
 
-/* c is the (mr, nr) corner of an MR×NR tile with row stride ldc; ap is (kc, MR), bp is (kc, NR).
- * c = alpha·ap·bp + beta·c (beta == 0: c is not read), then the epilogue when ep is set. */
-static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict bp, real *restrict c, int64_t ldc,
-                       int64_t mr, int64_t nr, real alpha, real beta, const gg_epilogue *ep, const real *bias) {
+/* c is the (mr, nr) corner of an MR×NR tile with row stride ldc; ap is (kc, MR); bp is (kc, NR) with row
+ * stride ldb (NR when packed, n when read straight from B). c = alpha·ap·bp + beta·c (beta == 0: c is
+ * not read); with ep (the last K pass) then + bias and the activation, in registers where possible. */
+static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict bp, int64_t ldb, real *restrict c,
+                       int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta, const gg_epilogue *ep,
+                       const real *bias) {
     vec acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
 
-    for (int64_t p = 0; p < kc; p++) {
-        vec bv[NV];
+    vmask mk[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = VLOAD(bp + v * VL);
+    for (int v = 0; v < NV; v++) mk[v] = VMASK(nr - v * VL);
+
+    if (ldb == NR || nr == NR) {
+        for (int64_t p = 0; p < kc; p++) {
+            vec bv[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) bv[v] = VLOADU(bp + v * VL);
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            vec av = VBCAST(ap + i);
+            for (int i = 0; i < MR; i++) {
+                vec av = VBCAST(ap + i);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+                for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+            }
+            ap += MR;
+            bp += ldb;
         }
-        ap += MR;
-        bp += NR;
+    } else {
+        /* the right edge of an unpacked B: masked loads, nothing past column nr is read */
+        for (int64_t p = 0; p < kc; p++) {
+            vec bv[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) bv[v] = VLOADM(bp + v * VL, mk[v]);
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; i++) {
+                vec av = VBCAST(ap + i);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+            }
+            ap += MR;
+            bp += ldb;
+        }
     }
 
-    vec va = VSET1(alpha), vb = VSET1(beta);
-    if (mr == MR && nr == NR) {
+    /* write back: full vectors where the tile is whole, masked ones at the right edge; rows past
+     * mr are skipped, so nothing outside C is touched */
+    int32_t act = ep ? ep->act : GG_ACT_NONE;
+    vec va = VSET1(alpha), vb = VSET1(beta), zero = VZERO();
+    vec vbias[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) vbias[v] = bias ? VLOADM(bias + v * VL, mk[v]) : zero;
+    if (nr == NR) {
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
                 real *ct = c + i * ldc + v * VL;
                 vec r = VMUL(va, acc[i][v]);
                 if (beta != 0) r = VFMA(vb, VLOADU(ct), r);
+                if (bias) r = VADD(r, vbias[v]);
+                if (act == GG_ACT_RELU) r = VMAX(r, zero);
                 VSTOREU(ct, r);
             }
+        }
     } else {
-        /* edge tile: spill the accumulators, write back only the valid corner */
-        _Alignas(GEMM_ALIGN) real tile[MR * NR];
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) VSTOREU(tile + i * NR + v * VL, acc[i][v]);
-        for (int64_t i = 0; i < mr; i++) {
-            real *ci = c + i * ldc;
-            const real *ti = tile + i * NR;
-            if (beta != 0)
-                for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j] + beta * ci[j];
-            else
-                for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+            for (int v = 0; v < NV; v++) {
+                real *ct = c + i * ldc + v * VL;
+                vec r = VMUL(va, acc[i][v]);
+                if (beta != 0) r = VFMA(vb, VLOADM(ct, mk[v]), r);
+                if (bias) r = VADD(r, vbias[v]);
+                if (act == GG_ACT_RELU) r = VMAX(r, zero);
+                VSTOREM(ct, mk[v], r);
+            }
         }
     }
-    if (ep) gemm_epilogue(c, ldc, mr, nr, bias, ep->act);
+    if (act == GG_ACT_SIGMOID) gemm_epilogue(c, ldc, mr, nr, NULL, act); /* the tile is still in L1 */
 }
+
+/* When a thread's share has at most this many rows, B (untransposed) is read in place instead of being
+ * packed: each B panel is then used by only a few A panels, too few to repay the copy. */
+#define DIRECT_B_MAX_ROWS (12 * MR)
 
 /* ---- one thread's share: C[i0:i1, j0:j1] with its own packing buffers ---- */
 static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
                        int32_t trans_b, real alpha, real beta, const gg_epilogue *ep, int64_t i0, int64_t i1,
                        int64_t j0, int64_t j1, real *ap, real *bp) {
     const real *bias = ep ? (const real *)ep->bias : NULL;
+    int direct_b = !trans_b && i1 - i0 <= DIRECT_B_MAX_ROWS;
     for (int64_t ib = i0; ib < i1; ib += MB) {
         int64_t mb = MIN(MB, i1 - ib);
         for (int64_t pb = 0; pb < k; pb += KC) {
@@ -337,11 +404,13 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
             gemm_pack_a(ap, a, m, k, trans_a, ib, mb, pb, kc);
             for (int64_t jb = j0; jb < j1; jb += NB) {
                 int64_t nb = MIN(NB, j1 - jb);
-                gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
+                if (!direct_b) gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
                     for (int64_t jr = 0; jr < nb; jr += NR) {
-                        gemm_micro(kc, ap + ir * kc, bp + jr * kc, c + (ib + ir) * n + jb + jr, n, MIN(MR, mb - ir),
-                                   MIN(NR, nb - jr), alpha, be, last, bias ? bias + jb + jr : NULL);
+                        const real *bpanel = direct_b ? b + pb * n + jb + jr : bp + jr * kc;
+                        gemm_micro(kc, ap + ir * kc, bpanel, direct_b ? n : NR, c + (ib + ir) * n + jb + jr, n,
+                                   MIN(MR, mb - ir), MIN(NR, nb - jr), alpha, be, last,
+                                   last && bias ? bias + jb + jr : NULL);
                     }
                 }
             }
@@ -446,6 +515,11 @@ const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
 #undef VFMA
 #undef VMUL
 #undef VZERO
+#undef VADD
+#undef VMAX
+#undef VMASK
+#undef VLOADM
+#undef VSTOREM
 #undef NV
 #undef MR
 #undef NR
