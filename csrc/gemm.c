@@ -231,7 +231,10 @@ void KERNEL(gemm_ref)(real *c, const real *a, const real *b, int64_t m, int64_t 
                 ci[j] += al * acc;
             }
         }
-        if (ep) gemm_epilogue(ci, n, 1, n, (const real *)ep->bias, ep->act);
+        if (ep) {
+            gemm_epilogue(ci, n, 1, n, (const real *)ep->bias, ep->act);
+            if (ep->hook) ep->hook(ep->ctx, ci, i, 0, 1, n);
+        }
     }
 }
 
@@ -412,6 +415,8 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
                                    MIN(MR, mb - ir), MIN(NR, nb - jr), alpha, be, last,
                                    last && bias ? bias + jb + jr : NULL);
                     }
+                    if (last && last->hook)
+                        last->hook(last->ctx, c + (ib + ir) * n + jb, ib + ir, jb, MIN(MR, mb - ir), nb);
                 }
             }
         }
@@ -455,12 +460,16 @@ static void gemm_grid(int64_t m, int64_t n, int64_t k, int nt, int64_t *rows, in
 void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
                   int32_t trans_b, double alpha, double beta, const gg_epilogue *ep, void *work, int64_t work_bytes) {
     if (m <= 0 || n <= 0) return;
-    if (ep && ep->bias == NULL && ep->act == GG_ACT_NONE) ep = NULL;
+    if (ep && ep->bias == NULL && ep->act == GG_ACT_NONE && ep->hook == NULL) ep = NULL;
     if (k <= 0) {
         /* no product: C = beta·C, then the epilogue */
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) c[i * n + j] = beta == 0 ? (real)0 : (real)beta * c[i * n + j];
         if (ep) gemm_epilogue(c, n, m, n, (const real *)ep->bias, ep->act);
+        if (ep && ep->hook)
+            for (int64_t i = 0; i < m; i += MR)
+                for (int64_t j = 0; j < n; j += NB)
+                    ep->hook(ep->ctx, c + i * n + j, i, j, MIN(MR, m - i), MIN(NB, n - j));
         return;
     }
     /* align the workspace and see how many threads it can hold */

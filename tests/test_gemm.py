@@ -259,3 +259,36 @@ def test_matmul_instruction_with_epilogue(dtype, act, rng):
     assert lib.gg_program_run(prog) == lib.GG_OK
     want, bound = expected(a, b, 0, 1, bias=bias, act=act)
     check(c, want, bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", FORMS, ids=["NN", "NT", "TN", "TT"])
+def test_epilogue_hook_sees_each_finished_block_once(dtype, form, threads, rng):
+    """The hook (the fusion pass's seam) gets every block of C exactly once, after its final value."""
+    ta, tb = form
+    m, n, k = 61, 1100, 300   # several row panels, 3 column blocks, 2-3 K passes
+    a, b = _operands(rng, dtype, m, n, k, ta, tb)
+    want, bound = expected(a, b, ta, tb, act="relu")
+    c = np.empty((m, n), dtype)
+    seen = np.zeros((m, n), np.int64)
+    snapshot = np.empty((m, n), dtype)
+    mr = ffi.new("int32_t *")
+    getattr(lib, f"gg_gemm_kernel_info_{_sfx(dtype)}")(mr, ffi.NULL)
+    sizes = []
+
+    @ffi.callback("void(void *, void *, int64_t, int64_t, int64_t, int64_t)")
+    def hook(ctx, ptr, row0, col0, rows, cols):
+        assert int(ffi.cast("uintptr_t", ptr)) == c.ctypes.data + (row0 * n + col0) * c.itemsize
+        seen[row0:row0 + rows, col0:col0 + cols] += 1
+        snapshot[row0:row0 + rows, col0:col0 + cols] = c[row0:row0 + rows, col0:col0 + cols]
+        sizes.append((rows, cols))
+
+    sfx = _sfx(dtype)
+    ep = ffi.new("gg_epilogue *", {"bias": ffi.NULL, "act": lib.GG_ACT_RELU, "hook": hook, "ctx": ffi.NULL})
+    nbytes = getattr(lib, f"gg_gemm_workspace_bytes_{sfx}")(m, n, k, threads)
+    work = np.empty(nbytes, np.uint8)
+    getattr(lib, f"gg_gemm_{sfx}")(_ptr(c), _ptr(a), _ptr(b), m, n, k, ta, tb, 1.0, 0.0, ep,
+                                   ffi.cast("void *", work.ctypes.data), nbytes)
+    assert np.all(seen == 1)
+    assert max(r for r, _ in sizes) <= mr[0] and max(cl for _, cl in sizes) <= 512
+    check(snapshot, want, bound)   # the hook saw the final values, activation applied
