@@ -99,10 +99,10 @@ static void row_lse(const real *x, int64_t classes, real *max_out, real *logsum_
     real m = -INFINITY;
     for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
     if (m == -INFINITY) m = 0;
-    real s = 0;
-    for (int64_t j = 0; j < classes; j++) s += exp(x[j] - m);
+    double s = 0;
+    for (int64_t j = 0; j < classes; j++) s += (double)exp(x[j] - m);
     *max_out = m;
-    *logsum_out = log(s);
+    *logsum_out = (real)log(s);
 }
 
 /* x, t are (rows, classes); out is () = scale * sum_r sum_c t (lse_r - x) */

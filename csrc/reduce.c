@@ -119,10 +119,10 @@ static real line_logsumexp(const real *x, int64_t n, int64_t step, real *max_out
     real m = -INFINITY;
     for (int64_t j = 0; j < n; j++) m = x[j * step] > m ? x[j * step] : m;
     if (m == -INFINITY) m = 0;   /* all -inf (or n == 0): keep exp(x - m) defined */
-    real s = 0;
-    for (int64_t j = 0; j < n; j++) s += exp(x[j * step] - m);
+    double s = 0;                /* accumulated in double: long rows stay accurate in float32 */
+    for (int64_t j = 0; j < n; j++) s += (double)exp(x[j * step] - m);
     *max_out = m;
-    return log(s);
+    return (real)log(s);
 }
 
 /* out, x are (outer, n, inner); softmax along n, stable: exp(x - max) / sum */
@@ -135,13 +135,13 @@ void KERNEL(softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t
         real m = -INFINITY;
         for (int64_t j = 0; j < n; j++) m = xl[j * inner] > m ? xl[j * inner] : m;
         if (m == -INFINITY) m = 0;
-        real s = 0;
+        double s = 0;
         for (int64_t j = 0; j < n; j++) {
             real e = exp(xl[j * inner] - m);
             ol[j * inner] = e;
-            s += e;
+            s += (double)e;
         }
-        real inv = (real)1 / s;
+        real inv = (real)(1.0 / s);
         for (int64_t j = 0; j < n; j++) ol[j * inner] *= inv;
     }
 }
