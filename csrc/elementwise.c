@@ -6,6 +6,7 @@
 #endif
 #include <tgmath.h>
 #include <stddef.h>
+#include "gg_math.h"
 
 /* One contiguous output row of a binary op: o[i] = f(a[i*ia], b[i*ib]); strides are 0 or 1
  * after the compiler's dimension collapsing, so the common cases get their own loops. */
@@ -82,12 +83,8 @@ DEFINE_BINARY(equal, (real)(x == y))
         for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); }                   \
     }
 
-/* Stable logistic: exp never sees a large positive argument. */
-static inline real stable_sigmoid(real x) {
-    if (x >= 0) return (real)1 / ((real)1 + exp(-x));
-    real e = exp(x);
-    return e / ((real)1 + e);
-}
+/* Stable logistic: exp never sees a large positive argument (gg_math.h). */
+#define stable_sigmoid gg_sigmoid
 
 /* Unary maps with one or two real parameters p, q (passed as double, used as real). */
 #define DEFINE_UNARY_P(NAME, EXPR)                                                             \
@@ -103,10 +100,8 @@ static inline real stable_sigmoid(real x) {
         for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); }                   \
     }
 
-/* log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)) */
-static inline real stable_softplus(real x) {
-    return (x > 0 ? x : (real)0) + log1p(exp(-fabs(x)));
-}
+/* log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)) (gg_math.h) */
+#define stable_softplus gg_softplus
 
 #define GG_SQRT1_2 0.70710678118654752440    /* 1/sqrt(2) */
 #define GG_SQRT2_PI 0.79788456080286535588   /* sqrt(2/pi) */
@@ -117,7 +112,7 @@ static inline real stable_softplus(real x) {
 static inline real gelu_erf(real x) { return (real)0.5 * x * ((real)1 + erf(x * (real)GG_SQRT1_2)); }
 /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 static inline real gelu_tanh(real x) {
-    return (real)0.5 * x * ((real)1 + tanh((real)GG_SQRT2_PI * (x + (real)GG_GELU_C * x * x * x)));
+    return (real)0.5 * x * ((real)1 + gg_tanh((real)GG_SQRT2_PI * (x + (real)GG_GELU_C * x * x * x)));
 }
 
 DEFINE_UNARY(neg, -x)
@@ -126,15 +121,15 @@ DEFINE_UNARY(sign, (real)((x > 0) - (x < 0)))
 DEFINE_UNARY(copy, x)
 DEFINE_UNARY(relu, x > 0 ? x : (real)0)
 DEFINE_UNARY(sigmoid, stable_sigmoid(x))
-DEFINE_UNARY(exp, exp(x))
-DEFINE_UNARY(log, log(x))
+DEFINE_UNARY(exp, gg_exp(x))
+DEFINE_UNARY(log, gg_log(x))
 DEFINE_UNARY(sqrt, sqrt(x))
-DEFINE_UNARY(tanh, tanh(x))
+DEFINE_UNARY(tanh, gg_tanh(x))
 DEFINE_UNARY(softplus, stable_softplus(x))
 DEFINE_UNARY(gelu, gelu_erf(x))
 DEFINE_UNARY(gelu_tanh, gelu_tanh(x))
 DEFINE_UNARY_P(leaky_relu, x > 0 ? x : p * x)
-DEFINE_UNARY_P(elu, x > 0 ? x : p * expm1(x))
+DEFINE_UNARY_P(elu, x > 0 ? x : p * gg_expm1(x))
 /* clip keeps NaN (both comparisons are false), as NumPy's clip does */
 DEFINE_UNARY_PQ(clip, x < p ? p : x > q ? q : x)
 
@@ -180,7 +175,7 @@ DEFINE_BACKWARD(gelu_backward, dy * ((real)0.5 * ((real)1 + erf(s * (real)GG_SQR
 /* s is gelu's input x, tanh form: with u = sqrt(2/pi)(x + c x^3), t = tanh(u),
  * d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 c x^2) */
 static inline real gelu_tanh_grad(real x) {
-    real t = tanh((real)GG_SQRT2_PI * (x + (real)GG_GELU_C * x * x * x));
+    real t = gg_tanh((real)GG_SQRT2_PI * (x + (real)GG_GELU_C * x * x * x));
     return (real)0.5 * ((real)1 + t) +
            (real)0.5 * x * ((real)1 - t * t) * (real)GG_SQRT2_PI * ((real)1 + (real)(3 * GG_GELU_C) * x * x);
 }
@@ -195,7 +190,7 @@ DEFINE_BACKWARD(gelu_tanh_backward, dy * gelu_tanh_grad(s))
     }
 
 DEFINE_BACKWARD_P(leaky_relu_backward, s > 0 ? dy : p * dy)
-DEFINE_BACKWARD_P(elu_backward, s > 0 ? dy : dy * p * exp(s))
+DEFINE_BACKWARD_P(elu_backward, s > 0 ? dy : dy * p * gg_exp(s))
 
 /* the gradient passes where lo <= x <= hi (PyTorch's clamp: the bounds themselves included) */
 void KERNEL(clip_backward)(real *dx, const real *x, const real *dy, int64_t n, double lo_, double hi_) {

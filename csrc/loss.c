@@ -7,6 +7,7 @@
 #error "compile loss.c through kernels_f32.c or kernels_f64.c"
 #endif
 #include <tgmath.h>
+#include "gg_math.h"
 
 /* p, y are (n,); out is () */
 void KERNEL(mse)(real *out, const real *p, const real *y, int64_t n, double scale) {
@@ -71,8 +72,8 @@ void KERNEL(bce)(real *out, const real *x, const real *y, int64_t n, double scal
     double acc = 0.0;
 #pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
     for (int64_t i = 0; i < n; i++) {
-        double xi = (double)x[i];
-        acc += (xi > 0 ? xi : 0.0) - xi * (double)y[i] + log1p(exp(-fabs(xi)));
+        real xi = x[i];
+        acc += (double)((xi > 0 ? xi : (real)0) - xi * y[i] + gg_log1p(gg_exp(-fabs(xi))));
     }
     out[0] = (real)(acc * scale);
 }
@@ -88,7 +89,7 @@ void KERNEL(bce_backward)(real *d, const real *x, const real *y, const real *dou
     }
 #pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        real e = exp(-fabs(x[i]));                      /* in (0, 1]: no overflow */
+        real e = gg_exp(-fabs(x[i]));                      /* in (0, 1]: no overflow */
         real s = x[i] >= 0 ? (real)1 / ((real)1 + e) : e / ((real)1 + e);
         d[i] = c * (s - y[i]);
     }
@@ -96,11 +97,9 @@ void KERNEL(bce_backward)(real *d, const real *x, const real *y, const real *dou
 
 /* One row of logits: its max and log(sum(exp(x - max))), so lse = max + log-sum. */
 static void row_lse(const real *x, int64_t classes, real *max_out, real *logsum_out) {
-    real m = -INFINITY;
-    for (int64_t j = 0; j < classes; j++) m = x[j] > m ? x[j] : m;
+    real m = gg_row_max(x, classes);
     if (m == -INFINITY) m = 0;
-    double s = 0;
-    for (int64_t j = 0; j < classes; j++) s += (double)exp(x[j] - m);
+    double s = gg_row_sum_exp(NULL, x, classes, m);
     *max_out = m;
     *logsum_out = (real)log(s);
 }
@@ -137,7 +136,7 @@ void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const re
         }
         real tsum = 0;
         for (int64_t j = 0; j < classes; j++) tsum += tr[j];
-        for (int64_t j = 0; j < classes; j++) dr[j] = c * (exp(xr[j] - m - ls) * tsum - tr[j]);
+        for (int64_t j = 0; j < classes; j++) dr[j] = c * (gg_exp(xr[j] - m - ls) * tsum - tr[j]);
     }
 }
 
@@ -172,7 +171,7 @@ int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_
         real *dr = dx + r * classes;
         real m, ls;
         row_lse(xr, classes, &m, &ls);
-        for (int64_t j = 0; j < classes; j++) dr[j] = c * exp(xr[j] - m - ls);
+        for (int64_t j = 0; j < classes; j++) dr[j] = c * gg_exp(xr[j] - m - ls);
         dr[labels[r]] -= c;
     }
     return 0;

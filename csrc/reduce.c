@@ -7,6 +7,7 @@
 #endif
 #include <string.h>
 #include <tgmath.h>
+#include "gg_math.h"
 
 /* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. */
 void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
@@ -117,27 +118,40 @@ void KERNEL(max)(real *out, int64_t out_n, const real *x, int32_t rank, const in
 /* One line of the softmax axis: n elements, stride `step`. Returns log(sum(exp(x - max))) and the max. */
 static real line_logsumexp(const real *x, int64_t n, int64_t step, real *max_out) {
     real m = -INFINITY;
-    for (int64_t j = 0; j < n; j++) m = x[j * step] > m ? x[j * step] : m;
+    if (step == 1) m = gg_row_max(x, n);
+    else for (int64_t j = 0; j < n; j++) m = x[j * step] > m ? x[j * step] : m;
     if (m == -INFINITY) m = 0;   /* all -inf (or n == 0): keep exp(x - m) defined */
     double s = 0;                /* accumulated in double: long rows stay accurate in float32 */
-    for (int64_t j = 0; j < n; j++) s += (double)exp(x[j * step] - m);
+    if (step == 1) s = gg_row_sum_exp(NULL, x, n, m);
+    else for (int64_t j = 0; j < n; j++) s += (double)gg_exp(x[j * step] - m);
     *max_out = m;
     return (real)log(s);
 }
+
+/* The lines of an (outer, n, inner) tensor: line r starts at base(r) and steps by inner. Lines
+ * with inner == 1 are contiguous rows and take the vectorised row helpers of gg_math.h. */
+static inline int64_t line_base(int64_t r, int64_t n, int64_t inner) { return (r / inner) * n * inner + r % inner; }
 
 /* out, x are (outer, n, inner); softmax along n, stable: exp(x - max) / sum */
 void KERNEL(softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
 #pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
     for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = (r / inner) * n * inner + r % inner;
+        int64_t base = line_base(r, n, inner);
         const real *xl = x + base;
         real *ol = out + base;
+        if (inner == 1) {
+            real m = gg_row_max(xl, n);
+            if (m == -INFINITY) m = 0;
+            real inv = (real)(1.0 / gg_row_sum_exp(ol, xl, n, m));
+            for (int64_t j = 0; j < n; j++) ol[j] *= inv;
+            continue;
+        }
         real m = -INFINITY;
         for (int64_t j = 0; j < n; j++) m = xl[j * inner] > m ? xl[j * inner] : m;
         if (m == -INFINITY) m = 0;
         double s = 0;
         for (int64_t j = 0; j < n; j++) {
-            real e = exp(xl[j * inner] - m);
+            real e = gg_exp(xl[j * inner] - m);
             ol[j * inner] = e;
             s += (double)e;
         }
@@ -150,10 +164,17 @@ void KERNEL(softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t
 void KERNEL(log_softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
 #pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
     for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = (r / inner) * n * inner + r % inner;
+        int64_t base = line_base(r, n, inner);
         real m;
-        real lse = line_logsumexp(x + base, n, inner, &m);
-        for (int64_t j = 0; j < n; j++) out[base + j * inner] = x[base + j * inner] - m - lse;
+        real shift = line_logsumexp(x + base, n, inner, &m);
+        shift += m;
+        if (inner == 1) {
+            const real *xl = x + base;
+            real *ol = out + base;
+            for (int64_t j = 0; j < n; j++) ol[j] = xl[j] - shift;
+        } else {
+            for (int64_t j = 0; j < n; j++) out[base + j * inner] = x[base + j * inner] - shift;
+        }
     }
 }
 
@@ -161,7 +182,14 @@ void KERNEL(log_softmax)(real *out, const real *x, int64_t outer, int64_t n, int
 void KERNEL(softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
 #pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
     for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = (r / inner) * n * inner + r % inner;
+        int64_t base = line_base(r, n, inner);
+        if (inner == 1) {
+            const real *yl = y + base, *dyl = dy + base;
+            real *dxl = dx + base;
+            real s = gg_row_dot(dyl, yl, n);
+            for (int64_t j = 0; j < n; j++) dxl[j] = yl[j] * (dyl[j] - s);
+            continue;
+        }
         real s = 0;
         for (int64_t j = 0; j < n; j++) s += dy[base + j * inner] * y[base + j * inner];
         for (int64_t j = 0; j < n; j++) {
@@ -175,12 +203,19 @@ void KERNEL(softmax_backward)(real *dx, const real *y, const real *dy, int64_t o
 void KERNEL(log_softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
 #pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
     for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = (r / inner) * n * inner + r % inner;
+        int64_t base = line_base(r, n, inner);
+        if (inner == 1) {
+            const real *yl = y + base, *dyl = dy + base;
+            real *dxl = dx + base;
+            real s = gg_row_dot(dyl, NULL, n);
+            for (int64_t j = 0; j < n; j++) dxl[j] = dyl[j] - gg_exp(yl[j]) * s;
+            continue;
+        }
         real s = 0;
         for (int64_t j = 0; j < n; j++) s += dy[base + j * inner];
         for (int64_t j = 0; j < n; j++) {
             int64_t k = base + j * inner;
-            dx[k] = dy[k] - exp(y[k]) * s;
+            dx[k] = dy[k] - gg_exp(y[k]) * s;
         }
     }
 }
