@@ -247,7 +247,15 @@ def _as_rows(array, dtype, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def _check_model(model) -> None:
+    from .nn import Module
+    if not isinstance(model, Module):
+        raise TypeError(f"fit, evaluate and predict take a gg.nn model (Sequential, Dense, or a gg.nn.Module "
+                        f"subclass with forward and parameters), got {model!r}")
+
+
 def _prepare(model, X, Y=None):
+    _check_model(model)
     X = _as_rows(X, model.dtype, "X")
     if len(X) == 0:
         raise ShapeError("X holds no samples")
@@ -408,6 +416,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     values. Returns a History.
     """
     from .optim import SGD
+    _check_model(model)
     if optimizer is None:
         optimizer = SGD(lr=0.01)
     if int(epochs) < 0:

@@ -365,6 +365,8 @@ def test_bad_loss_metric_and_data_are_clear_errors():
     with pytest.raises(gg.ShapeError, match="accuracy compares predictions of 1 columns with targets of 2"):
         gg.evaluate(mlp(), X, np.zeros((10, 2), np.float32), loss=lambda p, y: gg.sum(p), metrics=["accuracy"])
     assert train.loss_function("mean_squared_error") is gg.mse and train.loss_function("mae") is gg.l1
+    with pytest.raises(TypeError, match="take a gg.nn model"):
+        gg.fit(lambda x: x, X, Y, verbose=0)
 
 
 def test_c_epoch_loop_rejects_an_out_of_range_row_index():
@@ -642,3 +644,17 @@ def test_checkpoint_errors_and_programs(tmp_path):
     gg.load(path, model=step, optimizer=step.optimizer)
     np.testing.assert_array_equal(w.value, trained)
     assert step.optimizer.step_count == 1
+
+
+def test_bench_script_runs_in_a_small_setting(tmp_path):
+    import importlib.util
+    import json
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "train.py")
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "train.json"
+    result = bench.main(["--samples", "100", "--repeats", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["samples_per_s_wall"]) == {"step() loop", "gg.fit verbose=0", "gg.fit verbose=1"}
+    assert saved["ratio_fit_vs_loop_cpu"] == result["ratio_fit_vs_loop_cpu"] > 0
