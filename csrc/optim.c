@@ -7,20 +7,23 @@
  * moments, accumulators) are the variable's shape and overwritten too; every array is (n,).
  * Per-step scalars (lr, step, bias corrections) are computed once in double, then applied
  * elementwise in `real`. Optional state is NULL when the option that needs it is off.
- * Compiled through kernels_f32.c / kernels_f64.c. */
+ * The square-root loops vectorize only under -fno-math-errno (in the default flags of
+ * graphgrad/_build_ffi.py). Compiled through kernels_f32.c / kernels_f64.c. */
 #ifndef KERNEL
 #error "compile optim.c through kernels_f32.c or kernels_f64.c"
 #endif
 #include <tgmath.h>
 
+/* Threads over large variables (each update is elementwise). */
 #define OPTIM_LOOP _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)")
 
 /* ---- gradient clipping ---- */
 
-/* out is () float64 = acc + Σ g²; g is (n,); acc is () float64 or NULL (a chain over every gradient) */
+/* out is () float64 = acc + Σ g²; g is (n,); acc is () float64 or NULL (a chain over every gradient).
+ * Summed in double, in SIMD lanes and threads (the order of a sum is not part of the rule). */
 void KERNEL(grad_sumsq)(double *out, const real *g, const double *acc, int64_t n) {
     double s = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static) reduction(+ : s)
+#pragma omp parallel for simd num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static) reduction(+ : s)
     for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
     out[0] = (acc ? acc[0] : 0.0) + s;
 }
@@ -66,6 +69,33 @@ void KERNEL(sgd_update)(real *w, const real *g, real *buf, int64_t n, double lr,
     }
 }
 
+/* One RMSprop element; `centered` and `momentum` are constants where it is inlined, so each of
+ * the four loops below is branch-free and vectorizes. */
+static inline void KERNEL(rmsprop_element)(int64_t i, real *w, const real *g, real *sq, real *gavg, real *buf,
+                                           real lr, real a, real a1, real eps, real wd, real mom, int centered,
+                                           int momentum) {
+    real gi = g[i];
+    if (wd != 0) gi += wd * w[i];
+    real s = a * sq[i] + a1 * gi * gi;
+    sq[i] = s;
+    real avg;
+    if (centered) {
+        real ga = gavg[i] + a1 * (gi - gavg[i]);
+        gavg[i] = ga;
+        avg = sqrt(s - ga * ga);
+    } else {
+        avg = sqrt(s);
+    }
+    avg += eps;
+    if (momentum) {
+        real b = mom * buf[i] + gi / avg;
+        buf[i] = b;
+        w[i] -= lr * b;
+    } else {
+        w[i] -= lr * (gi / avg);
+    }
+}
+
 /* w, g, sq, gavg, buf are (n,); gavg NULL unless centered, buf NULL unless momentum > 0.
  * PyTorch RMSprop: sq = α·sq + (1−α)·g²; avg = √(sq − gavg²) (centered, gavg lerps to g by 1−α)
  * or √sq; avg += eps; then buf = momentum·buf + g/avg, w −= lr·buf, or w −= lr·g/avg. */
@@ -73,29 +103,15 @@ void KERNEL(rmsprop_update)(real *w, const real *g, real *sq, real *gavg, real *
                             double alpha, double eps, double weight_decay, double momentum) {
     real lr_ = (real)lr, a = (real)alpha, a1 = (real)(1.0 - alpha), eps_ = (real)eps;
     real wd = (real)weight_decay, mom = (real)momentum;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i];
-        if (weight_decay != 0.0) gi += wd * w[i];
-        real s = a * sq[i] + a1 * gi * gi;
-        sq[i] = s;
-        real avg;
-        if (gavg) {
-            real ga = gavg[i] + a1 * (gi - gavg[i]);
-            gavg[i] = ga;
-            avg = sqrt(s - ga * ga);
-        } else {
-            avg = sqrt(s);
-        }
-        avg += eps_;
-        if (buf) {
-            real b = mom * buf[i] + gi / avg;
-            buf[i] = b;
-            w[i] -= lr_ * b;
-        } else {
-            w[i] -= lr_ * (gi / avg);
-        }
-    }
+#define RMSPROP_LOOP(CENTERED, MOMENTUM)                                                                 \
+    OPTIM_LOOP                                                                                          \
+    for (int64_t i = 0; i < n; i++)                                                                     \
+        KERNEL(rmsprop_element)(i, w, g, sq, gavg, buf, lr_, a, a1, eps_, wd, mom, CENTERED, MOMENTUM)
+    if (gavg && buf) RMSPROP_LOOP(1, 1);
+    else if (gavg) RMSPROP_LOOP(1, 0);
+    else if (buf) RMSPROP_LOOP(0, 1);
+    else RMSPROP_LOOP(0, 0);
+#undef RMSPROP_LOOP
 }
 
 /* w, g, m, v, vmax are (n,); vmax NULL unless amsgrad. PyTorch Adam (decoupled = 0) and AdamW
@@ -209,27 +225,38 @@ void KERNEL(adadelta_update)(real *w, const real *g, real *sq, real *acc, int64_
     }
 }
 
+/* One Ftrl element, given pw_new = n'^p and pw_old = n^p: updates z and returns the new weight. */
+static inline real KERNEL(ftrl_element)(real *zi, real wi, real gi, real pw_new, real pw_old, real lr, real l1,
+                                        real shrink2, real l2x2) {
+    real z = *zi + ((gi + shrink2 * wi) - (pw_new - pw_old) / lr * wi);
+    *zi = z;
+    real sign = z > 0 ? (real)1 : (z < 0 ? (real)-1 : (real)0);
+    real shrunk = (l1 * sign - z) / (pw_new / lr + l2x2);   /* computed always: a select, not a branch */
+    return fabs(z) > l1 ? shrunk : (real)0;
+}
+
 /* w, g, n_acc, z are (n,). TensorFlow ApplyFtrlV2 (p = −lr_power, l2' = l2 + beta/(2·lr) as Keras
  * passes it): ĝ = g + 2·l2_shrinkage·w; n' = n + g²; z += ĝ − (n'^p − n^p)/lr · w;
- * w = (l1·sign(z) − z)/(n'^p/lr + 2·l2') where |z| > l1, else exactly 0; n = n'. */
+ * w = (l1·sign(z) − z)/(n'^p/lr + 2·l2') where |z| > l1, else exactly 0; n = n'.
+ * lr_power = −0.5 (the default) takes square roots, as TensorFlow's kernel does. */
 void KERNEL(ftrl_update)(real *w, const real *g, real *n_acc, real *z, int64_t n, double lr, double lr_power,
                          double l1, double l2, double l2_shrinkage, double beta) {
     real lr_ = (real)lr, l1_ = (real)l1, p = (real)(-lr_power), shrink2 = (real)(2.0 * l2_shrinkage);
     real l2x2 = (real)(2.0 * (l2 + beta / (2.0 * lr)));
-    int root = lr_power == -0.5;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real wi = w[i], gi = g[i], old = n_acc[i];
-        real gs = gi + shrink2 * wi;
-        real acc = old + gi * gi;
-        real pw_new = root ? sqrt(acc) : pow(acc, p);
-        real pw_old = root ? sqrt(old) : pow(old, p);
-        real zi = z[i] + (gs - (pw_new - pw_old) / lr_ * wi);
-        real sign = (real)((zi > 0) - (zi < 0));
-        real x = l1_ * sign - zi, y = pw_new / lr_ + l2x2;
-        z[i] = zi;
-        n_acc[i] = acc;
-        w[i] = fabs(zi) > l1_ ? x / y : (real)0;
+    if (lr_power == -0.5) {
+        OPTIM_LOOP
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i], old = n_acc[i], acc = old + gi * gi;
+            w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, sqrt(acc), sqrt(old), lr_, l1_, shrink2, l2x2);
+            n_acc[i] = acc;
+        }
+    } else {
+        OPTIM_LOOP
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i], old = n_acc[i], acc = old + gi * gi;
+            w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, pow(acc, p), pow(old, p), lr_, l1_, shrink2, l2x2);
+            n_acc[i] = acc;
+        }
     }
 }
 
@@ -242,7 +269,7 @@ void KERNEL(lion_update)(real *w, const real *g, real *m, int64_t n, double lr, 
     OPTIM_LOOP
     for (int64_t i = 0; i < n; i++) {
         real gi = g[i], c = b1 * m[i] + b1c * gi;
-        real sign = (real)((c > 0) - (c < 0));
+        real sign = c > 0 ? (real)1 : (c < 0 ? (real)-1 : (real)0);
         w[i] = w[i] * decay - lr_ * sign;
         m[i] = b2 * m[i] + b2c * gi;
     }

@@ -523,3 +523,35 @@ def test_other_configuration_errors():
         opt.param_groups[0]["momentum"] = 0.9
     opt.param_groups[0]["lr"] = 0.5        # lr stays a runtime scalar
     assert opt.lr == 0.5
+
+
+# ---- large variables: the threaded, vectorised path of every kernel ---------------------------
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_large_variables_use_the_threaded_kernels(dtype):
+    """40,000 values (above the kernels' threading threshold), two threads, clipping on: the
+    same rules hold. loss = mean((w − target)²), so ∂loss/∂w = 2(w − target)/n."""
+    n = 40_000
+    rng = np.random.default_rng(3)
+    w0, target = rng.standard_normal(n), rng.standard_normal(n)
+    cases = [("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+             ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5)),
+             ("SGD", dict(lr=0.5, momentum=0.9, nesterov=True)),
+             ("Ftrl", dict(lr=0.5, l1=1e-5)), ("Lion", dict(lr=0.01)), ("NAdam", dict(lr=0.01)),
+             ("Adagrad", dict(lr=0.1)), ("Adadelta", dict()), ("Adamax", dict(lr=0.01))]
+    threads = gg.get_num_threads()
+    gg.set_num_threads(2)
+    try:
+        for name, hyper in cases:
+            w = gg.variable(w0, name="w", dtype=dtype)
+            t = gg.constant(target, dtype=dtype)
+            step = gg.compile(gg.mse(w, t), optimizer=getattr(gg.optim, name)(clip_norm=0.005, **hyper))
+            p, state = w0.copy(), {}
+            for k in range(1, 6):
+                step()
+                g = 2 * (p - target) / n
+                g = g * min(1.0, 0.005 / (np.linalg.norm(g) + 1e-6))   # clipped: the norm is ~0.014
+                p = REFERENCES[name](p, g, state, k, **hyper)
+                np.testing.assert_allclose(w.value, p, **tolerance(dtype), err_msg=f"{name} step {k}")
+    finally:
+        gg.set_num_threads(threads)
