@@ -29,7 +29,7 @@ import numpy as np
 
 from . import ops
 from ._core import ffi, lib
-from .errors import DivergenceError, GraphGradError, ShapeError
+from .errors import DivergenceError, FeedError, GraphGradError, ShapeError
 from .graph import Tensor, placeholder
 from .runtime import Program
 
@@ -423,6 +423,11 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     metric_names = _metric_names(metrics)
     X, Y = _prepare(model, X, Y)
+    for name, arr in (("X", X), ("Y", Y)):
+        # a NaN input would surface as a "divergence" blamed on the learning rate: name it here
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            row = int(np.argwhere(~np.isfinite(arr))[0][0])
+            raise FeedError(f"{name} holds NaN or Inf (first in sample {row}); clean the data before training")
     n = len(X)
     B, n_full, tail = _batches(n, batch_size, drop_last)
     accuracy = "accuracy" in metric_names

@@ -365,6 +365,10 @@ def test_bad_loss_metric_and_data_are_clear_errors():
     with pytest.raises(gg.ShapeError, match="accuracy compares predictions of 1 columns with targets of 2"):
         gg.evaluate(mlp(), X, np.zeros((10, 2), np.float32), loss=lambda p, y: gg.sum(p), metrics=["accuracy"])
     assert train.loss_function("mean_squared_error") is gg.mse and train.loss_function("mae") is gg.l1
+    bad = X.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(gg.FeedError, match="X holds NaN or Inf \\(first in sample 7\\)"):
+        gg.fit(mlp(), bad, Y, verbose=0)
     with pytest.raises(TypeError, match="take a gg.nn model"):
         gg.fit(lambda x: x, X, Y, verbose=0)
 
