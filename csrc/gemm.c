@@ -39,7 +39,7 @@
 #include <omp.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -240,6 +240,61 @@ void KERNEL(gemm_ref)(real *c, const real *a, const real *b, int64_t m, int64_t 
 
 /* ---- packing ---- */
 
+/* 4×4 transposes for the packing of transposed operands: dst rows 0..3 (row stride R) get the
+ * columns of the four source rows s0..s3 (4 consecutive reals each). */
+#if defined(__AVX__)
+#define GEMM_T4 1
+static inline void gemm_transpose4(real *restrict dst, int64_t R, const real *s0, const real *s1, const real *s2,
+                                   const real *s3) {
+#if defined(GG_REAL_F32)
+    __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s1), r2 = _mm_loadu_ps(s2), r3 = _mm_loadu_ps(s3);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(dst, r0);
+    _mm_storeu_ps(dst + R, r1);
+    _mm_storeu_ps(dst + 2 * R, r2);
+    _mm_storeu_ps(dst + 3 * R, r3);
+#else
+    __m256d r0 = _mm256_loadu_pd(s0), r1 = _mm256_loadu_pd(s1), r2 = _mm256_loadu_pd(s2), r3 = _mm256_loadu_pd(s3);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(dst + R, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(dst + 2 * R, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(dst + 3 * R, _mm256_permute2f128_pd(t1, t3, 0x31));
+#endif
+}
+#endif
+
+/* dst is (kc, R) = the transpose of the (r, kc) rows src[i·ld + p], zero-padded to R columns; blocked
+ * over p so the R-wide destination rows being filled stay in L1 while the r source rows stream. */
+#define GEMM_PACK_T_BLOCK 32
+static inline void gemm_pack_transposed(real *restrict dst, const real *restrict src, int64_t ld, int64_t r,
+                                        int64_t kc, int R) {
+    int64_t quads = 0; /* rows done four at a time by 4×4 transposes */
+#if defined(GEMM_T4)
+    if (R % 4 == 0) quads = r / 4 * 4;
+#endif
+    for (int64_t p0 = 0; p0 < kc; p0 += GEMM_PACK_T_BLOCK) {
+        int64_t pe = MIN(kc, p0 + GEMM_PACK_T_BLOCK);
+        int64_t pv = quads ? p0 + (pe - p0) / 4 * 4 : p0;
+#if defined(GEMM_T4)
+        for (int64_t i = 0; i < quads; i += 4) {
+            const real *s = src + i * ld;
+            for (int64_t p = p0; p < pv; p += 4)
+                gemm_transpose4(dst + p * R + i, R, s + p, s + ld + p, s + 2 * ld + p, s + 3 * ld + p);
+        }
+#endif
+        for (int64_t i = 0; i < quads; i++)
+            for (int64_t p = pv; p < pe; p++) dst[p * R + i] = src[i * ld + p];
+        for (int64_t i = quads; i < r; i++) {
+            const real *s = src + i * ld;
+            for (int64_t p = p0; p < pe; p++) dst[p * R + i] = s[p];
+        }
+        for (int64_t i = r; i < R; i++)
+            for (int64_t p = p0; p < pe; p++) dst[p * R + i] = 0;
+    }
+}
+
 /* ap is ceil(mc/MR) panels of (kc, MR): ap[panel][p][i] = op(A)(i0+panel·MR+i, p0+p), 0 past row mc */
 static void gemm_pack_a(real *restrict ap, const real *restrict a, int64_t m, int64_t k, int32_t trans_a, int64_t i0,
                         int64_t mc, int64_t p0, int64_t kc) {
@@ -256,13 +311,8 @@ static void gemm_pack_a(real *restrict ap, const real *restrict a, int64_t m, in
                 for (; i < MR; i++) d[i] = 0;
             }
         } else {
-            /* a is (m, k): read each row contiguously, write it with stride MR */
-            for (int64_t i = 0; i < mr; i++) {
-                const real *src = a + (i0 + ir + i) * k + p0;
-                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
-            }
-            for (int64_t i = mr; i < MR; i++)
-                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
+            /* a is (m, k): MR rows, each contiguous, become MR-wide rows of the panel */
+            gemm_pack_transposed(dst, a + (i0 + ir) * k + p0, k, mr, kc, MR);
         }
     }
 }
@@ -289,25 +339,43 @@ static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, in
                 }
             }
         } else {
-            /* b is (n, k): read each of the NR rows contiguously, write with stride NR */
-            for (int64_t j = 0; j < nr; j++) {
-                const real *src = b + (j0 + jr + j) * k + p0;
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
-            }
-            for (int64_t j = nr; j < NR; j++)
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
+            /* b is (n, k): NR rows, each contiguous, become NR-wide rows of the panel */
+            gemm_pack_transposed(dst, b + (j0 + jr) * k + p0, k, nr, kc, NR);
         }
     }
 }
 
 /* ---- the micro-kernel ---- */
 
-/* c is the (mr, nr) corner of an MR×NR tile with row stride ldc; ap is (kc, MR); bp is (kc, NR) with row
- * stride ldb (NR when packed, n when read straight from B). c = alpha·ap·bp + beta·c (beta == 0: c is
- * not read); with ep (the last K pass) then + bias and the activation, in registers where possible. */
-static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict bp, int64_t ldb, real *restrict c,
-                       int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta, const gg_epilogue *ep,
-                       const real *bias) {
+/* acc += A·B over kc steps: A(i,p) = ap[i·a_rs + p·a_cs], B(p,:) = bp[p·ldb ..]; masked: B loads
+ * read only the columns mk allows. Inlined into each caller with constant strides, so every
+ * variant keeps its accumulators in registers. */
+static inline __attribute__((always_inline)) void gemm_kloop(vec acc[MR][NV], int64_t kc, const real *restrict ap,
+                                                             int64_t a_rs, int64_t a_cs, const real *restrict bp,
+                                                             int64_t ldb, int masked, const vmask *mk) {
+    for (int64_t p = 0; p < kc; p++) {
+        vec bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = masked ? VLOADM(bp + v * VL, mk[v]) : VLOADU(bp + v * VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            vec av = VBCAST(ap + i * a_rs);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+        }
+        ap += a_cs;
+        bp += ldb;
+    }
+}
+
+/* c is the (mr, nr) corner of an MR×NR tile with row stride ldc. A(i,p) = ap[i·a_rs + p·a_cs]: a packed
+ * panel (1, MR), or A read in place ((1, m) transposed, (k, 1) not); B(p,j) = bp[p·ldb + j]: a packed
+ * panel (ldb = NR) or B read in place (ldb = n, masked at the right edge). c = alpha·A·B + beta·c
+ * (beta == 0: c is not read); with ep (the last K pass) then + bias and the activation, in registers
+ * where possible. */
+static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_t a_cs, const real *restrict bp,
+                       int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta,
+                       const gg_epilogue *ep, const real *bias) {
     vec acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -317,36 +385,17 @@ static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict
     vmask mk[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) mk[v] = VMASK(nr - v * VL);
+    int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
 
-    if (ldb == NR || nr == NR) {
-        for (int64_t p = 0; p < kc; p++) {
-            vec bv[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) bv[v] = VLOADU(bp + v * VL);
-#pragma GCC unroll 16
-            for (int i = 0; i < MR; i++) {
-                vec av = VBCAST(ap + i);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
-            }
-            ap += MR;
-            bp += ldb;
-        }
+    if (a_rs == 1 && a_cs == MR) {
+        if (masked) gemm_kloop(acc, kc, ap, 1, MR, bp, ldb, 1, mk);
+        else gemm_kloop(acc, kc, ap, 1, MR, bp, ldb, 0, mk);
+    } else if (a_rs == 1) {
+        if (masked) gemm_kloop(acc, kc, ap, 1, a_cs, bp, ldb, 1, mk);
+        else gemm_kloop(acc, kc, ap, 1, a_cs, bp, ldb, 0, mk);
     } else {
-        /* the right edge of an unpacked B: masked loads, nothing past column nr is read */
-        for (int64_t p = 0; p < kc; p++) {
-            vec bv[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) bv[v] = VLOADM(bp + v * VL, mk[v]);
-#pragma GCC unroll 16
-            for (int i = 0; i < MR; i++) {
-                vec av = VBCAST(ap + i);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
-            }
-            ap += MR;
-            bp += ldb;
-        }
+        if (masked) gemm_kloop(acc, kc, ap, a_rs, 1, bp, ldb, 1, mk);
+        else gemm_kloop(acc, kc, ap, a_rs, 1, bp, ldb, 0, mk);
     }
 
     /* write back: full vectors where the tile is whole, masked ones at the right edge; rows past
@@ -391,6 +440,9 @@ static void gemm_micro(int64_t kc, const real *restrict ap, const real *restrict
 /* When a thread's share has at most this many rows, B (untransposed) is read in place instead of being
  * packed: each B panel is then used by only a few A panels, too few to repay the copy. */
 #define DIRECT_B_MAX_ROWS (12 * MR)
+/* When it has at most this many columns, A's whole MR-row panels are read in place too: each is then
+ * used by only a few B panels. The last, partial panel is always packed (zero rows, no reads past m). */
+#define DIRECT_A_MAX_COLS (4 * NR)
 
 /* ---- one thread's share: C[i0:i1, j0:j1] with its own packing buffers ---- */
 static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
@@ -398,20 +450,42 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
                        int64_t j0, int64_t j1, real *ap, real *bp) {
     const real *bias = ep ? (const real *)ep->bias : NULL;
     int direct_b = !trans_b && i1 - i0 <= DIRECT_B_MAX_ROWS;
+    int direct_a = j1 - j0 <= DIRECT_A_MAX_COLS;
     for (int64_t ib = i0; ib < i1; ib += MB) {
         int64_t mb = MIN(MB, i1 - ib);
+        int64_t a_whole = direct_a ? mb / MR * MR : 0; /* rows of A read in place */
         for (int64_t pb = 0; pb < k; pb += KC) {
             int64_t kc = MIN(KC, k - pb);
             real be = pb == 0 ? beta : (real)1;             /* later K blocks accumulate */
             const gg_epilogue *last = pb + kc >= k ? ep : NULL; /* epilogue on the final pass only */
-            gemm_pack_a(ap, a, m, k, trans_a, ib, mb, pb, kc);
+            if (a_whole < mb && direct_a && !trans_a) {
+                /* the last rows of an in-place A: copy them as they are (cheap, no transpose) into an MR-row
+                 * block padded with zero rows, read like A itself with row stride kc */
+                real *dst = ap + a_whole * kc;
+                int64_t rows = mb - a_whole;
+                for (int64_t i = 0; i < rows; i++)
+                    memcpy(dst + i * kc, a + (ib + a_whole + i) * k + pb, (size_t)kc * sizeof(real));
+                memset(dst + rows * kc, 0, (size_t)((MR - rows) * kc) * sizeof(real));
+            } else if (a_whole < mb) {
+                gemm_pack_a(ap + a_whole * kc, a, m, k, trans_a, ib + a_whole, mb - a_whole, pb, kc);
+            }
             for (int64_t jb = j0; jb < j1; jb += NB) {
                 int64_t nb = MIN(NB, j1 - jb);
                 if (!direct_b) gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
+                    const real *apanel = ap + ir * kc;
+                    int64_t a_rs = 1, a_cs = MR;
+                    if (ir < a_whole) {
+                        apanel = trans_a ? a + pb * m + ib + ir : a + (ib + ir) * k + pb;
+                        a_rs = trans_a ? 1 : k;
+                        a_cs = trans_a ? m : 1;
+                    } else if (direct_a && !trans_a) {
+                        a_rs = kc;   /* the copied last rows */
+                        a_cs = 1;
+                    }
                     for (int64_t jr = 0; jr < nb; jr += NR) {
                         const real *bpanel = direct_b ? b + pb * n + jb + jr : bp + jr * kc;
-                        gemm_micro(kc, ap + ir * kc, bpanel, direct_b ? n : NR, c + (ib + ir) * n + jb + jr, n,
+                        gemm_micro(kc, apanel, a_rs, a_cs, bpanel, direct_b ? n : NR, c + (ib + ir) * n + jb + jr, n,
                                    MIN(MR, mb - ir), MIN(NR, nb - jr), alpha, be, last,
                                    last && bias ? bias + jb + jr : NULL);
                     }
