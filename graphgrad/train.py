@@ -86,10 +86,6 @@ class _Graph:
     threshold: float      # accuracy with one output column: class = pred > threshold
 
 
-def _targets_are_labels(Y: np.ndarray, pred_cols: int | None) -> bool:
-    return Y.dtype.kind in "iu" and Y.ndim == 1 and pred_cols != 1
-
-
 def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, optimizer,
            check_numerics: bool) -> _Graph:
     """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"."""
@@ -111,11 +107,11 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
     labels, threshold = False, 0.5
     if kind != "predict":
         y = placeholder((None,) + y_row, name="y", dtype=y_dtype)
-        loss_t = loss_function(loss)(pred, y)
+        fn = loss_function(loss)
+        loss_t = fn(pred, y)
         if not isinstance(loss_t, Tensor) or loss_t.shape != ():
             raise ShapeError(f"the loss must be a scalar Tensor, got {loss_t!r}")
         labels = np.dtype(y_dtype).kind in "iu"
-        fn = loss_function(loss)
         threshold = 0.0 if any(fn is getattr(ops, name, None) for name in LOGIT_LOSSES) else 0.5
     outputs = [pred] if loss_t is None else [loss_t, pred]
     program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics)
