@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUNTIME_DEPS := numpy cffi networkx graphviz tqdm setuptools wheel
-TEST_DEPS := pytest hypothesis matplotlib
+TEST_DEPS := pytest hypothesis matplotlib nbclient nbformat ipykernel
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fopenmp -std=c11
 
 .PHONY: install deps dot build test demo bench asan valgrind clean

@@ -112,6 +112,11 @@ class Tensor:
         shape = "(" + ", ".join("None" if d is None else str(d) for d in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
         return f'<Tensor "{self.name}" {self.op} shape={shape} {self.dtype.name}>'
 
+    def _repr_svg_(self):
+        """Jupyter: the graph this tensor depends on, layers collapsed when it is big."""
+        from .viz import inline_svg, to_dot
+        return inline_svg(to_dot(self, collapse="auto"))
+
     # ---- values of leaves ----
     @property
     def value(self) -> np.ndarray:

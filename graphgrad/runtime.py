@@ -256,6 +256,12 @@ class Program:
         from .viz import render
         return render(self.outputs + self.updates, path, **options)
 
+    def _repr_svg_(self):
+        """Jupyter: the graph this program runs (forward, backward, update), layers collapsed when
+        it is big. program.plan() displays the compiled instruction list, .plan().memory the arena."""
+        from .viz import inline_svg, to_dot
+        return inline_svg(to_dot(self.outputs + self.updates, collapse="auto"))
+
 
 def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False,  # noqa: A001
             passes=None) -> Program:

@@ -206,14 +206,18 @@ def render_plan(plan: Plan, path: str, rankdir: str = "TB", title: str | None = 
 def render_memory(program, path: str, batch_size: int | None = None, title: str | None = None) -> str:
     """Draw the arena over time to `path`: one bar per buffer, from the instruction that writes
     it to the last one that reads it, at its arena offset (matplotlib, no display needed).
-    `program` is a Program (its last specialisation, or the one for `batch_size`) or a Plan."""
+    `program` is a Program (its last specialisation, or the one for `batch_size`), a Plan, or
+    a Plan's MemoryPlan (plan.memory)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    plan = program if isinstance(program, Plan) else program.plan(batch_size)
-    mem = plan.memory
+    from .compiler.memory import MemoryPlan
+    if isinstance(program, MemoryPlan):
+        mem = program
+    else:
+        mem = (program if isinstance(program, Plan) else program.plan(batch_size)).memory
     scale, unit = (2**20, "MiB") if mem.arena_bytes >= 2**20 else (2**10, "KiB")
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for b in mem.buffers:

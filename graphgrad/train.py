@@ -374,10 +374,24 @@ class _Snapshot:
         return all(np.isfinite(v.data).all() for v in self.variables)
 
 
+def progress_bar_class():
+    """tqdm's notebook bar (a widget) inside a Jupyter kernel that has ipywidgets; the text bar
+    everywhere else, including a kernel without ipywidgets (tqdm.auto would warn there)."""
+    if "ipykernel.zmqshell" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401  (the notebook bar is an ipywidgets widget)
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+    return tqdm
+
+
 def _make_bar(verbose: int, total: int, desc: str):
     if verbose != 1:
         return None
-    from tqdm.auto import tqdm
+    tqdm = progress_bar_class()
     return tqdm(total=total, desc=desc, unit="sample", unit_scale=True, leave=True, file=sys.stderr,
                 dynamic_ncols=True)
 

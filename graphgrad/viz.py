@@ -1,6 +1,12 @@
 """Graphviz pictures of graphs: forward, backward and update nodes in three colours, shapes on
 the edges, and — with show_values=True — the chain-rule view: every edge carries the value
-flowing along it and the local gradient ∂(consumer)/∂(input) evaluated there."""
+flowing along it and the local gradient ∂(consumer)/∂(input) evaluated there.
+
+Big graphs are drawn by layer: nodes are grouped by the name prefix of the gg.nn layer they
+belong to ("dense0/kernel" -> "dense0") and by role; past `max_nodes` nodes each group becomes
+one box (collapse="auto"), so a notebook shows a readable picture of a whole training step.
+Jupyter shows Tensors, Programs and Plans inline through the _repr_svg_ methods that call
+inline_svg here."""
 from __future__ import annotations
 
 import os
@@ -57,12 +63,133 @@ def _local_gradients(nodes: list[Tensor]) -> dict[tuple[int, int], Tensor]:
     return local
 
 
+#: inline pictures (and collapse="auto") group layers into single boxes past this many nodes
+INLINE_MAX_NODES = 60
+#: the largest inline picture, in inches (Graphviz scales bigger drawings down to fit)
+INLINE_SIZE = "11,8"
+
+
+def _layer_of_name(name: str) -> str | None:
+    """ "dense0/kernel" and its optimizer state "dense0/kernel/m" -> "dense0"; no "/" -> None."""
+    return name.split("/", 1)[0] if "/" in name else None
+
+
+def layer_groups(nodes: list[Tensor]) -> dict[int, str]:
+    """node id -> the layer it belongs to, for the nodes that belong to one.
+
+    Variables name their layer (gg.nn names them "<layer>/<what>", optimizer state
+    "<layer>/<what>/<slot>"). An op node that reads a layer's variable joins that layer.
+    Otherwise a forward (or update) node joins the layer of its inputs when every input that is
+    not a constant has one (an activation joins the layer it follows; a loss that also reads
+    the targets stays outside); a backward node joins the layer its result flows to (the
+    gradients of a layer's ops feed that layer's updates), or failing that, its inputs'. Among
+    several layers the latest created wins (layer L's matmul reads layer L-1's output)."""
+    group: dict[int, str] = {}
+    first_seen: dict[str, int] = {}        # layer -> id of its first node (its creation order)
+
+    def latest(layers: list[str]) -> str | None:
+        return max(layers, key=lambda g: first_seen[g]) if layers else None
+
+    def from_inputs(node: Tensor) -> str | None:
+        others = [i for i in node.inputs if i.op != "constant"]
+        return latest([group[i.id] for i in others]) if others and all(i.id in group for i in others) else None
+
+    def assign(node: Tensor, layer: str | None) -> None:
+        if layer is not None:
+            group[node.id] = layer
+            first_seen.setdefault(layer, node.id)
+
+    for node in nodes:                     # in id order: inputs before readers
+        if node.is_leaf:
+            assign(node, _layer_of_name(node.name) if node.op == "variable" else None)
+            continue
+        direct = [group[i.id] for i in node.inputs if i.op == "variable" and i.id in group]
+        if direct:
+            assign(node, latest(direct))
+        elif node.role != "backward":
+            assign(node, from_inputs(node))
+    consumers: dict[int, list[Tensor]] = {}
+    for node in nodes:
+        for inp in node.inputs:
+            consumers.setdefault(inp.id, []).append(node)
+    for node in reversed(nodes):           # readers before inputs: where each gradient flows to
+        if node.role == "backward" and not node.is_leaf and node.id not in group:
+            assign(node, latest([group[c.id] for c in consumers.get(node.id, ()) if c.id in group]))
+    for node in nodes:                     # a gradient that is only fetched: from its inputs
+        if node.role == "backward" and not node.is_leaf and node.id not in group:
+            assign(node, from_inputs(node))
+    return group
+
+
+def _graph_attrs(rankdir: str, title: str | None) -> dict:
+    return {"rankdir": rankdir, "fontname": "Helvetica", "fontsize": "11",
+            **({"label": title, "labelloc": "t"} if title else {})}
+
+
+def _collapsed_dot(nodes: list[Tensor], group: dict[int, str], highlight, rankdir: str, title: str | None,
+                   hidden: int) -> graphviz.Digraph:
+    """One box per (layer, role) with its node count and ops; the other nodes as usual; edges
+    between boxes drawn once, with how many tensors cross them."""
+    def key(node: Tensor) -> str:
+        return f"layer {group[node.id]} {node.role}" if node.id in group else str(node.id)
+
+    note = f"{len(nodes)} nodes; layers collapsed (gg.to_dot(..., collapse=False) draws every node)"
+    dot = graphviz.Digraph(graph_attr=_graph_attrs(rankdir, f"{title}\n{note}" if title else note),
+                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
+                           edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#495057"})
+    members: dict[str, list[Tensor]] = {}
+    for node in nodes:
+        members.setdefault(key(node), []).append(node)
+    for k, group_nodes in members.items():
+        first = group_nodes[0]
+        if first.id not in group:
+            style = LEAF_STYLES.get(first.op) or dict(shape="box", style="filled,rounded",
+                                                      fillcolor=ROLE_COLOURS[first.role])
+            if highlight is not None and first is highlight:
+                style = {**style, "color": "red", "penwidth": "3", "fontcolor": "red"}
+            dot.node(k, _node_label(first), **style)
+            continue
+        ops_used = sorted({n.op for n in group_nodes if not n.is_leaf})
+        params = [n for n in group_nodes if n.op == "variable" and n.trainable]
+        shapes = ", ".join(_fmt_shape(p.shape) for p in params[:3])
+        label = f"{group[first.id]} ({first.role})\n{len(group_nodes)} nodes"
+        if shapes:
+            label += f"\nparameters {shapes}"
+        if ops_used:
+            label += "\n" + ", ".join(ops_used[:6]) + (", …" if len(ops_used) > 6 else "")
+        bad = highlight is not None and any(n is highlight for n in group_nodes)
+        dot.node(k, label, shape="box3d", style="filled", fillcolor=ROLE_COLOURS[first.role],
+                 **({"color": "red", "penwidth": "3", "fontcolor": "red"} if bad else {}))
+    edges: dict[tuple[str, str], int] = {}
+    for node in nodes:
+        for inp in node.inputs:
+            a, b = key(inp), key(node)
+            if a != b:
+                edges[(a, b)] = edges.get((a, b), 0) + 1
+    for (a, b), count in edges.items():
+        role = members[b][0].role
+        colour = "#e8590c" if role == "backward" else "#2b8a3e" if role == "update" else "#495057"
+        dot.edge(a, b, label=str(count) if count > 1 else "", color=colour)
+    return dot
+
+
 def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_dict: dict | None = None,
-           highlight: Tensor | None = None, rankdir: str = "LR", title: str | None = None) -> graphviz.Digraph:
-    """The graphviz.Digraph of everything `outputs` depend on (see render)."""
+           highlight: Tensor | None = None, rankdir: str = "LR", title: str | None = None,
+           collapse: bool | str = False, max_nodes: int = INLINE_MAX_NODES) -> graphviz.Digraph:
+    """The graphviz.Digraph of everything `outputs` depend on (see render).
+
+    Nodes of gg.nn layers are drawn inside a box per layer. collapse=True draws each layer (per
+    role: forward, backward, update) as one box; collapse="auto" does so only past `max_nodes`
+    nodes (what notebooks show inline). A graphviz.Digraph displays itself in Jupyter, so
+    gg.to_dot(loss, collapse=False) is the expanded picture of a big graph."""
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     highlight = getattr(highlight, "node", highlight)   # a NumericsError highlights the node it names
     nodes = ancestors(outputs)
+    if collapse not in (True, False, "auto"):
+        raise ValueError(f'collapse must be True, False or "auto", got {collapse!r}')
+    group = layer_groups(nodes)
+    if group and not show_values and (collapse is True or (collapse == "auto" and len(nodes) > max_nodes)):
+        return _collapsed_dot(nodes, group, highlight, rankdir, title, len(nodes))
     values: dict[int, np.ndarray] = {}
     grads: dict[tuple[int, int], np.ndarray] = {}
     if show_values:
@@ -74,10 +201,10 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         values = {n.id: r for n, r in zip(computable, results)}
         grads = {edge: r for edge, r in zip(local, results[len(computable):])}
 
-    dot = graphviz.Digraph(graph_attr={"rankdir": rankdir, "fontname": "Helvetica", "fontsize": "11",
-                                       **({"label": title, "labelloc": "t"} if title else {})},
+    dot = graphviz.Digraph(graph_attr=_graph_attrs(rankdir, title),
                            node_attr={"fontname": "Helvetica", "fontsize": "10"},
                            edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#495057"})
+    clusters: dict[str, graphviz.Digraph] = {}
     for node in nodes:
         style = LEAF_STYLES.get(node.op) or dict(shape="box", style="filled,rounded",
                                                  fillcolor=ROLE_COLOURS[node.role])
@@ -86,7 +213,14 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         label = _node_label(node)
         if REGISTRY[node.op].writes:
             label += "\n(in place)"
-        dot.node(str(node.id), label, **style)
+        target = dot
+        if node.id in group:    # drawn inside its layer's box
+            layer = group[node.id]
+            if layer not in clusters:
+                clusters[layer] = graphviz.Digraph(name=f"cluster_layer_{len(clusters)}")
+                clusters[layer].attr(label=layer, style="rounded", color="#868e96", fontsize="10")
+            target = clusters[layer]
+        target.node(str(node.id), label, **style)
         for inp in node.inputs:
             if show_values and inp.id in values:
                 label = f"{inp.name} = {_fmt_value(values[inp.id])}"
@@ -96,6 +230,8 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
                 label = _fmt_shape(inp.shape)
             colour = "#e8590c" if node.role == "backward" else "#2b8a3e" if node.role == "update" else "#495057"
             dot.edge(str(inp.id), str(node.id), label=label, color=colour)
+    for cluster in clusters.values():
+        dot.subgraph(cluster)
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="legend", fontsize="9", style="dashed", color="#adb5bd")
         for role, colour in ROLE_COLOURS.items():
@@ -104,16 +240,18 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
 
 
 def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = False, feed_dict: dict | None = None,
-           highlight: Tensor | None = None, rankdir: str = "LR", title: str | None = None) -> str:
+           highlight: Tensor | None = None, rankdir: str = "LR", title: str | None = None,
+           collapse: bool | str = False, max_nodes: int = INLINE_MAX_NODES) -> str:
     """Draw the graph of `outputs` to `path` (format from the extension: .png, .svg, .pdf, .dot).
 
     show_values=True evaluates the graph (with `feed_dict` for its placeholders) and writes on
     each edge the value flowing along it and the local gradient of the consumer with respect
     to it — the chain rule, edge by edge. `highlight` outlines one node in red (a node, or a
-    NumericsError: its node). Returns path.
+    NumericsError: its node). collapse=True (or "auto", past max_nodes nodes) draws each gg.nn
+    layer as one box. Returns path.
     """
     dot = to_dot(outputs, show_values=show_values, feed_dict=feed_dict, highlight=highlight, rankdir=rankdir,
-                 title=title)
+                 title=title, collapse=collapse, max_nodes=max_nodes)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     if fmt == "dot":
         data = dot.source.encode()
@@ -131,3 +269,23 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = Fa
         f.write(data)
     os.replace(tmp, path)
     return path
+
+
+def inline_svg(dot: graphviz.Digraph) -> str | None:
+    """The SVG text Jupyter shows for a picture, scaled to fit INLINE_SIZE; None when Graphviz's
+    `dot` program is missing (Jupyter then shows the text repr instead)."""
+    dot = dot.copy()
+    dot.graph_attr["size"] = INLINE_SIZE
+    try:
+        return dot.pipe(format="svg").decode("utf-8")
+    except graphviz.ExecutableNotFound:
+        return None
+
+
+def memory_png(memory) -> bytes:
+    """PNG bytes of gg.render_memory's arena picture for a MemoryPlan (what Jupyter shows)."""
+    from .summary import render_memory
+    with tempfile.TemporaryDirectory() as folder:
+        path = render_memory(memory, os.path.join(folder, "memory.png"))
+        with open(path, "rb") as f:
+            return f.read()

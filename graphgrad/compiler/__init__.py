@@ -38,6 +38,12 @@ class Plan:
         """FLOPs per run of the whole instruction list."""
         return sum(self.instruction_flops(ins) for ins in self.instructions)
 
+    def _repr_svg_(self):
+        """Jupyter: the instruction list, fused groups as clusters, arena offsets in the labels."""
+        from ..summary import plan_dot
+        from ..viz import inline_svg
+        return inline_svg(plan_dot(self))
+
 
 def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[int, tuple]:
     """Every node's shape once the placeholders' shapes are known."""
