@@ -42,7 +42,7 @@ static void broadcast_binary(binary_row_fn row, real *out, const real *a, const 
     if (outer * inner == 0) return;
     if (outer == 1) {
         /* one long row: split it into chunks across threads */
-        int64_t chunk = 8192;
+        int64_t chunk = 65536;
         int64_t n_chunks = (inner + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(gg_threads()) if (inner >= GG_PARALLEL_MIN) schedule(static)
         for (int64_t c = 0; c < n_chunks; c++) {
