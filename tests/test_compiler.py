@@ -324,7 +324,7 @@ def _random_graph(seed: int):
     for _ in range(int(rng.integers(3, 12))):
         a = pool[int(rng.integers(len(pool)))]
         other = pool[int(rng.integers(len(pool)))]
-        kind = int(rng.integers(0, 12))
+        kind = int(rng.integers(0, 15))
         new = [lambda: a @ w,
                lambda: a + b,
                lambda: gg.relu(a),
@@ -336,7 +336,10 @@ def _random_graph(seed: int):
                lambda: a + gg.sigmoid(c * 2.0),
                lambda: -(-a) if rng.random() < 0.5 else abs(a),
                lambda: gg.sum(a, axis=1, keepdims=True) * a,
-               lambda: a / (abs(other) + 1.0)][kind]()
+               lambda: a / (abs(other) + 1.0),
+               lambda: gg.tanh(a) * gg.exp(-abs(other)),
+               lambda: gg.leaky_relu(a, 0.1) + gg.elu(other) if rng.random() < 0.5 else gg.softplus(a),
+               lambda: gg.sqrt(abs(a) + 1.0) - gg.log(abs(other) + 2.0)][kind]()
         pool.append(new)
     loss = gg.mse(gg.sigmoid(pool[-1]), t)
     grads = gg.grad(loss, [w, b], unconnected="zero")

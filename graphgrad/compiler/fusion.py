@@ -21,8 +21,10 @@ from ..ops import REGISTRY
 from ..ops.registry import numel
 
 #: ops the fused kernel knows (their GG_OP_* codes double as its op-list codes)
-ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "abs", "sign", "copy", "relu", "sigmoid",
-               "relu_backward", "sigmoid_backward", "mse_backward", "l1_backward"}
+ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "abs", "sign", "copy", "exp", "log", "sqrt",
+               "relu", "sigmoid", "tanh", "softplus", "leaky_relu", "elu",
+               "relu_backward", "sigmoid_backward", "tanh_backward", "softplus_backward", "leaky_relu_backward",
+               "elu_backward", "mse_backward", "l1_backward"}
 MAX_OPS = 8        # csrc/fused.c: GG_FUSED_MAX_OPS (one attrs slot each)
 MAX_INPUTS = 6     # gg_instr.in
 
