@@ -9,6 +9,7 @@ specialisation, never per call.
 from __future__ import annotations
 
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -91,7 +92,9 @@ class Program:
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
             raise TypeError("gg.compile takes a Tensor or a non-empty list of Tensors")
         self.optimizer = optimizer
+        started = time.perf_counter()
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
+        graph_built = time.perf_counter()
         graph = Graph(self.outputs + self.updates)
         # the user's feeds: every placeholder of the graph as written, in id order (a pass may
         # remove a read; the feed is still checked)
@@ -101,6 +104,9 @@ class Program:
         self.order = schedule(self.graph)
         #: the nodes fetched for self.outputs (the passes' replacements, position for position)
         self.compiled_outputs: list[Tensor] = self.graph.outputs[:len(self.outputs)]
+        #: seconds spent: building the optimizer's nodes and state, and compiling the graph
+        #: (passes + schedule); each specialisation adds its own (exe.compile_seconds)
+        self.compile_seconds = {"optimizer": graph_built - started, "graph": time.perf_counter() - graph_built}
         self._by_name: dict[str, list[Tensor]] = {}
         for p in self.placeholders:
             self._by_name.setdefault(p.name, []).append(p)
@@ -133,11 +139,13 @@ class Program:
         return self._executables.get(feed_shapes) or self._specialise(feed_shapes)
 
     def _specialise(self, key: tuple) -> _Executable:
+        started = time.perf_counter()
         feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
         aliases = {o.id: c for o, c in zip(self.outputs, self.compiled_outputs) if o is not c}
         plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
                           placeholders=self.placeholders, aliases=aliases)
         exe = _Executable(plan, self.placeholders, self.check_numerics)
+        exe.compile_seconds = time.perf_counter() - started   # fusion, memory plan, lowering, C structures
         self._executables[key] = exe
         return exe
 

@@ -46,12 +46,22 @@ def _constant_like(node: Tensor, value: np.ndarray) -> Tensor:
     return new
 
 
+def _topological(graph: Graph) -> list[Tensor]:
+    """The graph's nodes in an order where inputs come first: id order, which is topological for
+    every graph built through the API (inputs are created before their readers; a pass's new
+    nodes after theirs); otherwise the scheduler's order (which reports a cycle)."""
+    nodes = graph.nodes
+    if all(i.id < n.id for n in nodes for i in n.inputs):
+        return nodes
+    return schedule(graph)
+
+
 def rewrite(graph: Graph, rule: Callable[[Tensor], Tensor | None]) -> Graph:
-    """Walk `graph` in schedule order; give each node its (rewritten) inputs, then ask `rule`
-    for a replacement (None: keep). Returns `graph` itself when nothing changed."""
+    """Walk `graph` inputs-first; give each node its (rewritten) inputs, then ask `rule` for a
+    replacement (None: keep). Returns `graph` itself when nothing changed."""
     replaced: dict[int, Tensor] = {}
     changed = False
-    for node in schedule(graph):
+    for node in _topological(graph):
         inputs = [replaced.get(i.id, i) for i in node.inputs]
         current = node if all(a is b for a, b in zip(inputs, node.inputs)) else _clone(node, inputs)
         better = rule(current)
@@ -112,7 +122,7 @@ def cse(graph: Graph) -> Graph:
 def fold_constants(graph: Graph) -> Graph:
     """Compute every node that depends only on constants once, now, with the C kernels (so the
     result is exactly what the step would compute), and replace it by a constant."""
-    order = schedule(graph)
+    order = _topological(graph)
     foldable: set[int] = set()
     for node in order:
         if _is_pure(node) and node.inputs and all(i.op == "constant" or i.id in foldable for i in node.inputs):

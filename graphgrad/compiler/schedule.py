@@ -1,7 +1,8 @@
 """The execution order. A deterministic topological order over only the nodes the requested
-outputs need — dead-code elimination falls out of it. Among the nodes ready to run, updates
-(ops that overwrite a variable) go first, so each gradient is consumed, and its memory freed,
-as soon as it exists; other ties are broken by node id (creation order). networkx does the sort
+outputs need — dead-code elimination falls out of it. Among the nodes ready to run, leaves and
+updates (ops that overwrite a variable) go first, so each gradient is consumed, and its memory
+freed, as soon as it exists (an optimizer's state variables, made after the gradients, must not
+hold their update back); other ties are broken by node id (creation order). networkx does the sort
 iteratively, so a 10,000-node chain is fine."""
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def schedule(graph: Graph) -> list[Tensor]:
     nodes = graph.nx.nodes
 
     def priority(node_id: int) -> tuple[int, int]:
-        return (0 if REGISTRY[nodes[node_id]["tensor"].op].writes else 1, node_id)
+        node = nodes[node_id]["tensor"]
+        # leaves cost nothing and updates free their gradient: both as early as they can be
+        return (0 if not node.inputs or REGISTRY[node.op].writes else 1, node_id)
 
     try:
         ids = list(nx.lexicographical_topological_sort(graph.nx, key=priority))
