@@ -69,10 +69,10 @@ static void KERNEL(fused_block)(real *out, const real *const *in, const int64_t 
         case GG_OP_SIGMOID_BACKWARD:   /* x: sigmoid's output, y: dy */
             for (int64_t t = 0; t < len; t++) o[t] = y[t] * x[t] * ((real)1 - x[t]);
             break;
-        case GG_OP_EXP: for (int64_t t = 0; t < len; t++) o[t] = exp(x[t]); break;
-        case GG_OP_LOG: for (int64_t t = 0; t < len; t++) o[t] = log(x[t]); break;
+        case GG_OP_EXP: for (int64_t t = 0; t < len; t++) o[t] = gg_exp(x[t]); break;
+        case GG_OP_LOG: for (int64_t t = 0; t < len; t++) o[t] = gg_log(x[t]); break;
         case GG_OP_SQRT: for (int64_t t = 0; t < len; t++) o[t] = sqrt(x[t]); break;
-        case GG_OP_TANH: for (int64_t t = 0; t < len; t++) o[t] = tanh(x[t]); break;
+        case GG_OP_TANH: for (int64_t t = 0; t < len; t++) o[t] = gg_tanh(x[t]); break;
         case GG_OP_SOFTPLUS: for (int64_t t = 0; t < len; t++) o[t] = stable_softplus(x[t]); break;
         case GG_OP_TANH_BACKWARD:   /* x: tanh's output, y: dy */
             for (int64_t t = 0; t < len; t++) o[t] = y[t] * ((real)1 - x[t] * x[t]);
@@ -92,12 +92,12 @@ static void KERNEL(fused_block)(real *out, const real *const *in, const int64_t 
         }
         case GG_OP_ELU: {
             const real p = (real)attrs[j];
-            for (int64_t t = 0; t < len; t++) o[t] = x[t] > 0 ? x[t] : p * expm1(x[t]);
+            for (int64_t t = 0; t < len; t++) o[t] = x[t] > 0 ? x[t] : p * gg_expm1(x[t]);
             break;
         }
         case GG_OP_ELU_BACKWARD: {   /* x: the input, y: dy */
             const real p = (real)attrs[j];
-            for (int64_t t = 0; t < len; t++) o[t] = x[t] > 0 ? y[t] : y[t] * p * exp(x[t]);
+            for (int64_t t = 0; t < len; t++) o[t] = x[t] > 0 ? y[t] : y[t] * p * gg_exp(x[t]);
             break;
         }
         case GG_OP_MSE_BACKWARD: {   /* x: p, y: target, z: the scalar dout */
