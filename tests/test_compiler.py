@@ -255,7 +255,7 @@ def test_simplify_points_relu_backward_at_the_relu_output():
     assert np.array_equal(gg.compile(gw, passes=["simplify"])(feed), gg.compile(gw, passes=[])(feed), equal_nan=True)
 
 
-def test_fetched_output_simplified_to_a_variable_keeps_its_value_before_the_update():
+def test_a_variable_never_stands_in_for_a_computed_value():
     x = gg.placeholder((None, 2), name="x")
     w = gg.variable(np.ones((2, 1)), name="w")
     loss = gg.mean((x @ w) * 1.0)
@@ -265,6 +265,13 @@ def test_fetched_output_simplified_to_a_variable_keeps_its_value_before_the_upda
         _, fetched = step(x=np.ones((4, 2)))
         assert np.array_equal(fetched, np.ones((2, 1)))       # not the updated w
         assert not np.array_equal(w.value, np.ones((2, 1)))
+    # each update reads the other variable times 1: with the product replaced by the variable,
+    # neither update could run first
+    v0, v1 = gg.variable(2.0, name="v0"), gg.variable(3.0, name="v1")
+    step = gg.compile(v0 * v1 + 0.5, optimizer=gg.optim.SGD(lr=0.1))
+    step()
+    assert (float(v0.value), float(v1.value)) == (np.float32(2.0) - np.float32(0.1) * np.float32(3.0),
+                                                  np.float32(3.0) - np.float32(0.1) * np.float32(2.0))
 
 
 def test_passes_argument():

@@ -8,7 +8,7 @@
 - `simplify`: algebraic identities: x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; x*0 -> 0 only where x is
   finite by construction (IEEE: Inf*0 is NaN); -(-x) -> x; transpose(transpose(x)) -> x when the
   permutations cancel; relu_backward(x, dy) reads relu(x) instead of x (same mask, lets x die
-  early and the matmul+bias+relu fuse).
+  early and the matmul+bias+relu fuse). Never when x is a variable (see `rewrite`).
 
 A pass never mutates the user's Tensors: it builds new nodes for whatever changed (and for
 everything downstream of a change) and returns a new Graph over the new outputs; outputs keep
@@ -65,24 +65,17 @@ def rewrite(graph: Graph, rule: Callable[[Tensor], Tensor | None]) -> Graph:
         inputs = [replaced.get(i.id, i) for i in node.inputs]
         current = node if all(a is b for a, b in zip(inputs, node.inputs)) else _clone(node, inputs)
         better = rule(current)
-        if better is not None and better is not current:
+        # a variable never stands in for a computed value: its readers would then read it when
+        # they run, and an update can overwrite it before that (or two updates could each need
+        # to run first: v0 -= lr*(1*v1); v1 -= lr*(1*v0))
+        if better is not None and better is not current and (better.op != "variable" or current.op == "variable"):
             current = better
         if current is not node:
             replaced[node.id] = current
             changed = True
     if not changed:
         return graph
-    outputs = []
-    for old in graph.outputs:
-        new = replaced.get(old.id, old)
-        if new is not old and new.op == "variable":
-            # a fetched value must be the value at that point of the step, not the variable after
-            # its update: keep a copy
-            copy = Tensor("copy", [new], {}, old.shape, old.dtype, name=old.name, source=old.source)
-            copy.role = old.role
-            new = copy
-        outputs.append(new)
-    return Graph(outputs)
+    return Graph([replaced.get(old.id, old) for old in graph.outputs])
 
 
 def _is_pure(node: Tensor) -> bool:
