@@ -280,6 +280,10 @@ def test_fuzz_forward_gradients_and_steps():
      "steps": [("matmul", 0, 1, True, False), ("matmul", 2, 0, False, True), ("matmul", 3, 1, True, True),
                ("div", 4, ("scalar", 2.0, True)), ("mean", 5, None, False)],
      "fetch": [2, 3, 4], "train": (0.01, 0.0)},
+    # two variables multiplied: simplify makes each gradient the other variable (g·v with g = 1),
+    # so each update reads the variable the other one overwrites (found by the fuzzer: a CycleError)
+    {"dtype": "float64", "seed": 4, "leaves": [("variable", ()), ("variable", ())],
+     "steps": [("mul", 1, 0)], "fetch": [], "train": (0.01, 0.9)},
 ])
 def test_known_graphs(recipe):
     """Hand-written recipes of the shapes the issue names, through the same checker."""
