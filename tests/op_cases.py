@@ -92,6 +92,12 @@ OP_CASES: dict[str, list[OpCase]] = {
 }
 OP_CASES["sum"] += [_sum_case((0, 1), False, mean=True), _sum_case(None, True, mean=True)]
 del OP_CASES["mean"]
+# the loss backward ops have gradients too (second derivatives): checked here
+OP_CASES["mse_backward"].append(OpCase(lambda p, y, g: make("mse_backward", [p, y, g], {"reduction": "mean"}),
+                                       lambda p, y, g: g * 2 * (p - y) / p.size, [(3, 4), (3, 4), ()]))
+OP_CASES["l1_backward"].append(OpCase(lambda p, y, g: make("l1_backward", [p, y, g], {"reduction": "mean"}),
+                                      lambda p, y, g: g * np.sign(p - y) / p.size, [(3, 4), (3, 4), ()],
+                                      prepare=[_away_from_zero, lambda y: 0 * y]))
 
 
 # ---- the full op set (issue 3) ---------------------------------------------------------------------
@@ -145,6 +151,11 @@ def _gelu_tanh_grad(x):
 
 def _softplus(x):
     return np.logaddexp(0, x)
+
+
+def _away_from_delta(p):
+    # |p| (the target is 0) away from the Huber kink at 0.7
+    return np.where(np.abs(np.abs(p) - 0.7) < 0.1, p * 1.3, p)
 
 
 def _huber(p, y, delta):
@@ -271,7 +282,10 @@ OP_CASES.update({
     "huber": [_case(gg.huber, lambda p, y: np.mean(_huber(p, y, 1.0)), [(3, 4), (3, 4)]),
               _case(lambda p, y: gg.huber(p, y, delta=0.5, reduction="sum"), lambda p, y: np.sum(_huber(p, y, 0.5)),
                     [(6,), (6,)])],
-    "huber_backward": [_case(lambda p, y, g: make("huber_backward", [p, y, g], {"reduction": "mean", "delta": 0.5}),
+    "huber_backward": [
+        _case(lambda p, y, g: make("huber_backward", [p, y, g], {"reduction": "sum", "delta": 0.7}),
+              lambda p, y, g: g * np.clip(p - y, -0.7, 0.7), [(3, 4), (3, 4), ()], [_away_from_delta, lambda y: 0 * y]),
+        _case(lambda p, y, g: make("huber_backward", [p, y, g], {"reduction": "mean", "delta": 0.5}),
                              lambda p, y, g: g * np.clip(p - y, -0.5, 0.5) / p.size, [(3, 4), (3, 4), ()],
                              differentiable=False)],
     "binary_cross_entropy": [
@@ -282,7 +296,11 @@ OP_CASES.update({
         _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "mean", "wrt": 0}),
               lambda x, y, g: g * (_sigmoid(x) - y) / x.size, [(3, 4), (3, 4), ()], differentiable=False),
         _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "sum", "wrt": 1}),
-              lambda x, y, g: -g * x, [(3, 4), (3, 4), ()], differentiable=False)],
+              lambda x, y, g: -g * x, [(3, 4), (3, 4), ()], differentiable=False),
+        _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "mean", "wrt": 0}),
+              lambda x, y, g: g * (_sigmoid(x) - y) / x.size, [(3, 4), (3, 4), ()]),
+        _case(lambda x, y, g: make("binary_cross_entropy_backward", [x, y, g], {"reduction": "mean", "wrt": 1}),
+              lambda x, y, g: -g * x / x.size, [(3, 4), (3, 4), ()])],
     "softmax_cross_entropy": [
         _case(gg.softmax_cross_entropy, lambda x, t: -np.sum(t * _log_softmax(x)) / 3, [(3, 5), (3, 5)],
               [None, _probabilities]),
@@ -293,7 +311,12 @@ OP_CASES.update({
               lambda x, t, g: g * (_softmax(x) * t.sum(-1, keepdims=True) - t) / 3, [(3, 5), (3, 5), ()],
               [None, np.abs], differentiable=False),
         _case(lambda x, t, g: make("softmax_cross_entropy_backward", [x, t, g], {"reduction": "sum", "wrt": 1}),
-              lambda x, t, g: -g * _log_softmax(x), [(3, 5), (3, 5), ()], differentiable=False)],
+              lambda x, t, g: -g * _log_softmax(x), [(3, 5), (3, 5), ()], differentiable=False),
+        _case(lambda x, t, g: make("softmax_cross_entropy_backward", [x, t, g], {"reduction": "mean", "wrt": 0}),
+              lambda x, t, g: g * (_softmax(x) * t.sum(-1, keepdims=True) - t) / 6, [(2, 3, 4), (2, 3, 4), ()],
+              [None, np.abs]),
+        _case(lambda x, t, g: make("softmax_cross_entropy_backward", [x, t, g], {"reduction": "mean", "wrt": 1}),
+              lambda x, t, g: -g * _log_softmax(x) / 3, [(3, 5), (3, 5), ()])],
     "softmax_cross_entropy_labels": [
         _case(lambda x: gg.softmax_cross_entropy(x, LABELS), _ce_labels_ref, [(2, 3, 5)]),
         _case(lambda x: gg.softmax_cross_entropy(x, LABELS, reduction="sum"),
@@ -303,7 +326,10 @@ OP_CASES.update({
     "softmax_cross_entropy_labels_backward": [
         _case(lambda x, g: make("softmax_cross_entropy_labels_backward", [x, gg.constant(LABELS, dtype="int64"), g],
                                 {"reduction": "mean"}),
-              lambda x, g: g * (_softmax(x) - _onehot(LABELS, 5)) / 6, [(2, 3, 5), ()], differentiable=False)],
+              lambda x, g: g * (_softmax(x) - _onehot(LABELS, 5)) / 6, [(2, 3, 5), ()]),
+        _case(lambda x, g: make("softmax_cross_entropy_labels_backward", [x, gg.constant(LABELS, dtype="int64"), g],
+                                {"reduction": "sum"}),
+              lambda x, g: g * (_softmax(x) - _onehot(LABELS, 5)), [(2, 3, 5), ()])],
 })
 
 

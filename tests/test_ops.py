@@ -389,3 +389,26 @@ def test_vectorised_math_special_values(dtype):
                  np.where(x > 0, x, np.expm1(x))]
     for got, want in zip(outs, wants):
         np.testing.assert_allclose(got, want.astype(dtype), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber", "binary_cross_entropy", "softmax_cross_entropy", "labels"])
+def test_hessian_vector_product_through_a_loss(loss):
+    """H v of a small tanh network's loss with respect to its weights, against central differences."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 3))
+    targets = {"mse": rng.standard_normal((6, 4)), "huber": 2 * rng.standard_normal((6, 4)),
+               "binary_cross_entropy": rng.uniform(0, 1, (6, 4)), "softmax_cross_entropy": _softmax(rng.standard_normal((6, 4))),
+               "labels": rng.integers(0, 4, 6)}
+    w = gg.placeholder((3, 4), dtype="float64")
+    out = gg.tanh(gg.matmul(gg.constant(X, dtype="float64"), w)) * 2.0
+    if loss == "labels":
+        value = gg.softmax_cross_entropy(out, targets[loss])
+    else:
+        value = getattr(gg, loss)(out, gg.constant(targets[loss], dtype="float64"))
+    v = rng.standard_normal((3, 4))
+    g = gg.grad(value, w)
+    hv = gg.grad(gg.sum(g * gg.constant(v, dtype="float64")), w)
+    grad_fn, hv_fn = gg.compile(g), gg.compile(hv)
+    w0, eps = rng.standard_normal((3, 4)) * 0.5, 1e-5
+    numeric = (grad_fn({w: w0 + eps * v}) - grad_fn({w: w0 - eps * v})) / (2 * eps)
+    np.testing.assert_allclose(hv_fn({w: w0}), numeric, rtol=1e-5, atol=1e-8)

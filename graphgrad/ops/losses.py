@@ -45,13 +45,106 @@ def _loss_grad(backward_op):
     return grad
 
 
+# ---- second derivatives: the backward ops' own gradient rules, built from graph ops ----------------
+# A backward op computes c·f(p, y) with c = dout·scale; scale (1/n for "mean") is only known once
+# shapes are concrete, so it enters as a tensor: expand(1, like=p, mean over the counted axes).
+
+def _scale_tensor(x: Tensor, attrs, rows: bool = False):
+    """None for reduction="sum"; else 1/n broadcast to x's shape (n: elements, or rows of the
+    class axis when rows=True)."""
+    if attrs["reduction"] == "sum":
+        return None
+    if rows:
+        classes = x.shape[-1]
+        if classes is None:
+            from ..errors import GradientError
+            raise GradientError("second derivatives of softmax_cross_entropy need a known class count")
+        return make("expand", [constant(np.ones(classes), dtype=x.dtype), x],
+                    {"axes": tuple(range(x.ndim - 1)), "keepdims": False, "mean": True})
+    return make("expand", [constant(1.0, dtype=x.dtype), x], {"axes": tuple(range(x.ndim)), "keepdims": False,
+                                                             "mean": True})
+
+
+def _scaled(t: Tensor, dout: Tensor, scale):
+    """t · dout · scale (scale None: 1)"""
+    from .elementwise import mul
+    t = mul(t, dout)
+    return t if scale is None else mul(t, scale)
+
+
+def _dout_grad(node, g):
+    """The backward op is linear in dout: d/ddout = sum(g · op(..., dout=1))."""
+    from .elementwise import mul
+    from .reduce import sum as reduce_sum
+    ins = list(node.inputs)
+    ins[-1] = constant(1.0, dtype=ins[-1].dtype)
+    return reduce_sum(mul(g, make(node.op, ins, dict(node.attrs))))
+
+
+def _mse_backward_grad(node, g):
+    from .elementwise import mul
+    p, y, dout = node.inputs
+    dp = mul(_scaled(g, dout, _scale_tensor(p, node.attrs)), 2.0)      # dp = 2 c (p - y)
+    return [dp, neg(dp), _dout_grad(node, g)]
+
+
+def _l1_backward_grad(node, g):
+    # dp = c sign(p - y): piecewise constant in p and y
+    return [None, None, _dout_grad(node, g)]
+
+
+def _huber_backward_grad(node, g):
+    from .elementwise import sub
+    p, y, dout = node.inputs
+    delta = node.attrs["delta"]
+    inside = make("clip_backward", [sub(p, y), g], {"min": -delta, "max": delta})   # g where |p - y| <= delta
+    dp = _scaled(inside, dout, _scale_tensor(p, node.attrs))
+    return [dp, neg(dp), _dout_grad(node, g)]
+
+
+def _bce_backward_grad(node, g):
+    from .activations import sigmoid
+    x, y, dout = node.inputs
+    scale = _scale_tensor(x, node.attrs)
+    if node.attrs["wrt"] == 1:                                          # d = -c x
+        return [neg(_scaled(g, dout, scale)), None, _dout_grad(node, g)]
+    # d = c (sigmoid(x) - y)
+    dx = _scaled(make("sigmoid_backward", [sigmoid(x), g]), dout, scale)
+    return [dx, neg(_scaled(g, dout, scale)), _dout_grad(node, g)]
+
+
+def _ce_backward_grad(node, g):
+    from .elementwise import mul, sub
+    from .reduce import softmax, sum as reduce_sum
+    x, t, dout = node.inputs
+    scale = _scale_tensor(x, node.attrs, rows=True)
+    s = softmax(x)
+    g_dot_s = reduce_sum(mul(g, s), axis=-1, keepdims=True)
+    if node.attrs["wrt"] == 1:                                          # d = c (lse - x)
+        return [_scaled(sub(mul(s, reduce_sum(g, axis=-1, keepdims=True)), g), dout, scale), None,
+                _dout_grad(node, g)]
+    # d = c (softmax(x) T - t), T = sum_c t
+    total = reduce_sum(t, axis=-1, keepdims=True)
+    dx = _scaled(mul(make("softmax_backward", [s, g], {"axis": x.ndim - 1}), total), dout, scale)
+    dt = _scaled(sub(g_dot_s, g), dout, scale)
+    return [dx, dt, _dout_grad(node, g)]
+
+
+def _ce_labels_backward_grad(node, g):
+    from .reduce import softmax
+    x, labels, dout = node.inputs
+    dx = _scaled(make("softmax_backward", [softmax(x), g], {"axis": x.ndim - 1}), dout,
+                 _scale_tensor(x, node.attrs, rows=True))
+    return [dx, None, _dout_grad(node, g)]
+
+
+_SECOND_ORDER = {"mse": _mse_backward_grad, "l1": _l1_backward_grad, "huber": _huber_backward_grad}
+
 for _name, _doc in (("mse", "mean (or sum) of (p - y)^2"), ("l1", "mean (or sum) of |p - y|"),
                     ("huber", "mean (or sum) of 0.5 (p - y)^2 within delta, delta (|p - y| - 0.5 delta) beyond")):
     register(OpDef(_name, f"GG_OP_{_name.upper()}", _loss_shape, _loss_grad(f"{_name}_backward"), _loss_lower,
                    doc=_doc, flops=lambda ins, out, attrs: 3 * numel(ins[0])))
-    # the backward kernels are not differentiated again (grad=None): second derivatives of losses
-    # go through the elementwise ops when needed
-    register(OpDef(f"{_name}_backward", f"GG_OP_{_name.upper()}_BACKWARD", _backward_shape, None,
+    register(OpDef(f"{_name}_backward", f"GG_OP_{_name.upper()}_BACKWARD", _backward_shape, _SECOND_ORDER[_name],
                    _backward_lower, doc=f"gradient of {_name} with respect to the prediction",
                    flops=lambda ins, out, attrs: 3 * numel(out)))
 
@@ -100,7 +193,8 @@ def _grad_both(backward_op):
 register(OpDef("binary_cross_entropy", "GG_OP_BCE", _loss_shape, _grad_both("binary_cross_entropy_backward"),
                _loss_lower, flops=lambda ins, out, attrs: 6 * numel(ins[0]),
                doc="mean (or sum) of max(x, 0) - x y + log(1 + exp(-|x|)): BCE on logits x, stable"))
-register(OpDef("binary_cross_entropy_backward", "GG_OP_BCE_BACKWARD", _backward_shape, None, _backward_lower,
+register(OpDef("binary_cross_entropy_backward", "GG_OP_BCE_BACKWARD", _backward_shape, _bce_backward_grad,
+               _backward_lower,
                flops=lambda ins, out, attrs: 5 * numel(out),
                doc="d/dx = scale (sigmoid(x) - y) (wrt=0) or d/dy = -scale x (wrt=1)"))
 
@@ -138,7 +232,8 @@ def _ce_shape(shapes, attrs):
 register(OpDef("softmax_cross_entropy", "GG_OP_SOFTMAX_CE", _ce_shape, _grad_both("softmax_cross_entropy_backward"),
                _ce_lower, flops=lambda ins, out, attrs: 6 * numel(ins[0]),
                doc="sum_c t (logsumexp(x) - x) over the last axis, mean (over rows) or sum"))
-register(OpDef("softmax_cross_entropy_backward", "GG_OP_SOFTMAX_CE_BACKWARD", _backward_shape, None, _ce_lower,
+register(OpDef("softmax_cross_entropy_backward", "GG_OP_SOFTMAX_CE_BACKWARD", _backward_shape, _ce_backward_grad,
+               _ce_lower,
                flops=lambda ins, out, attrs: 6 * numel(out),
                doc="d/dx = scale (softmax(x) sum_c t - t) (wrt=0) or d/dt = scale (logsumexp(x) - x) (wrt=1)"))
 
@@ -173,7 +268,7 @@ register(OpDef("softmax_cross_entropy_labels", "GG_OP_SOFTMAX_CE_LABELS", _label
                _labels_lower, dtype=_labels_dtype, flops=lambda ins, out, attrs: 5 * numel(ins[0]),
                doc="logsumexp(x) - x[label] per row, mean (over rows) or sum; int64 labels"))
 register(OpDef("softmax_cross_entropy_labels_backward", "GG_OP_SOFTMAX_CE_LABELS_BACKWARD",
-               lambda shapes, attrs: shapes[0], None, _labels_lower, dtype=_labels_dtype,
+               lambda shapes, attrs: shapes[0], _ce_labels_backward_grad, _labels_lower, dtype=_labels_dtype,
                flops=lambda ins, out, attrs: 5 * numel(out),
                doc="d/dx = scale (softmax(x) - onehot(label))"))
 
