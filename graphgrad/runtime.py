@@ -75,6 +75,7 @@ class _Executable:
         self.c_prog.workspace = ffi.cast("void *", self.workspace.ctypes.data)
         self.c_prog.workspace_bytes = nbytes
         self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
+        self.last_feeds: list = [None] * len(placeholders)   # the arrays the feed slots point at now
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
                          placeholders.index(o) if o.op == "placeholder" else -1) for o in plan.outputs]
@@ -113,24 +114,71 @@ class Program:
         self.check_numerics = bool(check_numerics)
         self._executables: dict[tuple, _Executable] = {}
         self._last: _Executable | None = None
+        self._feed_dtypes = [p.dtype for p in self.placeholders]
+        self._fast: tuple | None = None    # (feed keys, placeholder -> key position) of the last checked call
 
     # ---- calling ----
     def __call__(self, feed_dict: dict | None = None, **feeds):
+        # fast path: the same feed keys as the last call, arrays of the right dtype and layout,
+        # shapes already specialised — no validation to redo, no copies
+        source = feeds if feed_dict is None else (feed_dict if not feeds else None)
+        fast = self._fast
+        if fast is not None and type(source) is dict and tuple(source) == fast[0]:
+            values = list(source.values())
+            arrays = [values[i] for i in fast[1]]
+            exe = self._ready_executable(arrays)
+            if exe is not None:
+                return self._run(exe, arrays)
         arrays = self._collect_feeds(feed_dict, feeds)
         key = tuple(a.shape for a in arrays)
         exe = self._executables.get(key)
         if exe is None:
             exe = self._specialise(key)
-        for slot, arr in zip(exe.feed_slots, arrays):
-            exe.c_buffers[slot] = ffi.from_buffer(arr)
+        result = self._run(exe, arrays)
+        self._remember_feed_keys(source)
+        return result
+
+    def _ready_executable(self, arrays: list) -> "_Executable | None":
+        exe = self._last
+        if exe is not None:
+            last = exe.last_feeds
+            if all([a is b for a, b in zip(arrays, last)]):
+                # the very arrays of the last call: same dtype and layout; only a shape change matters
+                return self._executables.get(tuple([a.shape for a in arrays]))
+        for arr, dtype in zip(arrays, self._feed_dtypes):
+            if type(arr) is not np.ndarray or arr.dtype != dtype or not arr.flags.c_contiguous:
+                return None
+        return self._executables.get(tuple([a.shape for a in arrays]))
+
+    def _remember_feed_keys(self, source) -> None:
+        """After a validated call: remember its keys (placeholders or names) and where each
+        placeholder's value sits among them, so the next call with the same keys skips checks."""
+        if type(source) is not dict or self.check_numerics or len(source) != len(self.placeholders):
+            return
+        keys = tuple(source)
+        position = {(k.id if isinstance(k, Tensor) else k): i for i, k in enumerate(keys)}
+        try:
+            order = [position[p.id] if p.id in position else position[p.name] for p in self.placeholders]
+        except KeyError:
+            return
+        if len(set(order)) == len(order):
+            self._fast = (keys, order)
+
+    def _run(self, exe: "_Executable", arrays: list):
+        """Point the feed slots at the arrays, run the program in C once, copy the outputs out."""
+        last = exe.last_feeds
+        for i, (slot, arr) in enumerate(zip(exe.feed_slots, arrays)):
+            if arr is not last[i]:          # a live array never moves, so the same object keeps its pointer
+                exe.c_buffers[slot] = ffi.from_buffer(arr)
+                last[i] = arr
         status = lib.gg_program_run(exe.c_prog)
         if status != lib.GG_OK:
             self._raise_status(exe, status)
         self._last = exe
         results = []
         for view, feed in exe.fetches:
-            value = (arrays[feed] if view is None else view).copy()
-            results.append(value[()] if value.ndim == 0 else value)
+            value = arrays[feed] if view is None else view
+            results.append(value[()] if value.ndim == 0 else value.copy())
         return results[0] if self._single else results
 
     def executable(self, feed_shapes: tuple) -> _Executable:

@@ -189,6 +189,7 @@ class _Runner:
         exe, s = self.exe, self.steps
         for slot, ptr in zip(exe.feed_slots, self._feed_ptrs):
             exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
+        exe.last_feeds[:] = [None] * len(exe.last_feeds)   # ... and the next direct call must re-point them
         s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
         s.first_pos, s.n_steps = first_pos, n_steps
         s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data)

@@ -134,3 +134,21 @@ def test_threads_setting_round_trips():
     assert gg.get_num_threads() == 1
     gg.set_num_threads(before)
     assert gg.get_num_threads() == before
+
+
+def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds():
+    x = gg.placeholder((None, 2), name="x")
+    f = gg.compile(gg.sum(x, axis=1))
+    X = np.ones((3, 2), np.float32)
+    assert f({x: X}).tolist() == [2.0, 2.0, 2.0]
+    assert f._fast is not None                                   # keys remembered after a checked call
+    X[:] = 2.0                                                   # same array, new contents
+    assert f({x: X}).tolist() == [4.0, 4.0, 4.0]
+    assert f({x: np.ones((1, 2), np.float64)}).tolist() == [2.0]  # other dtype: cast on the checked path
+    with pytest.raises(gg.FeedError, match=r"shape \(3, 3\)"):
+        f({x: np.ones((3, 3), np.float32)})
+    assert f(x=np.full((2, 2), 0.5, np.float32)).tolist() == [1.0, 1.0]   # by name
+    with pytest.raises(gg.FeedError, match="unknown feed"):
+        f(y=X)
+    strided = np.ones((3, 4), np.float32)[:, ::2]                # not contiguous: copied, same result
+    assert f({x: strided}).tolist() == [2.0, 2.0, 2.0]
