@@ -161,10 +161,11 @@ typedef int vmask;
  *     the other core's: 2040×256×4 B ≈ 2 MiB. It also bounds the workspace. */
 #if defined(GG_REAL_F32)
 #define KC 256
+#define NB 512
 #else
 #define KC 128
-#endif
 #define NB 512
+#endif
 #define MB (MR * (2048 / MR))
 
 /* Products with fewer multiply-adds run on one thread (measured with bench/gemm.py: below this,
@@ -386,6 +387,12 @@ static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) mk[v] = VMASK(nr - v * VL);
     int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
+#if defined(__AVX__)
+    for (int64_t i = 0; i < mr; i++) { /* C's tile arrives while the loop runs */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
+#endif
 
     if (a_rs == 1 && a_cs == MR) {
         if (masked) gemm_kloop(acc, kc, ap, 1, MR, bp, ldb, 1, mk);
@@ -564,17 +571,20 @@ void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, i
     int64_t tm = (m + rows - 1) / rows, tn = (n + cols - 1) / cols;
     nt = (int)(tm * tn);
     char *ws = (char *)aligned;
+    int64_t a_bytes = ROUND_UP(ROUND_UP(MIN(MB, m), MR) * MIN(KC, k) * (int64_t)sizeof(real), GEMM_ALIGN);
     real al = (real)alpha, be = (real)beta;
+    if (nt == 1) {   /* no parallel region at all: small products are common in programs */
+        gemm_block(c, a, b, m, n, k, trans_a, trans_b, al, be, ep, 0, m, 0, n, (real *)ws, (real *)(ws + a_bytes));
+        return;
+    }
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
-        int t = nt > 1 ? omp_get_thread_num() : 0;
-        if (t < nt) {
+        /* the runtime may give fewer threads (nested in another parallel region): loop over the blocks */
+        for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
             int64_t i0 = (t / tn) * rows, j0 = (t % tn) * cols;
             int64_t i1 = MIN(m, i0 + rows), j1 = MIN(n, j0 + cols);
-            real *ap = (real *)(ws + t * per_thread);
-            real *bp = (real *)(ws + t * per_thread +
-                                ROUND_UP(ROUND_UP(MIN(MB, m), MR) * MIN(KC, k) * (int64_t)sizeof(real), GEMM_ALIGN));
+            real *ap = (real *)(ws + t * per_thread), *bp = (real *)(ws + t * per_thread + a_bytes);
             if (i0 < i1 && j0 < j1)
                 gemm_block(c, a, b, m, n, k, trans_a, trans_b, al, be, ep, i0, i1, j0, j1, ap, bp);
         }
