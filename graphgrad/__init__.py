@@ -16,7 +16,7 @@ from .ops import (binary_cross_entropy, broadcast_to, clip, concat, elu, exp, ge
 from .runtime import Program, compile, get_num_threads, set_num_threads
 from .viz import render, to_dot
 from .summary import render_memory
-from .train import Callback, EarlyStopping, History, evaluate, fit, predict
+from .train import Callback, EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 from .checkpoint import Checkpoint, load, save
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
     "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
-    "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "save", "load", "Checkpoint",
+    "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "ModelCheckpoint", "save", "load", "Checkpoint",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
     "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",
     "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",

@@ -347,6 +347,32 @@ class EarlyStopping(Callback):
                     p.assign(v)
 
 
+class ModelCheckpoint(Callback):
+    """Save a checkpoint (gg.save: parameters, optimizer state, epochs trained) after every epoch,
+    or only when `monitor` improved with save_best_only. `path` may hold "{epoch}" (1-based) and
+    any logs key, e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.npz". Each save is atomic."""
+
+    def __init__(self, path: str, optimizer=None, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto"):
+        self.path, self.optimizer, self.monitor, self.save_best_only = path, optimizer, monitor, save_best_only
+        self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
+        self.best = math.inf
+        self.saved: list[str] = []
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r}, which fit does not report: {sorted(logs)}")
+            value = self.sign * logs[self.monitor]
+            if not value < self.best:
+                return
+            self.best = value
+        from .checkpoint import save
+        path = self.path.format(epoch=epoch + 1, **logs)
+        save(path, self.model, self.optimizer, epoch=epoch + 1, logs=logs)
+        self.saved.append(path)
+
+
 # ---- the training loop ---------------------------------------------------------------------
 
 class _Snapshot:

@@ -623,6 +623,24 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, mon
         np.testing.assert_array_equal(a, b)
 
 
+def test_model_checkpoint_callback_saves_each_epoch_or_the_best(tmp_path):
+    X, Y = regression_data(n=40)
+    model, opt = mlp(), gg.optim.SGD(lr=0.2, momentum=0.5)
+    every = gg.ModelCheckpoint(str(tmp_path / "e{epoch}-{loss:.2f}.npz"), opt)
+    hist = gg.fit(model, X, Y, optimizer=opt, epochs=3, batch_size=8, verbose=0, callbacks=[every])
+    assert [os.path.basename(p) for p in every.saved] == [f"e{e + 1}-{loss:.2f}.npz"
+                                                          for e, loss in enumerate(hist.history["loss"])]
+    last = gg.load(every.saved[-1])
+    assert last.epochs_trained == 3 and last.step == 15 and last.metadata["logs"]["loss"] == hist.history["loss"][2]
+    for a, b in zip(params(last.model), params(model)):
+        np.testing.assert_array_equal(a, b)
+    # lr 0: the validation loss never improves after the first epoch, so only epoch 1 is saved
+    best = gg.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="val_loss", save_best_only=True)
+    gg.fit(mlp(), X, Y, optimizer=gg.optim.SGD(lr=0.0), epochs=3, verbose=0, validation_data=(X, Y),
+           callbacks=[best])
+    assert best.saved == [str(tmp_path / "best.npz")] and gg.load(best.saved[0]).epochs_trained == 1
+
+
 def test_checkpoint_errors_and_programs(tmp_path):
     X, Y = regression_data(n=20)
     model = mlp()
