@@ -555,3 +555,18 @@ def test_large_variables_use_the_threaded_kernels(dtype):
                 np.testing.assert_allclose(w.value, p, **tolerance(dtype), err_msg=f"{name} step {k}")
     finally:
         gg.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_updates_that_read_each_others_variable(name):
+    """loss = v1·v2: each gradient is the other variable (the simplify pass turns 1·v into v), so
+    each update reads the variable the other one overwrites; both must read the old values."""
+    v1 = gg.variable(0.5, name="v1", dtype="float64")
+    v2 = gg.variable(-0.3, name="v2", dtype="float64")
+    step = gg.compile(v1 * v2, optimizer=getattr(gg.optim, name)(lr=0.1))
+    p, states = [np.float64(0.5), np.float64(-0.3)], [{}, {}]
+    for t in range(1, 4):
+        step()
+        grads = [p[1], p[0]]
+        p = [REFERENCES[name](x, g, s, t, lr=0.1) for x, g, s in zip(p, grads, states)]
+        assert float(v1.value) == pytest.approx(p[0], abs=1e-15) and float(v2.value) == pytest.approx(p[1], abs=1e-15)
