@@ -180,8 +180,9 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
 
     Nodes of gg.nn layers are drawn inside a box per layer. collapse=True draws each layer (per
     role: forward, backward, update) as one box; collapse="auto" does so only past `max_nodes`
-    nodes (what notebooks show inline). A graphviz.Digraph displays itself in Jupyter, so
-    gg.to_dot(loss, collapse=False) is the expanded picture of a big graph."""
+    nodes (what notebooks show inline); show_values=True always draws every node. A
+    graphviz.Digraph displays itself in Jupyter, so gg.to_dot(loss, collapse=False) is the
+    expanded picture of a big graph."""
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     highlight = getattr(highlight, "node", highlight)   # a NumericsError highlights the node it names
     nodes = ancestors(outputs)
