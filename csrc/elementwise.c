@@ -68,7 +68,7 @@ DEFINE_BINARY(add, x + y)
 DEFINE_BINARY(sub, x - y)
 DEFINE_BINARY(mul, x * y)
 DEFINE_BINARY(div, x / y)
-DEFINE_BINARY(pow, pow(x, y))
+DEFINE_BINARY(pow, gg_pow(x, y))
 /* NaN propagates as in NumPy: the comparison is false for NaN, so x wins only when it is NaN or larger */
 DEFINE_BINARY(maximum, (x > y || x != x) ? x : y)
 DEFINE_BINARY(minimum, (x < y || x != x) ? x : y)
@@ -153,7 +153,7 @@ void KERNEL(pow_scalar)(real *out, const real *x, int64_t n, double exponent) {
         for (int64_t i = 0; i < n; i++) out[i] = (real)1 / x[i];
     } else {
 #pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = pow(x[i], p);
+        for (int64_t i = 0; i < n; i++) out[i] = gg_pow(x[i], p);
     }
 }
 

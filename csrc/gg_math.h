@@ -56,14 +56,14 @@ static inline gg_ibits gg_to_bits(real r) { gg_ibits b; memcpy(&b, &r, sizeof b)
 /* e^x: x = k ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact k ln2), e^r by its Taylor
  * polynomial, 2^k as two factors 2^(k/2) 2^(k - k/2) so subnormal and overflowing results come
  * out right without a branch. */
-static inline real gg_exp(real x) {
+static inline real gg_exp_hilo(real x, real xlo) {
     real xc = (real)GG_EXP_LO < x ? x : (real)GG_EXP_LO;     /* NaN lands on the low bound here */
     xc = xc < (real)GG_EXP_HI ? xc : (real)GG_EXP_HI;
     real shifted = xc * (real)1.44269504088896340736 + (real)GG_ROUND_MAGIC;
     real k = shifted - (real)GG_ROUND_MAGIC;
     gg_ibits n = gg_to_bits(shifted) - gg_to_bits((real)GG_ROUND_MAGIC);
     real r = fma(k, (real)-6.93145751953125E-1, xc);    /* ln2, high part: k * it is exact */
-    r = fma(k, (real)-1.42860682030941723212E-6, r);    /* ln2, low part */
+    r = fma(k, (real)-1.42860682030941723212E-6, r) + xlo; /* ln2, low part; x's own low part */
     /* Horner on 1 + r + r^2/2! + ... + r^D/D! */
     real p = (real)gg_inv_fact[GG_EXP_DEGREE];
     _Pragma("GCC unroll 16")
@@ -74,6 +74,9 @@ static inline real gg_exp(real x) {
     real out = p * s1 * s2;
     return x != x ? x : out;
 }
+
+/* e^x (exp of x + xlo with xlo = 0: the pair form serves pow, whose exponent carries extra bits) */
+static inline real gg_exp(real x) { return gg_exp_hilo(x, (real)0); }
 
 /* e^x - 1, accurate near 0 (the Taylor series there, e^x - 1 elsewhere) */
 static inline real gg_expm1(real x) {
@@ -88,7 +91,7 @@ static inline real gg_expm1(real x) {
 /* log x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172.
  * Only real-valued selects, so the loop around it vectorises; the exponent field becomes a real
  * exactly by planting it in the mantissa of 2^MANT_BITS. */
-static inline real gg_log(real x) {
+static inline real gg_log_parts(real x, real *exponent) {
     const real two_mant = (real)GG_TINY_SCALE;               /* 2^MANT_BITS */
     real xs = x < (real)GG_TINY ? x * two_mant : x;            /* subnormals: lift by 2^MANT_BITS */
     real lifted = x < (real)GG_TINY ? (real)GG_MANT_BITS : (real)0;
@@ -104,12 +107,70 @@ static inline real gg_log(real x) {
     real p = (real)gg_inv_int[2 * GG_LOG_TERMS - 1];
     _Pragma("GCC unroll 16")
     for (int t = GG_LOG_TERMS - 2; t >= 1; t--) p = fma(p, s2, (real)gg_inv_int[2 * t + 1]);
-    real r = fma((real)2 * s, s2 * p, (real)2 * s);
+    *exponent = fe;
+    return fma((real)2 * s, s2 * p, (real)2 * s);              /* log m */
+}
+
+/* log x for finite x > 0 as exponent·ln2 + log m; zero, negatives, inf and NaN by selects */
+static inline real gg_log(real x) {
+    real fe;
+    real r = gg_log_parts(x, &fe);
     r = fma(fe, (real)6.93145751953125E-1, fma(fe, (real)1.42860682030941723212E-6, r));
     r = x == (real)0 ? -(real)INFINITY : r;
     r = x < (real)0 ? (real)NAN : r;
     r = x == (real)INFINITY ? x : r;
     return x != x ? x : r;
+}
+
+/* 1 where p is an integer, 0 elsewhere (every float beyond 2^MANT_BITS is an integer) */
+static inline real gg_is_integer(real p) {
+    real a = fabs(p);
+    a = a < (real)GG_TINY_SCALE ? a : (real)GG_TINY_SCALE;      /* 2^MANT_BITS and beyond: integers */
+    real rounded = (a + (real)GG_ROUND_MAGIC) - (real)GG_ROUND_MAGIC;
+    return rounded == a ? (real)1 : (real)0;
+}
+
+/* x ** p with C99/NumPy semantics: log|x| as an exact exponent part plus log m, p times it kept
+ * as a (hi, lo) pair so exp sees the product's rounding error, then the sign (negative x with an
+ * odd integer p), then the special cases by selects. A few ulp in float32 and float64. */
+static inline real gg_pow(real x, real p) {
+    real a = fabs(x);
+    real fe;
+    real lm = gg_log_parts(a, &fe);
+    real l_hi = fe * (real)6.93145751953125E-1;                  /* exact: few bits times few bits */
+    real l_lo = fma(fe, (real)1.42860682030941723212E-6, lm);
+    real hi = p * l_hi;
+    real lo = fma(p, l_hi, -hi) + p * l_lo;                      /* the product's rounding error, and the rest */
+    real y = hi + lo, ylo = (hi - y) + lo;
+    real mag = gg_exp_hilo(y, ylo);
+    /* zero and infinite bases, infinite exponents. The conditions are 0/1 reals combined by
+     * arithmetic, each comparison made unconditionally: a comparison GCC would have to speculate
+     * (short-circuit logic) may trap under -ftrapping-math, and the loop would not vectorise. */
+    real big = (real)INFINITY;
+    real a_zero = a == (real)0 ? (real)1 : (real)0;
+    real a_inf = a == big ? (real)1 : (real)0;
+    real a_edge = a_zero + a_inf;
+    real a_one = a == (real)1 ? (real)1 : (real)0;
+    real a_below_one = a < (real)1 ? (real)1 : (real)0;
+    real p_pos = p > (real)0 ? (real)1 : (real)0;
+    real p_inf = fabs(p) == big ? (real)1 : (real)0;
+    real x_neg = x < (real)0 ? (real)1 : (real)0;
+    real x_signed = gg_to_bits(x) < 0 ? (real)1 : (real)0;           /* sign bit: -0 included */
+    real edge_mag = a_zero == p_pos ? (real)0 : big;
+    mag = a_edge != (real)0 ? edge_mag : mag;
+    real inf_mag = a_below_one == p_pos ? (real)0 : big;
+    inf_mag = a_one != (real)0 ? (real)1 : inf_mag;
+    mag = p_inf != (real)0 ? inf_mag : mag;
+    real integer = gg_is_integer(p);
+    real small_enough = fabs(p) < (real)2 * (real)GG_TINY_SCALE ? (real)1 : (real)0;
+    real odd = integer * small_enough * ((real)1 - gg_is_integer(p * (real)0.5));
+    real r = odd * x_signed != (real)0 ? -mag : mag;
+    /* a finite negative base with a finite non-integer exponent has no real power */
+    r = x_neg * ((real)1 - a_inf) * ((real)1 - integer) * ((real)1 - p_inf) != (real)0 ? (real)NAN : r;
+    r = p != p ? p : r;
+    r = x != x ? x : r;
+    r = p == (real)0 ? (real)1 : r;
+    return x == (real)1 ? (real)1 : r;
 }
 
 /* log(1 + u), accurate for tiny u (Goldberg's correction: log(w) u / (w - 1), w = 1 + u) */

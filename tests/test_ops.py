@@ -412,3 +412,27 @@ def test_hessian_vector_product_through_a_loss(loss):
     w0, eps = rng.standard_normal((3, 4)) * 0.5, 1e-5
     numeric = (grad_fn({w: w0 + eps * v}) - grad_fn({w: w0 - eps * v})) / (2 * eps)
     np.testing.assert_allclose(hv_fn({w: w0}), numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vectorised_pow_matches_numpy_including_special_cases(dtype):
+    """gg.pow follows C99/NumPy: negative bases with integer exponents, ±0, ±inf, NaN, p = 0, x = 1."""
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.uniform(-5, 5, 300), np.geomspace(1e-30, 1e30, 60), -np.geomspace(1e-30, 1e30, 60),
+                         [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 0.5]])
+    ps = np.concatenate([rng.uniform(-4, 4, 60), rng.integers(-5, 6, 30).astype(float),
+                         [0.0, -0.0, 0.5, 1.0, 2.0, 3.0, -1.0, -2.0, np.inf, -np.inf, np.nan]])
+    X, P = (g.ravel().astype(dtype) for g in np.meshgrid(xs, ps))
+    px, pp = gg.placeholder(X.shape, dtype=dtype), gg.placeholder(P.shape, dtype=dtype)
+    got = gg.compile(gg.pow(px, pp))({px: X, pp: P}).astype(np.float64)
+    with np.errstate(all="ignore"):
+        want = np.power(X.astype(np.float64), P.astype(np.float64))
+        want_rounded = want.astype(dtype).astype(np.float64)
+    normal = np.isfinite(want_rounded) & (np.abs(want_rounded) >= np.finfo(dtype).tiny)
+    ulp = np.abs(got[normal] - want[normal]) / np.spacing(np.abs(want_rounded[normal]).astype(dtype))
+    assert ulp.max() <= 6, f"{ulp.max()} ulp"
+    special = ~normal
+    np.testing.assert_array_equal(np.isnan(got[special]), np.isnan(want_rounded[special]))
+    ok = special & ~np.isnan(want_rounded)
+    np.testing.assert_allclose(got[ok], want_rounded[ok], rtol=1e-6, atol=4 * np.finfo(dtype).tiny)
+    assert (np.signbit(got[ok & (want_rounded == 0)]) == np.signbit(want_rounded[ok & (want_rounded == 0)])).all()
