@@ -9,6 +9,10 @@ OpenBLAS sees the same transpose flags. Each side is timed alternately, best of 
 Peak: the clock is measured with a chain of dependent integer adds (one per cycle); Zen 4 does
 two 256-bit FMAs per cycle per core = 32 float32 / 16 float64 FLOP per cycle per core.
 
+Timing: 1-thread rows use the thread's CPU time (both sides run in the calling thread), which other
+processes on a shared machine do not inflate; 2-thread rows use wall time, which they do: read the
+load average printed with the table before trusting those.
+
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are left as the machine sets them (printed below).
 
     python bench/gemm.py            # the full table (a few minutes on 2 cores)
@@ -43,11 +47,11 @@ CLOCK_C = r"""
 int main(void) {
     long x = 0, iters = 100000000;
     struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
     for (long i = 0; i < iters; i++)
         __asm__ volatile("add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\t"
                          "add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0" : "+r"(x));
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
     printf("%f\n", iters * 8.0 / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
     return 0;
 }
@@ -55,7 +59,8 @@ int main(void) {
 
 
 def measure_clock_ghz() -> tuple[float, str]:
-    """Cycles per second from a dependent chain of adds (1 cycle each); best of 3 runs."""
+    """Cycles per second of CPU time (so other processes do not dilute it) from a dependent chain of
+    adds (1 cycle each); best of 3 runs."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src, exe = os.path.join(tmp, "clock.c"), os.path.join(tmp, "clock")
@@ -98,19 +103,19 @@ def _ptr(arr):
     return ffi.cast("float *" if arr.dtype == np.float32 else "double *", arr.ctypes.data)
 
 
-def best_seconds(fn, min_batch_s: float, batches: int) -> float:
+def best_seconds(fn, min_batch_s: float, batches: int, clock=time.perf_counter) -> float:
     """Best per-call time over `batches` batches of enough calls to last min_batch_s."""
     fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
+    one = max(clock() - t0, 1e-7)
     calls = max(1, int(min_batch_s / one))
     best = float("inf")
     for _ in range(batches):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(calls):
             fn()
-        best = min(best, (time.perf_counter() - t0) / calls)
+        best = min(best, (clock() - t0) / calls)
     return best
 
 
@@ -138,14 +143,17 @@ def run_case(name, dtype, m, n, k, ta, tb, threads, blas, min_batch_s, rounds):
     run_gg()
     run_np()
     ref_err = float(np.max(np.abs(c - out)) / (np.max(np.abs(out)) + 1e-30))
+    # one thread: both sides run in this thread, so its CPU time is the honest measure even when other
+    # processes share the cores; two threads: wall time (CPU time would count the waiting too)
+    clock = time.thread_time if threads == 1 else time.perf_counter
     t_gg = t_np = float("inf")
     for _ in range(2):   # two passes of each side, so a noisy neighbour hits both alike
         # OpenBLAS's idle workers spin for a while after a call and would steal the core graphgrad's
         # second thread needs (and libgomp's, briefly, OpenBLAS's): let them go to sleep first
         time.sleep(0.2 if threads > 1 else 0.01)
-        t_gg = min(t_gg, best_seconds(run_gg, min_batch_s, rounds))
+        t_gg = min(t_gg, best_seconds(run_gg, min_batch_s, rounds, clock))
         time.sleep(0.05 if threads > 1 else 0.01)
-        t_np = min(t_np, best_seconds(run_np, min_batch_s, rounds))
+        t_np = min(t_np, best_seconds(run_np, min_batch_s, rounds, clock))
     flop = 2.0 * m * n * k
     return {"case": name, "dtype": np.dtype(dtype).name, "m": m, "n": n, "k": k, "trans_a": ta, "trans_b": tb,
             "threads": threads, "gg_gflops": flop / t_gg / 1e9, "numpy_gflops": flop / t_np / 1e9,

@@ -22,14 +22,20 @@
  *             micro-kernel
  * The vector axis of the micro-kernel is along N (rows of C are contiguous), so it is the A
  * micro-panel (broadcast operand) that is reused from L1 and the B micro-panels that stream.
+ * Packing only pays when a panel is reused: a thread with few rows (small batch) reads an untransposed
+ * B in place (masked loads at its right edge), one with few columns reads A's whole panels in place
+ * (its last rows are copied as they are). Transposed operands are packed with 4×4 register transposes.
+ * After the last K pass, each finished MR×NB block goes to the epilogue hook while still in cache (the
+ * fused instructions of csrc/fused.c run their elementwise op list there).
  *
  * Threads: C is cut into a tm×tn grid of blocks (aligned to MR/NR), one per thread, each thread
  * running the loop nest above with its own packing buffers: no barriers, and the duplicated packing
  * is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
  *
  * Memory: the packing buffers come from the caller (the program's workspace, sized once by
- * gg_gemm_workspace_bytes); nothing is allocated here. Edges are handled by zero-padding the
- * packed panels and writing back only the valid part of a tile, so no access leaves A, B or C.
+ * gg_gemm_workspace_bytes; the runtime allocates it per compiled program); nothing is allocated here.
+ * Edges are handled by zero-padding the packed panels, masked loads/stores and writing back only
+ * the valid part of a tile, so no access leaves A, B or C.
  */
 #ifndef KERNEL
 #error "compile gemm.c through kernels_f32.c or kernels_f64.c"
@@ -168,9 +174,13 @@ typedef int vmask;
 #endif
 #define MB (MR * (2048 / MR))
 
-/* Products with fewer multiply-adds run on one thread (measured with bench/gemm.py: below this,
- * the fork/join and the duplicated packing cost more than the second core gives back). */
+/* Products with fewer multiply-adds run on one thread. Measured on this 2-core machine while it was
+ * quiet: 128³ (2.1M) runs 1.65× faster on 2 threads (150-157 vs 92 GFLOP/s) and 64×784×128 (6.4M)
+ * 1.8×; at 96³ the whole product takes ~18 µs on one core, while a fork/join costs ~2 µs with warm
+ * threads and tens of µs when they have gone to sleep, so the cut sits there. */
+#ifndef GEMM_SERIAL_MACS
 #define GEMM_SERIAL_MACS (96 * 96 * 96)
+#endif
 
 #define GEMM_ALIGN 64
 #define ROUND_UP(x, r) (((x) + (r)-1) / (r) * (r))
