@@ -101,6 +101,8 @@ class Program:
         # remove a read; the feed is still checked)
         self.placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         graph_passes, self.fusion = resolve_passes(passes)
+        # check_numerics tests every op's output: a fused group would only show its last one
+        self.fusion = self.fusion and not check_numerics
         self.graph = run_passes(graph, graph_passes)
         self.order = schedule(self.graph)
         #: the nodes fetched for self.outputs (the passes' replacements, position for position)
@@ -325,7 +327,8 @@ def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: 
     runs forward, backward and the update in one C call.
 
     check_numerics=True stops at the first instruction that produces NaN or Inf and raises
-    NumericsError naming its node and the line of code that created it.
+    NumericsError naming its node and the line of code that created it (fusion is off in this
+    mode, so that every op is its own instruction and checked).
 
     passes: the compiler passes to run, in order — names from
     ("fold_constants", "simplify", "cse", "fuse") or your own Graph -> Graph functions; None

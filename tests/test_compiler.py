@@ -412,6 +412,16 @@ def test_fused_training_matches_unfused(activation, dtype):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+def test_check_numerics_names_the_op_inside_what_would_be_a_fused_chain():
+    x = gg.placeholder((None, 3), name="x")
+    y = gg.sigmoid(gg.log(x, name="logx") * 2.0)
+    assert any(i.fused for i in gg.compile(y).plan(batch_size=2).instructions)
+    f = gg.compile(y, check_numerics=True)
+    assert not any(i.fused for i in f.plan(batch_size=2).instructions)
+    with pytest.raises(gg.NumericsError, match='"logx"'):
+        f(x=np.array([[1.0, 0.0, 2.0], [1.0, 1.0, 1.0]]))
+
+
 def test_fusion_never_moves_a_read_past_an_update():
     x = gg.placeholder((None, 3), name="x")
     w = gg.variable(np.ones(3), name="w")
