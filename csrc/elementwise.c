@@ -44,24 +44,26 @@ static void broadcast_binary(binary_row_fn row, real *out, const real *a, const 
         /* one long row: split it into chunks across threads */
         int64_t chunk = 65536;
         int64_t n_chunks = (inner + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(gg_threads()) if (inner >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t c = 0; c < n_chunks; c++) {
-            int64_t s = c * chunk, len = inner - s < chunk ? inner - s : chunk;
-            row(out + s, a + s * ia, ia, b + s * ib, ib, len);
-        }
+        GG_PARALLEL_FOR(inner >= GG_PARALLEL_MIN,
+            for (int64_t c = 0; c < n_chunks; c++) {
+                int64_t s = c * chunk, len = inner - s < chunk ? inner - s : chunk;
+                row(out + s, a + s * ia, ia, b + s * ib, ib, len);
+            }
+        );
         return;
     }
-#pragma omp parallel for num_threads(gg_threads()) if (outer * inner >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-        int64_t off_a = 0, off_b = 0, rem = o;
-        for (int32_t d = rank - 2; d >= 0; d--) {
-            int64_t idx = rem % shape[d];
-            rem /= shape[d];
-            off_a += idx * sa[d];
-            off_b += idx * sb[d];
+    GG_PARALLEL_FOR(outer * inner >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t off_a = 0, off_b = 0, rem = o;
+            for (int32_t d = rank - 2; d >= 0; d--) {
+                int64_t idx = rem % shape[d];
+                rem /= shape[d];
+                off_a += idx * sa[d];
+                off_b += idx * sb[d];
+            }
+            row(out + o * inner, a + off_a, ia, b + off_b, ib, inner);
         }
-        row(out + o * inner, a + off_a, ia, b + off_b, ib, inner);
-    }
+    );
 }
 
 DEFINE_BINARY(add, x + y)
@@ -79,8 +81,7 @@ DEFINE_BINARY(equal, (real)(x == y))
 /* Unary maps over n contiguous elements; in place (out == x) is allowed. */
 #define DEFINE_UNARY(NAME, EXPR)                                                               \
     void KERNEL(NAME)(real *out, const real *x_, int64_t n) {                                  \
-        _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)") \
-        for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); }                   \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
     }
 
 /* Stable logistic: exp never sees a large positive argument (gg_math.h). */
@@ -90,14 +91,12 @@ DEFINE_BINARY(equal, (real)(x == y))
 #define DEFINE_UNARY_P(NAME, EXPR)                                                             \
     void KERNEL(NAME)(real *out, const real *x_, int64_t n, double p_) {                       \
         const real p = (real)p_;                                                               \
-        _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)") \
-        for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); }                   \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
     }
 #define DEFINE_UNARY_PQ(NAME, EXPR)                                                            \
     void KERNEL(NAME)(real *out, const real *x_, int64_t n, double p_, double q_) {            \
         const real p = (real)p_, q = (real)q_;                                                 \
-        _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)") \
-        for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); }                   \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
     }
 
 /* log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)) (gg_math.h) */
@@ -137,31 +136,36 @@ DEFINE_UNARY_PQ(clip, x < p ? p : x > q ? q : x)
 void KERNEL(pow_scalar)(real *out, const real *x, int64_t n, double exponent) {
     const real p = (real)exponent;
     if (exponent == 2.0) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = x[i] * x[i];
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = x[i] * x[i];
+        );
     } else if (exponent == 1.0) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = x[i];
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = x[i];
+        );
     } else if (exponent == 3.0) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = x[i] * x[i] * x[i];
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = x[i] * x[i] * x[i];
+        );
     } else if (exponent == 0.5) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = sqrt(x[i]);
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = sqrt(x[i]);
+        );
     } else if (exponent == -1.0) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = (real)1 / x[i];
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = (real)1 / x[i];
+        );
     } else {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = gg_pow(x[i], p);
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) out[i] = gg_pow(x[i], p);
+        );
     }
 }
 
 /* Backward kernels: dx from the saved tensor (input x or output y) and the incoming dy. */
 #define DEFINE_BACKWARD(NAME, EXPR)                                                            \
     void KERNEL(NAME)(real *dx, const real *s_, const real *dy_, int64_t n) {                  \
-        _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)") \
-        for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); }       \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); });       \
     }
 
 DEFINE_BACKWARD(relu_backward, s > 0 ? dy : (real)0)          /* s is relu's input x */
@@ -185,8 +189,7 @@ DEFINE_BACKWARD(gelu_tanh_backward, dy * gelu_tanh_grad(s))
 #define DEFINE_BACKWARD_P(NAME, EXPR)                                                          \
     void KERNEL(NAME)(real *dx, const real *s_, const real *dy_, int64_t n, double p_) {       \
         const real p = (real)p_;                                                               \
-        _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)") \
-        for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); }       \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); });       \
     }
 
 DEFINE_BACKWARD_P(leaky_relu_backward, s > 0 ? dy : p * dy)
@@ -195,6 +198,7 @@ DEFINE_BACKWARD_P(elu_backward, s > 0 ? dy : dy * p * gg_exp(s))
 /* the gradient passes where lo <= x <= hi (PyTorch's clamp: the bounds themselves included) */
 void KERNEL(clip_backward)(real *dx, const real *x, const real *dy, int64_t n, double lo_, double hi_) {
     const real lo = (real)lo_, hi = (real)hi_;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : (real)0;
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : (real)0;
+    );
 }

@@ -154,11 +154,12 @@ void KERNEL(fused)(real *out, const real *const *in, const int64_t *dims, const 
     if (n <= 0) return;
     if (!dims[2]) {
         int64_t n_blocks = (n + GG_FUSED_BLOCK - 1) / GG_FUSED_BLOCK;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t blk = 0; blk < n_blocks; blk++) {
-            int64_t s = blk * GG_FUSED_BLOCK;
-            KERNEL(fused_range)(out, in, dims, attrs, s, s + GG_FUSED_BLOCK < n ? s + GG_FUSED_BLOCK : n);
-        }
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t blk = 0; blk < n_blocks; blk++) {
+                int64_t s = blk * GG_FUSED_BLOCK;
+                KERNEL(fused_range)(out, in, dims, attrs, s, s + GG_FUSED_BLOCK < n ? s + GG_FUSED_BLOCK : n);
+            }
+        );
         return;
     }
     int64_t m = dims[3], cols = dims[4], k = dims[5];

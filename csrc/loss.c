@@ -12,47 +12,52 @@
 /* p, y are (n,); out is () */
 void KERNEL(mse)(real *out, const real *p, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)p[i] - (double)y[i];
-        acc += d * d;
-    }
+    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)p[i] - (double)y[i];
+            acc += d * d;
+        }
+    );
     out[0] = (real)(acc * scale);
 }
 
 /* dp, p, y are (n,); dout is () */
 void KERNEL(mse_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale) {
     real c = (real)(2.0 * scale * (double)dout[0]);
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) dp[i] = c * (p[i] - y[i]);
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) dp[i] = c * (p[i] - y[i]);
+    );
 }
 
 /* p, y are (n,); out is () */
 void KERNEL(l1)(real *out, const real *p, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t i = 0; i < n; i++) acc += fabs((double)p[i] - (double)y[i]);
+    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) acc += fabs((double)p[i] - (double)y[i]);
+    );
     out[0] = (real)(acc * scale);
 }
 
 /* dp, p, y are (n,); dout is (); the subgradient at p == y is 0 */
 void KERNEL(l1_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale) {
     real c = (real)(scale * (double)dout[0]);
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        real d = p[i] - y[i];
-        dp[i] = c * (real)((d > 0) - (d < 0));
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real d = p[i] - y[i];
+            dp[i] = c * (real)((d > 0) - (d < 0));
+        }
+    );
 }
 
 /* p, y are (n,); out is (): quadratic within delta of the target, linear beyond (PyTorch's HuberLoss) */
 void KERNEL(huber)(real *out, const real *p, const real *y, int64_t n, double scale, double delta) {
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)p[i] - (double)y[i]);
-        acc += d <= delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
-    }
+    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)p[i] - (double)y[i]);
+            acc += d <= delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
+        }
+    );
     out[0] = (real)(acc * scale);
 }
 
@@ -60,21 +65,23 @@ void KERNEL(huber)(real *out, const real *p, const real *y, int64_t n, double sc
 void KERNEL(huber_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale,
                             double delta) {
     real c = (real)(scale * (double)dout[0]), hi = (real)delta;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        real d = p[i] - y[i];
-        dp[i] = c * (d > hi ? hi : d < -hi ? -hi : d);
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real d = p[i] - y[i];
+            dp[i] = c * (d > hi ? hi : d < -hi ? -hi : d);
+        }
+    );
 }
 
 /* x (logits), y are (n,); out is (): max(x, 0) - x y + log1p(exp(-|x|)) never overflows */
 void KERNEL(bce)(real *out, const real *x, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t i = 0; i < n; i++) {
-        real xi = x[i];
-        acc += (double)((xi > 0 ? xi : (real)0) - xi * y[i] + gg_log1p(gg_exp(-fabs(xi))));
-    }
+    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real xi = x[i];
+            acc += (double)((xi > 0 ? xi : (real)0) - xi * y[i] + gg_log1p(gg_exp(-fabs(xi))));
+        }
+    );
     out[0] = (real)(acc * scale);
 }
 
@@ -83,16 +90,18 @@ void KERNEL(bce_backward)(real *d, const real *x, const real *y, const real *dou
                           int32_t wrt) {
     real c = (real)(scale * (double)dout[0]);
     if (wrt) {
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) d[i] = -c * x[i];
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) d[i] = -c * x[i];
+        );
         return;
     }
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        real e = gg_exp(-fabs(x[i]));                      /* in (0, 1]: no overflow */
-        real s = x[i] >= 0 ? (real)1 / ((real)1 + e) : e / ((real)1 + e);
-        d[i] = c * (s - y[i]);
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real e = gg_exp(-fabs(x[i]));                      /* in (0, 1]: no overflow */
+            real s = x[i] >= 0 ? (real)1 / ((real)1 + e) : e / ((real)1 + e);
+            d[i] = c * (s - y[i]);
+        }
+    );
 }
 
 /* One row of logits: its max and log(sum(exp(x - max))), so lse = max + log-sum. */
@@ -107,16 +116,17 @@ static void row_lse(const real *x, int64_t classes, real *max_out, real *logsum_
 /* x, t are (rows, classes); out is () = scale * sum_r sum_c t (lse_r - x) */
 void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, int64_t classes, double scale) {
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t r = 0; r < rows; r++) {
-        const real *xr = x + r * classes, *tr = t + r * classes;
-        real m, ls;
-        row_lse(xr, classes, &m, &ls);
-        double row = 0.0;
-        /* (lse - x) = (m - x) + ls: both terms finite for finite logits */
-        for (int64_t j = 0; j < classes; j++) row += (double)tr[j] * ((double)(m - xr[j]) + (double)ls);
-        acc += row;
-    }
+    GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < rows; r++) {
+            const real *xr = x + r * classes, *tr = t + r * classes;
+            real m, ls;
+            row_lse(xr, classes, &m, &ls);
+            double row = 0.0;
+            /* (lse - x) = (m - x) + ls: both terms finite for finite logits */
+            for (int64_t j = 0; j < classes; j++) row += (double)tr[j] * ((double)(m - xr[j]) + (double)ls);
+            acc += row;
+        }
+    );
     out[0] = (real)(acc * scale);
 }
 
@@ -124,20 +134,21 @@ void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, i
 void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const real *dout, int64_t rows,
                                  int64_t classes, double scale, int32_t wrt) {
     real c = (real)(scale * (double)dout[0]);
-#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const real *xr = x + r * classes, *tr = t + r * classes;
-        real *dr = d + r * classes;
-        real m, ls;
-        row_lse(xr, classes, &m, &ls);
-        if (wrt) {
-            for (int64_t j = 0; j < classes; j++) dr[j] = c * ((m - xr[j]) + ls);
-            continue;
+    GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < rows; r++) {
+            const real *xr = x + r * classes, *tr = t + r * classes;
+            real *dr = d + r * classes;
+            real m, ls;
+            row_lse(xr, classes, &m, &ls);
+            if (wrt) {
+                for (int64_t j = 0; j < classes; j++) dr[j] = c * ((m - xr[j]) + ls);
+                continue;
+            }
+            real tsum = 0;
+            for (int64_t j = 0; j < classes; j++) tsum += tr[j];
+            for (int64_t j = 0; j < classes; j++) dr[j] = c * (gg_exp(xr[j] - m - ls) * tsum - tr[j]);
         }
-        real tsum = 0;
-        for (int64_t j = 0; j < classes; j++) tsum += tr[j];
-        for (int64_t j = 0; j < classes; j++) dr[j] = c * (gg_exp(xr[j] - m - ls) * tsum - tr[j]);
-    }
+    );
 }
 
 /* x is (rows, classes), labels (rows,); out is () = scale * sum_r (lse_r - x[r, label_r]).
@@ -147,13 +158,14 @@ int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *label
     for (int64_t r = 0; r < rows; r++)
         if (labels[r] < 0 || labels[r] >= classes) return 1;
     double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) reduction(+ : acc)
-    for (int64_t r = 0; r < rows; r++) {
-        const real *xr = x + r * classes;
-        real m, ls;
-        row_lse(xr, classes, &m, &ls);
-        acc += (double)(m - xr[labels[r]]) + (double)ls;
-    }
+    GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < rows; r++) {
+            const real *xr = x + r * classes;
+            real m, ls;
+            row_lse(xr, classes, &m, &ls);
+            acc += (double)(m - xr[labels[r]]) + (double)ls;
+        }
+    );
     out[0] = (real)(acc * scale);
     return 0;
 }
@@ -165,14 +177,15 @@ int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_
     for (int64_t r = 0; r < rows; r++)
         if (labels[r] < 0 || labels[r] >= classes) return 1;
     real c = (real)(scale * (double)dout[0]);
-#pragma omp parallel for num_threads(gg_threads()) if (rows * classes >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const real *xr = x + r * classes;
-        real *dr = dx + r * classes;
-        real m, ls;
-        row_lse(xr, classes, &m, &ls);
-        for (int64_t j = 0; j < classes; j++) dr[j] = c * gg_exp(xr[j] - m - ls);
-        dr[labels[r]] -= c;
-    }
+    GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < rows; r++) {
+            const real *xr = x + r * classes;
+            real *dr = dx + r * classes;
+            real m, ls;
+            row_lse(xr, classes, &m, &ls);
+            for (int64_t j = 0; j < classes; j++) dr[j] = c * gg_exp(xr[j] - m - ls);
+            dr[labels[r]] -= c;
+        }
+    );
     return 0;
 }

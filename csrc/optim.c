@@ -14,17 +14,19 @@
 #endif
 #include <tgmath.h>
 
-/* Threads over large variables (each update is elementwise). */
-#define OPTIM_LOOP _Pragma("omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)")
-
 /* ---- gradient clipping ---- */
 
 /* out is () float64 = acc + Σ g²; g is (n,); acc is () float64 or NULL (a chain over every gradient).
  * Summed in double, in SIMD lanes and threads (the order of a sum is not part of the rule). */
 void KERNEL(grad_sumsq)(double *out, const real *g, const double *acc, int64_t n) {
     double s = 0.0;
-#pragma omp parallel for simd num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static) reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    if (GG_THREADED(n >= GG_PARALLEL_MIN)) {
+#pragma omp parallel for simd num_threads(gg_threads()) schedule(static) reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    }
     out[0] = (acc ? acc[0] : 0.0) + s;
 }
 
@@ -33,18 +35,20 @@ void KERNEL(grad_sumsq)(double *out, const real *g, const double *acc, int64_t n
 void KERNEL(clip_by_norm)(real *out, const real *g, const double *sumsq, int64_t n, double max_norm) {
     double coef = max_norm / (sqrt(sumsq[0]) + 1e-6);
     real c = (real)(coef < 1.0 ? coef : 1.0);
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) out[i] = g[i] * c;
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) out[i] = g[i] * c;
+    );
 }
 
 /* out, g are (n,): out = clamp(g, −clip_value, clip_value); NaN stays NaN (as torch.clamp) */
 void KERNEL(clip_by_value)(real *out, const real *g, int64_t n, double clip_value) {
     real hi = (real)clip_value, lo = -hi;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real x = g[i];
-        out[i] = x > hi ? hi : (x < lo ? lo : x);
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real x = g[i];
+            out[i] = x > hi ? hi : (x < lo ? lo : x);
+        }
+    );
 }
 
 /* ---- update rules ---- */
@@ -56,17 +60,18 @@ void KERNEL(sgd_update)(real *w, const real *g, real *buf, int64_t n, double lr,
                         double momentum, double dampening, double weight_decay, int32_t nesterov) {
     real lr_ = (real)lr, mom = (real)momentum, damp = (real)(1.0 - dampening), wd = (real)weight_decay;
     int first = step <= 1;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i];
-        if (weight_decay != 0.0) gi += wd * w[i];
-        if (buf) {
-            real bi = first ? gi : mom * buf[i] + damp * gi;
-            buf[i] = bi;
-            gi = nesterov ? gi + mom * bi : bi;
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i];
+            if (weight_decay != 0.0) gi += wd * w[i];
+            if (buf) {
+                real bi = first ? gi : mom * buf[i] + damp * gi;
+                buf[i] = bi;
+                gi = nesterov ? gi + mom * bi : bi;
+            }
+            w[i] -= lr_ * gi;
         }
-        w[i] -= lr_ * gi;
-    }
+    );
 }
 
 /* One RMSprop element; `centered` and `momentum` are constants where it is inlined, so each of
@@ -104,9 +109,8 @@ void KERNEL(rmsprop_update)(real *w, const real *g, real *sq, real *gavg, real *
     real lr_ = (real)lr, a = (real)alpha, a1 = (real)(1.0 - alpha), eps_ = (real)eps;
     real wd = (real)weight_decay, mom = (real)momentum;
 #define RMSPROP_LOOP(CENTERED, MOMENTUM)                                                                 \
-    OPTIM_LOOP                                                                                          \
-    for (int64_t i = 0; i < n; i++)                                                                     \
-        KERNEL(rmsprop_element)(i, w, g, sq, gavg, buf, lr_, a, a1, eps_, wd, mom, CENTERED, MOMENTUM)
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++)                                 \
+        KERNEL(rmsprop_element)(i, w, g, sq, gavg, buf, lr_, a, a1, eps_, wd, mom, CENTERED, MOMENTUM);)
     if (gavg && buf) RMSPROP_LOOP(1, 1);
     else if (gavg) RMSPROP_LOOP(1, 0);
     else if (buf) RMSPROP_LOOP(0, 1);
@@ -124,22 +128,23 @@ void KERNEL(adam_update)(real *w, const real *g, real *m, real *v, real *vmax, i
     real step_size = (real)(lr / bc1), bc2_sqrt = (real)sqrt(bc2), eps_ = (real)eps;
     real b1 = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2);
     real wd = (real)weight_decay, decay = (real)(1.0 - lr * weight_decay);
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real wi = w[i], gi = g[i];
-        if (decoupled) wi *= decay;
-        else if (weight_decay != 0.0) gi += wd * wi;
-        real mi = m[i] + b1 * (gi - m[i]);
-        real vi = b2 * v[i] + b2c * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        if (vmax) {
-            if (vi > vmax[i]) vmax[i] = vi;
-            vi = vmax[i];
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real wi = w[i], gi = g[i];
+            if (decoupled) wi *= decay;
+            else if (weight_decay != 0.0) gi += wd * wi;
+            real mi = m[i] + b1 * (gi - m[i]);
+            real vi = b2 * v[i] + b2c * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            if (vmax) {
+                if (vi > vmax[i]) vmax[i] = vi;
+                vi = vmax[i];
+            }
+            real denom = sqrt(vi) / bc2_sqrt + eps_;
+            w[i] = wi - step_size * (mi / denom);
         }
-        real denom = sqrt(vi) / bc2_sqrt + eps_;
-        w[i] = wi - step_size * (mi / denom);
-    }
+    );
 }
 
 /* w, g, m, u are (n,). PyTorch Adamax: g += wd·w; m lerps to g by 1−β1; u = max(β2·u, |g| + eps);
@@ -148,17 +153,18 @@ void KERNEL(adamax_update)(real *w, const real *g, real *m, real *u, int64_t n, 
                            double beta1, double beta2, double eps, double weight_decay) {
     real clr = (real)(lr / (1.0 - pow(beta1, (double)step)));
     real b1 = (real)(1.0 - beta1), b2 = (real)beta2, eps_ = (real)eps, wd = (real)weight_decay;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i];
-        if (weight_decay != 0.0) gi += wd * w[i];
-        real mi = m[i] + b1 * (gi - m[i]);
-        real a = b2 * u[i], b = fabs(gi) + eps_;
-        real ui = a > b ? a : b;
-        m[i] = mi;
-        u[i] = ui;
-        w[i] -= clr * (mi / ui);
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i];
+            if (weight_decay != 0.0) gi += wd * w[i];
+            real mi = m[i] + b1 * (gi - m[i]);
+            real a = b2 * u[i], b = fabs(gi) + eps_;
+            real ui = a > b ? a : b;
+            m[i] = mi;
+            u[i] = ui;
+            w[i] -= clr * (mi / ui);
+        }
+    );
 }
 
 /* w, g, m, v are (n,); mu_product is () float64, the running product of the momentum schedule.
@@ -179,33 +185,35 @@ void KERNEL(nadam_update)(real *w, const real *g, real *m, real *v, double *mu_p
     real c_avg = (real)(-lr * mu_next / (1.0 - prod * mu_next));
     real b1 = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2), bc2_ = (real)bc2;
     real eps_ = (real)eps, wd = (real)weight_decay, decay = (real)(1.0 - lr * weight_decay);
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real wi = w[i], gi = g[i];
-        if (decoupled) wi *= decay;
-        else if (weight_decay != 0.0) gi += wd * wi;
-        real mi = m[i] + b1 * (gi - m[i]);
-        real vi = b2 * v[i] + b2c * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        real denom = sqrt(vi / bc2_) + eps_;
-        wi += c_grad * (gi / denom);
-        w[i] = wi + c_avg * (mi / denom);
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real wi = w[i], gi = g[i];
+            if (decoupled) wi *= decay;
+            else if (weight_decay != 0.0) gi += wd * wi;
+            real mi = m[i] + b1 * (gi - m[i]);
+            real vi = b2 * v[i] + b2c * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            real denom = sqrt(vi / bc2_) + eps_;
+            wi += c_grad * (gi / denom);
+            w[i] = wi + c_avg * (mi / denom);
+        }
+    );
 }
 
 /* w, g, sum are (n,). PyTorch Adagrad: g += wd·w; sum += g²; w −= lr/(1 + (t−1)·lr_decay) · g/(√sum + eps). */
 void KERNEL(adagrad_update)(real *w, const real *g, real *sum, int64_t n, double lr, int64_t step,
                             double lr_decay, double weight_decay, double eps) {
     real clr = (real)(lr / (1.0 + (double)(step - 1) * lr_decay)), eps_ = (real)eps, wd = (real)weight_decay;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i];
-        if (weight_decay != 0.0) gi += wd * w[i];
-        real s = sum[i] + gi * gi;
-        sum[i] = s;
-        w[i] -= clr * (gi / (sqrt(s) + eps_));
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i];
+            if (weight_decay != 0.0) gi += wd * w[i];
+            real s = sum[i] + gi * gi;
+            sum[i] = s;
+            w[i] -= clr * (gi / (sqrt(s) + eps_));
+        }
+    );
 }
 
 /* w, g, sq, acc are (n,). PyTorch Adadelta: g += wd·w; sq = ρ·sq + (1−ρ)·g²;
@@ -213,16 +221,17 @@ void KERNEL(adagrad_update)(real *w, const real *g, real *sum, int64_t n, double
 void KERNEL(adadelta_update)(real *w, const real *g, real *sq, real *acc, int64_t n, double lr, double rho,
                              double eps, double weight_decay) {
     real lr_ = (real)lr, r = (real)rho, r1 = (real)(1.0 - rho), eps_ = (real)eps, wd = (real)weight_decay;
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i];
-        if (weight_decay != 0.0) gi += wd * w[i];
-        real s = r * sq[i] + r1 * gi * gi;
-        sq[i] = s;
-        real delta = sqrt(acc[i] + eps_) / sqrt(s + eps_) * gi;
-        acc[i] = r * acc[i] + r1 * delta * delta;
-        w[i] -= lr_ * delta;
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i];
+            if (weight_decay != 0.0) gi += wd * w[i];
+            real s = r * sq[i] + r1 * gi * gi;
+            sq[i] = s;
+            real delta = sqrt(acc[i] + eps_) / sqrt(s + eps_) * gi;
+            acc[i] = r * acc[i] + r1 * delta * delta;
+            w[i] -= lr_ * delta;
+        }
+    );
 }
 
 /* One Ftrl element, given pw_new = n'^p and pw_old = n^p: updates z and returns the new weight. */
@@ -244,19 +253,21 @@ void KERNEL(ftrl_update)(real *w, const real *g, real *n_acc, real *z, int64_t n
     real lr_ = (real)lr, l1_ = (real)l1, p = (real)(-lr_power), shrink2 = (real)(2.0 * l2_shrinkage);
     real l2x2 = (real)(2.0 * (l2 + beta / (2.0 * lr)));
     if (lr_power == -0.5) {
-        OPTIM_LOOP
-        for (int64_t i = 0; i < n; i++) {
-            real gi = g[i], old = n_acc[i], acc = old + gi * gi;
-            w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, sqrt(acc), sqrt(old), lr_, l1_, shrink2, l2x2);
-            n_acc[i] = acc;
-        }
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) {
+                real gi = g[i], old = n_acc[i], acc = old + gi * gi;
+                w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, sqrt(acc), sqrt(old), lr_, l1_, shrink2, l2x2);
+                n_acc[i] = acc;
+            }
+        );
     } else {
-        OPTIM_LOOP
-        for (int64_t i = 0; i < n; i++) {
-            real gi = g[i], old = n_acc[i], acc = old + gi * gi;
-            w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, pow(acc, p), pow(old, p), lr_, l1_, shrink2, l2x2);
-            n_acc[i] = acc;
-        }
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < n; i++) {
+                real gi = g[i], old = n_acc[i], acc = old + gi * gi;
+                w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, pow(acc, p), pow(old, p), lr_, l1_, shrink2, l2x2);
+                n_acc[i] = acc;
+            }
+        );
     }
 }
 
@@ -266,13 +277,13 @@ void KERNEL(lion_update)(real *w, const real *g, real *m, int64_t n, double lr, 
                          double weight_decay) {
     real lr_ = (real)lr, b1 = (real)beta1, b1c = (real)(1.0 - beta1), b2 = (real)beta2, b2c = (real)(1.0 - beta2);
     real decay = (real)(1.0 - lr * weight_decay);
-    OPTIM_LOOP
-    for (int64_t i = 0; i < n; i++) {
-        real gi = g[i], c = b1 * m[i] + b1c * gi;
-        real sign = c > 0 ? (real)1 : (c < 0 ? (real)-1 : (real)0);
-        w[i] = w[i] * decay - lr_ * sign;
-        m[i] = b2 * m[i] + b2c * gi;
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            real gi = g[i], c = b1 * m[i] + b1c * gi;
+            real sign = c > 0 ? (real)1 : (c < 0 ? (real)-1 : (real)0);
+            w[i] = w[i] * decay - lr_ * sign;
+            m[i] = b2 * m[i] + b2c * gi;
+        }
+    );
 }
 
-#undef OPTIM_LOOP

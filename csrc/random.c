@@ -21,9 +21,10 @@ static inline uint64_t gg_mix64(uint64_t z) {
 void KERNEL(dropout_mask)(real *out, int64_t n, uint64_t seed, uint64_t counter, double rate) {
     uint64_t key = gg_mix64(seed ^ gg_mix64(counter));
     real keep = (real)(1.0 / (1.0 - rate));
-#pragma omp parallel for num_threads(gg_threads()) if (n >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        double u = (double)(gg_mix64(key + (uint64_t)i) >> 11) * 0x1.0p-53;
-        out[i] = u < rate ? (real)0 : keep;
-    }
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) {
+            double u = (double)(gg_mix64(key + (uint64_t)i) >> 11) * 0x1.0p-53;
+            out[i] = u < rate ? (real)0 : keep;
+        }
+    );
 }

@@ -17,8 +17,9 @@ void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const in
     if (out_n == 1) {
         /* full reduction: accumulate in double for accuracy, in parallel when large */
         double acc = 0.0;
-#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) reduction(+ : acc)
-        for (int64_t i = 0; i < total; i++) acc += (double)x[i];
+        GG_PARALLEL_SUM(total >= GG_PARALLEL_MIN,
+            for (int64_t i = 0; i < total; i++) acc += (double)x[i];
+        );
         out[0] = (real)(acc * scale);
         return;
     }
@@ -65,17 +66,18 @@ void KERNEL(expand)(real *out, const real *g, int32_t rank, const int64_t *out_s
     int64_t inner = out_shape[rank - 1], inner_stride = g_stride[rank - 1];
     int64_t outer = total / inner;
     real s = (real)scale;
-#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-        int64_t off = 0, rem = o;
-        for (int32_t d = rank - 2; d >= 0; d--) {
-            off += (rem % out_shape[d]) * g_stride[d];
-            rem /= out_shape[d];
+    GG_PARALLEL_FOR(total >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < outer; o++) {
+            int64_t off = 0, rem = o;
+            for (int32_t d = rank - 2; d >= 0; d--) {
+                off += (rem % out_shape[d]) * g_stride[d];
+                rem /= out_shape[d];
+            }
+            real *dst = out + o * inner;
+            const real *src = g + off;
+            for (int64_t i = 0; i < inner; i++) dst[i] = s * src[i * inner_stride];
         }
-        real *dst = out + o * inner;
-        const real *src = g + off;
-        for (int64_t i = 0; i < inner; i++) dst[i] = s * src[i * inner_stride];
-    }
+    );
 }
 
 /* The larger of m and v, NaN winning (once m is NaN it stays NaN) */
@@ -134,90 +136,94 @@ static inline int64_t line_base(int64_t r, int64_t n, int64_t inner) { return (r
 
 /* out, x are (outer, n, inner); softmax along n, stable: exp(x - max) / sum */
 void KERNEL(softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
-#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = line_base(r, n, inner);
-        const real *xl = x + base;
-        real *ol = out + base;
-        if (inner == 1) {
-            real m = gg_row_max(xl, n);
+    GG_PARALLEL_FOR(outer * n * inner >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < outer * inner; r++) {
+            int64_t base = line_base(r, n, inner);
+            const real *xl = x + base;
+            real *ol = out + base;
+            if (inner == 1) {
+                real m = gg_row_max(xl, n);
+                if (m == -INFINITY) m = 0;
+                real inv = (real)(1.0 / gg_row_sum_exp(ol, xl, n, m));
+                for (int64_t j = 0; j < n; j++) ol[j] *= inv;
+                continue;
+            }
+            real m = -INFINITY;
+            for (int64_t j = 0; j < n; j++) m = xl[j * inner] > m ? xl[j * inner] : m;
             if (m == -INFINITY) m = 0;
-            real inv = (real)(1.0 / gg_row_sum_exp(ol, xl, n, m));
-            for (int64_t j = 0; j < n; j++) ol[j] *= inv;
-            continue;
+            double s = 0;
+            for (int64_t j = 0; j < n; j++) {
+                real e = gg_exp(xl[j * inner] - m);
+                ol[j * inner] = e;
+                s += (double)e;
+            }
+            real inv = (real)(1.0 / s);
+            for (int64_t j = 0; j < n; j++) ol[j * inner] *= inv;
         }
-        real m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) m = xl[j * inner] > m ? xl[j * inner] : m;
-        if (m == -INFINITY) m = 0;
-        double s = 0;
-        for (int64_t j = 0; j < n; j++) {
-            real e = gg_exp(xl[j * inner] - m);
-            ol[j * inner] = e;
-            s += (double)e;
-        }
-        real inv = (real)(1.0 / s);
-        for (int64_t j = 0; j < n; j++) ol[j * inner] *= inv;
-    }
+    );
 }
 
 /* out, x are (outer, n, inner); log_softmax along n: x - max - log(sum(exp(x - max))) */
 void KERNEL(log_softmax)(real *out, const real *x, int64_t outer, int64_t n, int64_t inner) {
-#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = line_base(r, n, inner);
-        real m;
-        real shift = line_logsumexp(x + base, n, inner, &m);
-        shift += m;
-        if (inner == 1) {
-            const real *xl = x + base;
-            real *ol = out + base;
-            for (int64_t j = 0; j < n; j++) ol[j] = xl[j] - shift;
-        } else {
-            for (int64_t j = 0; j < n; j++) out[base + j * inner] = x[base + j * inner] - shift;
+    GG_PARALLEL_FOR(outer * n * inner >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < outer * inner; r++) {
+            int64_t base = line_base(r, n, inner);
+            real m;
+            real shift = line_logsumexp(x + base, n, inner, &m);
+            shift += m;
+            if (inner == 1) {
+                const real *xl = x + base;
+                real *ol = out + base;
+                for (int64_t j = 0; j < n; j++) ol[j] = xl[j] - shift;
+            } else {
+                for (int64_t j = 0; j < n; j++) out[base + j * inner] = x[base + j * inner] - shift;
+            }
         }
-    }
+    );
 }
 
 /* dx, y, dy are (outer, n, inner); y is softmax's output: dx = y (dy - sum(dy y)) */
 void KERNEL(softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
-#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = line_base(r, n, inner);
-        if (inner == 1) {
-            const real *yl = y + base, *dyl = dy + base;
-            real *dxl = dx + base;
-            real s = gg_row_dot(dyl, yl, n);
-            for (int64_t j = 0; j < n; j++) dxl[j] = yl[j] * (dyl[j] - s);
-            continue;
+    GG_PARALLEL_FOR(outer * n * inner >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < outer * inner; r++) {
+            int64_t base = line_base(r, n, inner);
+            if (inner == 1) {
+                const real *yl = y + base, *dyl = dy + base;
+                real *dxl = dx + base;
+                real s = gg_row_dot(dyl, yl, n);
+                for (int64_t j = 0; j < n; j++) dxl[j] = yl[j] * (dyl[j] - s);
+                continue;
+            }
+            real s = 0;
+            for (int64_t j = 0; j < n; j++) s += dy[base + j * inner] * y[base + j * inner];
+            for (int64_t j = 0; j < n; j++) {
+                int64_t k = base + j * inner;
+                dx[k] = y[k] * (dy[k] - s);
+            }
         }
-        real s = 0;
-        for (int64_t j = 0; j < n; j++) s += dy[base + j * inner] * y[base + j * inner];
-        for (int64_t j = 0; j < n; j++) {
-            int64_t k = base + j * inner;
-            dx[k] = y[k] * (dy[k] - s);
-        }
-    }
+    );
 }
 
 /* dx, y, dy are (outer, n, inner); y is log_softmax's output: dx = dy - exp(y) sum(dy) */
 void KERNEL(log_softmax_backward)(real *dx, const real *y, const real *dy, int64_t outer, int64_t n, int64_t inner) {
-#pragma omp parallel for num_threads(gg_threads()) if (outer * n * inner >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t r = 0; r < outer * inner; r++) {
-        int64_t base = line_base(r, n, inner);
-        if (inner == 1) {
-            const real *yl = y + base, *dyl = dy + base;
-            real *dxl = dx + base;
-            real s = gg_row_dot(dyl, NULL, n);
-            for (int64_t j = 0; j < n; j++) dxl[j] = dyl[j] - gg_exp(yl[j]) * s;
-            continue;
+    GG_PARALLEL_FOR(outer * n * inner >= GG_PARALLEL_MIN,
+        for (int64_t r = 0; r < outer * inner; r++) {
+            int64_t base = line_base(r, n, inner);
+            if (inner == 1) {
+                const real *yl = y + base, *dyl = dy + base;
+                real *dxl = dx + base;
+                real s = gg_row_dot(dyl, NULL, n);
+                for (int64_t j = 0; j < n; j++) dxl[j] = dyl[j] - gg_exp(yl[j]) * s;
+                continue;
+            }
+            real s = 0;
+            for (int64_t j = 0; j < n; j++) s += dy[base + j * inner];
+            for (int64_t j = 0; j < n; j++) {
+                int64_t k = base + j * inner;
+                dx[k] = dy[k] - gg_exp(y[k]) * s;
+            }
         }
-        real s = 0;
-        for (int64_t j = 0; j < n; j++) s += dy[base + j * inner];
-        for (int64_t j = 0; j < n; j++) {
-            int64_t k = base + j * inner;
-            dx[k] = dy[k] - gg_exp(y[k]) * s;
-        }
-    }
+    );
 }
 
 /* Offset of the o-th row (all axes but the last) of shape[rank] in a view with `stride`. */
@@ -238,13 +244,14 @@ void KERNEL(strided_copy)(real *out, const real *x, int64_t offset, int32_t rank
     if (total == 0) return;
     if (rank == 0) { out[0] = x[offset]; return; }
     int64_t inner = shape[rank - 1], step = stride[rank - 1], outer = total / inner;
-#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-        const real *src = x + offset + row_offset(o, rank, shape, stride);
-        real *dst = out + o * inner;
-        if (step == 1) memcpy(dst, src, (size_t)inner * sizeof(real));
-        else for (int64_t i = 0; i < inner; i++) dst[i] = src[i * step];
-    }
+    GG_PARALLEL_FOR(total >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < outer; o++) {
+            const real *src = x + offset + row_offset(o, rank, shape, stride);
+            real *dst = out + o * inner;
+            if (step == 1) memcpy(dst, src, (size_t)inner * sizeof(real));
+            else for (int64_t i = 0; i < inner; i++) dst[i] = src[i * step];
+        }
+    );
 }
 
 /* out has out_n elements, zeroed first; g is shape[rank] (contiguous), written at
@@ -257,24 +264,26 @@ void KERNEL(strided_scatter)(real *out, int64_t out_n, const real *g, int64_t of
     if (total == 0) return;
     if (rank == 0) { out[offset] = g[0]; return; }
     int64_t inner = shape[rank - 1], step = stride[rank - 1], outer = total / inner;
-#pragma omp parallel for num_threads(gg_threads()) if (total >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-        real *dst = out + offset + row_offset(o, rank, shape, stride);
-        const real *src = g + o * inner;
-        for (int64_t i = 0; i < inner; i++) dst[i * step] = src[i];
-    }
+    GG_PARALLEL_FOR(total >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < outer; o++) {
+            real *dst = out + offset + row_offset(o, rank, shape, stride);
+            const real *src = g + o * inner;
+            for (int64_t i = 0; i < inner; i++) dst[i * step] = src[i];
+        }
+    );
 }
 
 /* out is (outer, sum of widths); xs[k] is (outer, widths[k]): the blocks side by side */
 void KERNEL(concat)(real *out, const real *const *xs, int32_t n_in, int64_t outer, const int64_t *widths) {
     int64_t width = 0;
     for (int32_t k = 0; k < n_in; k++) width += widths[k];
-#pragma omp parallel for num_threads(gg_threads()) if (outer * width >= GG_PARALLEL_MIN) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-        real *dst = out + o * width;
-        for (int32_t k = 0; k < n_in; k++) {
-            if (widths[k]) memcpy(dst, xs[k] + o * widths[k], (size_t)widths[k] * sizeof(real));
-            dst += widths[k];
+    GG_PARALLEL_FOR(outer * width >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < outer; o++) {
+            real *dst = out + o * width;
+            for (int32_t k = 0; k < n_in; k++) {
+                if (widths[k]) memcpy(dst, xs[k] + o * widths[k], (size_t)widths[k] * sizeof(real));
+                dst += widths[k];
+            }
         }
-    }
+    );
 }
