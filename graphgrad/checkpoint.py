@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,8 +149,17 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
     optimizer: rebuilt from its class and hyperparameters, or the given one restored. Its state
     (momentum buffers, ...), learning rate and step count are restored either way."""
     from . import nn
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):     # (np.load would try to unpickle it, and say so)
+        raise GraphGradError(f"{path} is not a graphgrad checkpoint: not an .npz (zip) file, or cut short "
+                             "before its end")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise GraphGradError(f"{path} is truncated or corrupt and cannot be read as a graphgrad checkpoint: "
+                             f"{type(err).__name__}: {err}") from None
     if "format" not in arrays or str(arrays["format"]) != FORMAT or "header" not in arrays:
         raise GraphGradError(f"{path} is not a graphgrad checkpoint")
     header = json.loads(str(arrays["header"]))

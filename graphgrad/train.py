@@ -90,10 +90,12 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
            check_numerics: bool) -> _Graph:
     """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"."""
     cache = model.__dict__.setdefault("_gg_graphs", {})
-    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, id(optimizer),
-           check_numerics)
-    if key in cache:
-        return cache[key]
+    # one entry per kind and shapes: a train graph for another optimizer replaces the old one
+    # (keyed by the optimizer, every gg.fit(..., optimizer=New()) would keep a program alive)
+    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics)
+    hit = cache.get(key)
+    if hit is not None and (kind != "train" or hit.program.optimizer is optimizer):
+        return hit
     from .nn import training
     x = placeholder((None,) + x_row, name="x", dtype=model.dtype)
     with training(kind == "train"):

@@ -437,3 +437,100 @@ def test_unknown_loss_reduction():
 def test_compile_needs_tensors(outputs):
     with pytest.raises(TypeError, match="gg.compile takes a Tensor"):
         gg.compile(outputs)
+
+
+# ---- models, training and checkpoints (gg.nn, gg.fit, gg.save / gg.load) ------------------
+
+def _small_model():
+    return gg.nn.Sequential(gg.nn.Dense(3, 4, activation="relu"), gg.nn.Dense(4, 1))
+
+
+def _data(n=20):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    return X, X.sum(axis=1, keepdims=True)
+
+
+def test_unknown_activation_name():
+    with pytest.raises(ValueError, match=r"unknown activation 'relux'.*'relu'"):
+        gg.nn.Dense(3, 4, activation="relux")
+
+
+def test_unknown_loss_name():
+    X, Y = _data()
+    with pytest.raises(ValueError, match=r"unknown loss 'msee'.*'mse'"):
+        gg.fit(_small_model(), X, Y, loss="msee", optimizer=gg.optim.SGD(lr=0.1), epochs=1, verbose=0)
+
+
+def test_fit_with_mismatched_samples():
+    X, Y = _data()
+    with pytest.raises(gg.ShapeError, match="X has 20 samples but Y has 5"):
+        gg.fit(_small_model(), X, Y[:5], loss="mse", optimizer=gg.optim.SGD(lr=0.1), epochs=1, verbose=0)
+
+
+def test_optimizer_given_an_empty_parameter_list():
+    with pytest.raises(gg.GraphGradError, match="empty parameter list"):
+        gg.optim.SGD([], lr=0.1)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model, opt = _small_model(), gg.optim.SGD(lr=0.1, momentum=0.9)
+    X, Y = _data()
+    gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=1, batch_size=5, verbose=0)
+    path = tmp_path / "model.npz"
+    gg.save(str(path), model, opt)
+    return path, model
+
+
+@pytest.mark.parametrize("cut", [0.0, 0.5, 0.99])
+def test_loading_a_truncated_checkpoint(checkpoint, cut):
+    path, model = checkpoint
+    data = path.read_bytes()
+    bad = path.with_name("cut.npz")
+    bad.write_bytes(data[:int(len(data) * cut)])
+    with pytest.raises(gg.GraphGradError, match=r"cut\.npz.*(not an \.npz|truncated or corrupt|cut short)"):
+        gg.load(str(bad))
+    assert gg.load(str(path)).model is not None      # the intact file still loads
+
+
+def test_loading_a_corrupt_checkpoint(checkpoint):
+    path, model = checkpoint
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF                   # one flipped byte inside an array: the CRC catches it
+    bad = path.with_name("flipped.npz")
+    bad.write_bytes(bytes(data))
+    with pytest.raises(gg.GraphGradError, match=r"flipped\.npz"):
+        gg.load(str(bad))
+
+
+@pytest.mark.parametrize("content", ["foreign_npz", "text"])
+def test_loading_a_foreign_file(tmp_path, content):
+    path = tmp_path / "other.npz"
+    if content == "foreign_npz":
+        np.savez(path, weights=np.ones(3))
+    else:
+        path.write_text("not a checkpoint")
+    with pytest.raises(gg.GraphGradError, match=r"other\.npz is not a graphgrad checkpoint"):
+        gg.load(str(path))
+
+
+def test_loading_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        gg.load(str(tmp_path / "nope.npz"))
+
+
+def test_checkpoint_that_does_not_match_the_model_changes_nothing(checkpoint):
+    path, _ = checkpoint
+    other = gg.nn.Sequential(gg.nn.Dense(3, 5, activation="relu"), gg.nn.Dense(5, 1))
+    before = [p.value for p in other.parameters()]
+    with pytest.raises(gg.ShapeError) as info:
+        gg.load(str(path), model=other)
+    msg = str(info.value)
+    for part in ("model.npz", "(3, 4)", "(3, 5)", "kernel"):
+        assert part in msg, part
+    for p, v in zip(other.parameters(), before):     # checked before anything was assigned
+        np.testing.assert_array_equal(p.value, v)
+    deeper = gg.nn.Sequential(gg.nn.Dense(3, 4), gg.nn.Dense(4, 4), gg.nn.Dense(4, 1))
+    with pytest.raises(gg.ShapeError, match="holds 4 parameters; the model has 6"):
+        gg.load(str(path), model=deeper)
