@@ -92,6 +92,8 @@ def test_a_checkpoint_save_killed_at_random_moments_never_breaks_the_previous_on
     # big enough that a save takes a while (several MB), so kills land inside np.savez / fsync / rename
     model = gg.nn.Sequential(gg.nn.Dense(256, 1024, activation="relu"), gg.nn.Dense(1024, 256))
     optimizer = gg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for p in model.parameters():
+        p.assign(np.zeros(p.shape))
     gg.save(path, model, optimizer, version=0)
     rng = random.Random(1234)
     last_version, kills, mid_save = 0, 40, 0
