@@ -56,6 +56,20 @@ def _loss_scale(p, attrs) -> float:
     return 1.0 / p.size if attrs["reduction"] == "mean" and p.size else 1.0
 
 
+def _logsumexp(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def _softmax(x, axis):
+    return np.exp(x - _logsumexp(x, axis))
+
+
+def _share(a, b):
+    """maximum's gradient share for a: 1 where a > b, 1/2 on ties (PyTorch's rule), else 0."""
+    return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+
+
 # ---- forward: op name -> (inputs, attrs) -> value ------------------------------------------------
 FORWARD: dict[str, Callable] = {
     "add": lambda v, a: v[0] + v[1],
@@ -76,6 +90,18 @@ FORWARD: dict[str, Callable] = {
     "matmul": lambda v, a: _op_t(v[0], a["trans_a"]) @ _op_t(v[1], a["trans_b"]),
     "mse": lambda v, a: np.sum((v[0] - v[1]) ** 2) * _loss_scale(v[0], a),
     "l1": lambda v, a: np.sum(np.abs(v[0] - v[1])) * _loss_scale(v[0], a),
+    "exp": lambda v, a: np.exp(v[0]),
+    "log": lambda v, a: np.log(v[0]),
+    "sqrt": lambda v, a: np.sqrt(v[0]),
+    "tanh": lambda v, a: np.tanh(v[0]),
+    "softplus": lambda v, a: np.logaddexp(0.0, v[0]),
+    "elu": lambda v, a: np.where(v[0] > 0, v[0], a["alpha"] * np.expm1(np.minimum(v[0], 0.0))),
+    "leaky_relu": lambda v, a: np.where(v[0] > 0, v[0], a["alpha"] * v[0]),
+    "maximum": lambda v, a: np.maximum(v[0], v[1]),
+    "minimum": lambda v, a: np.minimum(v[0], v[1]),
+    "transpose": lambda v, a: np.transpose(v[0], a["perm"]),
+    "softmax": lambda v, a: _softmax(v[0], a["axis"]),
+    "log_softmax": lambda v, a: v[0] - _logsumexp(v[0], a["axis"]),
     "mse_backward": lambda v, a: v[2] * 2 * _loss_scale(v[0], a) * (v[0] - v[1]),
     "l1_backward": lambda v, a: v[2] * _loss_scale(v[0], a) * np.sign(v[0] - v[1]),
 }
@@ -130,6 +156,20 @@ VJP: dict[str, Callable] = {
                                  -g * 2 * _loss_scale(v[0], a) * (v[0] - v[1])],
     "l1": lambda v, out, g, a: [g * _loss_scale(v[0], a) * np.sign(v[0] - v[1]),
                                 -g * _loss_scale(v[0], a) * np.sign(v[0] - v[1])],
+    "exp": lambda v, out, g, a: [g * out],
+    "log": lambda v, out, g, a: [g / v[0]],
+    "sqrt": lambda v, out, g, a: [g * 0.5 / out],
+    "tanh": lambda v, out, g, a: [g * (1 - out ** 2)],
+    "softplus": lambda v, out, g, a: [g * _sigmoid(v[0])],
+    "elu": lambda v, out, g, a: [np.where(v[0] > 0, g, g * a["alpha"] * np.exp(np.minimum(v[0], 0.0)))],
+    "leaky_relu": lambda v, out, g, a: [np.where(v[0] > 0, g, g * a["alpha"])],
+    "maximum": lambda v, out, g, a: [_unbroadcast(g * _share(v[0], v[1]), v[0].shape),
+                                     _unbroadcast(g * _share(v[1], v[0]), v[1].shape)],
+    "minimum": lambda v, out, g, a: [_unbroadcast(g * _share(v[1], v[0]), v[0].shape),
+                                     _unbroadcast(g * _share(v[0], v[1]), v[1].shape)],
+    "transpose": lambda v, out, g, a: [np.transpose(g, np.argsort(a["perm"]))],
+    "softmax": lambda v, out, g, a: [out * (g - np.sum(g * out, axis=a["axis"], keepdims=True))],
+    "log_softmax": lambda v, out, g, a: [g - np.exp(out) * np.sum(g, axis=a["axis"], keepdims=True)],
     "mse_backward": _vjp_loss_backward("mse"),
     "l1_backward": _vjp_loss_backward("l1"),
 }

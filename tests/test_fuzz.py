@@ -23,9 +23,10 @@ import reference
 N_GRAPHS = int(os.environ.get("GG_FUZZ_GRAPHS", 500))
 TOL = {"float64": 1e-9, "float32": 2e-4}
 
-UNARY = ["neg", "abs", "relu", "sigmoid", "sign"]
-BINARY = ["add", "sub", "mul", "div"]
-OPS = UNARY + BINARY + ["sum", "mean", "matmul", "mse", "l1"]
+UNARY = ["neg", "abs", "relu", "sigmoid", "sign", "exp", "log", "sqrt", "tanh", "softplus", "elu", "leaky_relu"]
+BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
+ALONG = ["softmax", "log_softmax"]          # along one axis
+OPS = UNARY + BINARY + ALONG + ["sum", "mean", "transpose", "matmul", "mse", "l1"]
 
 
 # ---- drawing a recipe ----------------------------------------------------------------------
@@ -76,6 +77,18 @@ def recipes(draw):
                 j = draw(st.sampled_from(partners))   # i itself is always a partner: x * x
                 steps.append((op, i, j))
                 shapes.append(np.broadcast_shapes(shapes[i], shapes[j]))
+        elif op in ALONG or op == "transpose":
+            rank = len(shapes[i])
+            if rank == 0:
+                steps.append(("neg", i))
+                shapes.append(shapes[i])
+            elif op == "transpose":
+                perm = tuple(draw(st.permutations(range(rank))))
+                steps.append((op, i, perm))
+                shapes.append(tuple(shapes[i][p] for p in perm))
+            else:
+                steps.append((op, i, draw(st.integers(-rank, rank - 1))))
+                shapes.append(shapes[i])
         elif op in ("sum", "mean"):
             rank = len(shapes[i])
             axes = draw(st.one_of(st.none(), st.lists(st.integers(-rank, rank - 1), unique_by=lambda a: a % rank,
@@ -139,10 +152,21 @@ def build(recipe):
         op, i = step[0], step[1]
         x = nodes[i]
         if op in UNARY:
-            out = {"neg": gg.neg, "abs": gg.abs, "relu": gg.relu, "sigmoid": gg.sigmoid,
-                   "sign": gg.ops.sign}[op](x)
+            # keep exp from overflowing and log / sqrt inside their domain
+            if op == "exp":
+                x = gg.tanh(x)
+            elif op in ("log", "sqrt"):
+                x = gg.add(gg.abs(x), 0.5)
+            out = {"neg": gg.neg, "abs": gg.abs, "relu": gg.relu, "sigmoid": gg.sigmoid, "sign": gg.ops.sign,
+                   "exp": gg.exp, "log": gg.log, "sqrt": gg.sqrt, "tanh": gg.tanh, "softplus": gg.softplus,
+                   "elu": lambda t: gg.elu(t, alpha=0.7), "leaky_relu": lambda t: gg.leaky_relu(t, alpha=0.1)}[op](x)
+        elif op in ALONG:
+            out = (gg.softmax if op == "softmax" else gg.log_softmax)(x, axis=step[2])
+        elif op == "transpose":
+            out = gg.transpose(x, step[2])
         elif op in BINARY:
-            fn = {"add": gg.add, "sub": gg.sub, "mul": gg.mul, "div": gg.div}[op]
+            fn = {"add": gg.add, "sub": gg.sub, "mul": gg.mul, "div": gg.div, "maximum": gg.maximum,
+                  "minimum": gg.minimum}[op]
             if isinstance(step[2], tuple):
                 _, scalar, scalar_first = step[2]
                 a, b = (scalar, x) if scalar_first else (x, scalar)
