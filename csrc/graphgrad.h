@@ -154,6 +154,7 @@ typedef struct gg_program {
     int32_t failed_instr;     /* set by gg_program_run when it returns an error */
     void *workspace;          /* scratch for kernels that pack (GEMM), allocated once by the runtime */
     int64_t workspace_bytes;  /* its size: gg_program_workspace_bytes(p, threads) */
+    double *profile_ns;       /* NULL, or n_instr counters: nanoseconds spent in each instruction, summed over runs */
 } gg_program;
 
 /* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr. */

@@ -26,7 +26,7 @@ from .ops.registry import _fmt_shape
 class _Executable:
     """One specialisation: the plan and the C structures that run it."""
 
-    def __init__(self, plan: Plan, placeholders: list[Tensor], check_numerics: bool):
+    def __init__(self, plan: Plan, placeholders: list[Tensor], check_numerics: bool, profile: bool = False):
         self.plan = plan
         mem = plan.memory
         try:
@@ -67,6 +67,9 @@ class _Executable:
         self.c_prog.n_buffers = len(mem.buffers)
         self.c_prog.buffers = self.c_buffers
         self.c_prog.check_numerics = int(check_numerics)
+        # profile mode: C adds each instruction's nanoseconds here on every run
+        self.profile_ns = np.zeros(max(len(plan.instructions), 1)) if profile else None
+        self.c_prog.profile_ns = ffi.cast("double *", self.profile_ns.ctypes.data) if profile else ffi.NULL
         # packing scratch for the GEMMs, sized for the threads the machine has (fewer run if
         # gg.set_num_threads asks for more later)
         threads = max(os.cpu_count() or 1, lib.gg_get_num_threads())
@@ -87,7 +90,7 @@ class Program:
     list when compiled from a list. With an optimizer, each call is one training step and
     returns the loss (the first output) as it was before the update."""
 
-    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None):
+    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False):
         self._single = isinstance(outputs, Tensor)
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
@@ -114,6 +117,7 @@ class Program:
         for p in self.placeholders:
             self._by_name.setdefault(p.name, []).append(p)
         self.check_numerics = bool(check_numerics)
+        self.profiling = bool(profile)
         self._executables: dict[tuple, _Executable] = {}
         self._last: _Executable | None = None
         self._feed_dtypes = [p.dtype for p in self.placeholders]
@@ -194,7 +198,7 @@ class Program:
         aliases = {o.id: c for o, c in zip(self.outputs, self.compiled_outputs) if o is not c}
         plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
                           placeholders=self.placeholders, aliases=aliases)
-        exe = _Executable(plan, self.placeholders, self.check_numerics)
+        exe = _Executable(plan, self.placeholders, self.check_numerics, self.profiling)
         exe.compile_seconds = time.perf_counter() - started   # fusion, memory plan, lowering, C structures
         self._executables[key] = exe
         return exe
@@ -291,9 +295,20 @@ class Program:
         bytes, arena offset and size, in place or not; then the totals (instruction count, FLOPs
         per step, arena peak against the naive sum of intermediates)."""
         from .summary import format_summary
-        text = format_summary(self.plan(batch_size))
+        plan = self.plan(batch_size)
+        text = format_summary(plan, self.profile_ns(plan))
         print(text, file=file)
         return text
+
+    def profile_ns(self, plan: Plan | None = None) -> np.ndarray | None:
+        """With compile(..., profile=True): nanoseconds spent in each instruction of `plan` (the
+        last one run by default), summed over every run so far — measured inside C. None when
+        the program was compiled without profile=True."""
+        plan = plan or self.plan()
+        exe = next((e for e in self._executables.values() if e.plan is plan), None)
+        if exe is None or exe.profile_ns is None:
+            return None
+        return exe.profile_ns[:len(plan.instructions)].copy()
 
     def plan_json(self, batch_size: int | None = None) -> str:
         """The compiled plan as JSON text (instructions, buffers, totals), stable from run to run:
@@ -322,7 +337,7 @@ class Program:
 
 
 def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False,  # noqa: A001
-            passes=None) -> Program:
+            passes=None, profile: bool = False) -> Program:
     """Compile outputs into a Program. With an optimizer, outputs[0] is the loss and every call
     runs forward, backward and the update in one C call.
 
@@ -332,10 +347,14 @@ def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: 
 
     passes: the compiler passes to run, in order — names from
     ("fold_constants", "simplify", "cse", "fuse") or your own Graph -> Graph functions; None
-    (the default) runs them all, [] none. Every pass leaves the results unchanged (fusion
+    (the default) runs them all, [] none.
+
+    profile=True times every instruction inside C on every run (a clock read before and after
+    each); summary() then shows each instruction's share of the time, and profile_ns() the raw
+    nanoseconds. Every pass leaves the results unchanged (fusion
     keeps each op's arithmetic, so its results are the same bits too).
     """
-    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes)
+    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes, profile=profile)
 
 
 def set_num_threads(n: int) -> None:

@@ -78,10 +78,14 @@ def totals(plan: Plan) -> dict:
     }
 
 
-def format_summary(plan: Plan) -> str:
+def format_summary(plan: Plan, profile_ns=None) -> str:
+    """The table; with profile_ns (nanoseconds per instruction, from profile=True) a column of
+    each instruction's share of the measured time, and the hottest instructions at the end."""
     rows = instruction_rows(plan)
+    total_ns = float(sum(profile_ns)) if profile_ns is not None else 0.0
+    timed = total_ns > 0
     header = (f"{'#':>3}  {'op':<26} {'node':<20} {'output':<13} {'inputs':<26} {'FLOPs':>11} {'bytes':>10} "
-              f"{'arena offset':>12} {'size':>10}  in place")
+              f"{'arena offset':>12} {'size':>10}  {'in place':<8}" + ("   time" if timed else ""))
     lines = [header, "-" * len(header)]
     for r in rows:
         ins = ", ".join(_fmt_shape(s) for s in r["inputs"])
@@ -91,9 +95,10 @@ def format_summary(plan: Plan) -> str:
             offset, size, inplace = f"{r['arena_offset']:,}", _human_bytes(r["arena_size"]), \
                 "yes" if r["in_place"] else ""
         op = r["op"] if len(r["op"]) <= 26 else r["op"][:25] + "…"
+        share = f"  {100 * profile_ns[r['index']] / total_ns:5.1f}%" if timed else ""
         lines.append(f"{r['index']:>3}  {op:<26} {r['node'][:20]:<20} {_fmt_shape(r['output']):<13} "
                      f"{ins[:26]:<26} {r['flops']:>11,} {_human_bytes(r['bytes']):>10} {offset:>12} {size:>10}  "
-                     f"{inplace}")
+                     f"{inplace:<8}{share}")
         if r["fused"]:
             lines.append(f"{'':>5}└ fused: {' → '.join(r['members'])}")
     t = totals(plan)
@@ -105,6 +110,10 @@ def format_summary(plan: Plan) -> str:
     ratio = f" ({t['arena_peak_bytes'] / t['naive_bytes']:.2f}x)" if t["naive_bytes"] else ""
     lines.append(f"arena: {_human_bytes(t['arena_peak_bytes'])} peak, naive sum of intermediates "
                  f"{_human_bytes(t['naive_bytes'])}{ratio}")
+    if timed:
+        hottest = sorted(range(len(rows)), key=lambda i: -profile_ns[i])[:3]
+        lines.append(f"profile: {total_ns / 1e6:.3f} ms measured in C; hottest: " + ", ".join(
+            f"#{i} {rows[i]['op']} {100 * profile_ns[i] / total_ns:.0f}%" for i in hottest))
     return "\n".join(lines)
 
 

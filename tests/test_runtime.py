@@ -152,3 +152,19 @@ def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds():
         f(y=X)
     strided = np.ones((3, 4), np.float32)[:, ::2]                # not contiguous: copied, same result
     assert f({x: strided}).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_profile_mode_times_every_instruction_in_c():
+    x = gg.placeholder((None, 8), name="x")
+    w = gg.variable(np.ones((8, 4)), name="w")
+    loss = gg.mean(gg.sigmoid(x @ w))
+    step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1), profile=True)
+    for _ in range(5):
+        step(x=np.ones((16, 8), np.float32))
+    ns = step.profile_ns()
+    assert ns.shape == (len(step.plan().instructions),) and (ns > 0).all()
+    text = step.summary()
+    assert "time" in text and "profile:" in text and "%" in text
+    plain = gg.compile(loss)
+    plain(x=np.ones((2, 8), np.float32))
+    assert plain.profile_ns() is None and "profile:" not in plain.summary()
