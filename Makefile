@@ -34,7 +34,7 @@ demo: install
 	$(PYTHON) examples/first_model.py --out out
 
 bench: install
-	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PYTHON) "$$script" || exit 1; done
+	@for script in bench/[!_]*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PYTHON) "$$script" || exit 1; done
 
 # rebuild the C core with AddressSanitizer + UBSan and run the tests under it
 asan: deps dot

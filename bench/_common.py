@@ -9,11 +9,12 @@ import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHGRAD_NUM_THREADS")
 
 
 def pin_threads(n: int) -> None:
     """Set every thread knob before numpy / torch / graphgrad are imported in this process."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHGRAD_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ[var] = str(n)
 
 
@@ -21,7 +22,7 @@ def time_per_call(fn, min_time: float = 1.0, min_calls: int = 10, warmup: int = 
     """Seconds per call: the best of several timed batches of calls (after a warm-up)."""
     for _ in range(warmup):
         fn()
-    calls, best = 1, float("inf")
+    best = float("inf")
     start = time.perf_counter()
     fn()
     single = time.perf_counter() - start
@@ -40,7 +41,7 @@ def time_per_call(fn, min_time: float = 1.0, min_calls: int = 10, warmup: int = 
 def run_worker(script: str, args: list[str], threads: int, timeout: float = 600) -> dict | None:
     """Run `script --worker ...` in a fresh process pinned to `threads`; it prints one JSON line."""
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GRAPHGRAD_NUM_THREADS"):
+    for var in THREAD_VARS:
         env[var] = str(threads)
     proc = subprocess.run([sys.executable, script, "--worker", *args, "--threads", str(threads)],
                           capture_output=True, text=True, env=env, timeout=timeout)
