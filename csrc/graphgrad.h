@@ -79,7 +79,8 @@ enum gg_opcode {
     GG_OP_LOG_SOFTMAX = 65,
     GG_OP_LOG_SOFTMAX_BACKWARD = 66,
     /* matrix product (dims: M, N, K, trans_a, trans_b, act; attrs: alpha, beta; in[2]: bias (N,) or -1;
-       act is a gg_act, 0 = none; packs into gg_program.workspace) */
+       in[3] (optional): a float64 scalar alpha is multiplied by, e.g. the learning rate of a plain SGD
+       update run as w = w - lr·a·b; act is a gg_act, 0 = none; packs into gg_program.workspace) */
     GG_OP_MATMUL = 80,
     /* losses (dims[0] = element count; attrs[0] = scale, 1/n for the mean) */
     GG_OP_MSE = 100,

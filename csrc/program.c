@@ -176,14 +176,16 @@ static int execute(gg_program *p, const gg_instr *ins) {
                  (F64(p, ins->out), F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
         break;
     case GG_OP_MATMUL: {
-        /* optional epilogue: bias buffer in[2], activation dims[5] */
+        /* optional epilogue: bias buffer in[2], activation dims[5]; optional float64 scalar in[3]
+         * multiplying alpha (a plain SGD update: alpha = -1 · lr, beta = 1, out = the variable) */
         gg_epilogue ep = {ins->n_in > 2 && ins->in[2] >= 0 ? BUF(p, ins->in[2]) : NULL, (int32_t)d[5]};
         const gg_epilogue *epp = ep.bias || ep.act ? &ep : NULL;
+        double alpha = ins->n_in > 3 && ins->in[3] >= 0 ? a[0] * SCALAR_F64(p, ins->in[3]) : a[0];
         DISPATCH(ins, gemm,
                  (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], a[0], a[1], epp, p->workspace, p->workspace_bytes),
+                  (int32_t)d[4], alpha, a[1], epp, p->workspace, p->workspace_bytes),
                  (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], a[0], a[1], epp, p->workspace, p->workspace_bytes));
+                  (int32_t)d[4], alpha, a[1], epp, p->workspace, p->workspace_bytes));
         break;
     }
     case GG_OP_MSE: LOSS(mse); break;

@@ -103,8 +103,8 @@ def test_summary_lists_instructions_and_totals(capsys):
     assert "matmul" in text and "sgd_update" in text and "FLOPs per step" in text
     plan = step.plan(batch_size=16)
     assert f"instructions: {len(plan.instructions)}" in text
-    # the first matmul: (16, 4) @ (4, 3) = 2*16*4*3 FLOPs
-    assert "384" in text
+    # the first matmul, (16, 4) @ (4, 3) = 2*16*4*3 = 384 FLOPs, with its relu (48) in one instruction
+    assert "432" in text
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -410,6 +410,58 @@ def test_fused_training_matches_unfused(activation, dtype):
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=tol)
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_bias_and_activation_run_in_the_gemm_epilogue():
+    from graphgrad._core import lib
+    x, y, params, loss = _bias_mlp(gg.sigmoid)
+    plan = gg.compile(loss).plan(batch_size=8)
+    heads = [ins for ins in plan.instructions if [m.op for m in ins.members][:2] == ["matmul", "add"]]
+    assert len(heads) == 2
+    for ins in heads:   # a plain GEMM with its bias buffer and activation, not an interpreted op list
+        assert ins.opcode == lib.GG_OP_MATMUL and ins.inputs[2] >= 0
+        assert ins.dims[5] == lib.GG_ACT_SIGMOID
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plain_sgd_runs_inside_its_gradient_gemm_with_the_same_bits(dtype):
+    from graphgrad._core import lib
+    results = []
+    for passes in (None, []):
+        x, y, params, loss = _bias_mlp(gg.sigmoid, seed=4, dtype=dtype)
+        opt = gg.optim.SGD(lr=0.5)
+        step = gg.compile(loss, optimizer=opt, passes=passes)
+        rng = np.random.default_rng(1)
+        losses = []
+        for k in range(5):
+            opt.lr = 0.5 / (k + 1)   # the lr is read at run time: a schedule needs no recompile
+            losses.append(step(x=rng.normal(size=(24, 5)), y=rng.random((24, 3))))
+        results.append((losses, [p.value.copy() for p in params]))
+        if passes is None:
+            plan = step.plan(batch_size=24)
+            fused = [ins for ins in plan.instructions if [m.op for m in ins.members] == ["matmul", "sgd_update"]]
+            assert sorted(ins.node.inputs[0].name for ins in fused) == ["w1", "w2"]
+            for ins in fused:   # the GEMM writes the weight: no gradient buffer, no update pass
+                assert ins.opcode == lib.GG_OP_MATMUL
+                assert ins.out == plan.memory.buffer_of[ins.node.inputs[0].id]
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer, fetch_gradient", [
+    (lambda: gg.optim.SGD(lr=0.1, momentum=0.9), False),
+    (lambda: gg.optim.SGD(lr=0.1, weight_decay=1e-3), False),
+    (lambda: gg.optim.SGD(lr=0.1, clip_norm=1.0), False),
+    (lambda: gg.optim.Adam(lr=0.1), False),
+    (lambda: gg.optim.SGD(lr=0.1), True),
+])
+def test_sgd_stays_a_separate_update_when_the_gradient_is_needed_elsewhere(optimizer, fetch_gradient):
+    x, y, params, loss = _bias_mlp()
+    outputs = [loss] + ([gg.grad(loss, [params[0]])[0]] if fetch_gradient else [])
+    plan = gg.compile(outputs, optimizer=optimizer()).plan(batch_size=8)
+    w1_update = [ins for ins in plan.instructions if ins.node.op.endswith("_update") and ins.node.inputs[0] is params[0]]
+    assert len(w1_update) == 1 and not w1_update[0].fused
 
 
 def test_check_numerics_names_the_op_inside_what_would_be_a_fused_chain():

@@ -308,6 +308,11 @@ def test_fuzz_forward_gradients_and_steps():
     # so each update reads the variable the other one overwrites (found by the fuzzer: a CycleError)
     {"dtype": "float64", "seed": 4, "leaves": [("variable", ()), ("variable", ())],
      "steps": [("mul", 1, 0)], "fetch": [], "train": (0.01, 0.9)},
+    # softmax over a batch axis (None) whose cotangent has the concrete size (found by the fuzzer:
+    # softmax_backward rejected (None,) against (2,))
+    {"dtype": "float64", "seed": 0, "leaves": [("placeholder", (2,)), ("placeholder", ()), ("batch", (2,))],
+     "steps": [("neg", 1), ("neg", 2), ("neg", 3), ("neg", 4), ("softmax", 6, 0), ("neg", 6), ("add", 7, 0)],
+     "fetch": [], "train": None},
 ])
 def test_known_graphs(recipe):
     """Hand-written recipes of the shapes the issue names, through the same checker."""

@@ -9,6 +9,12 @@ mse_backward -> sigmoid_backward never writes its intermediate to memory.
 A node joins the group of an input when that input is read by nothing else and is not
 fetched and has the same element count. A group runs as soon as every value it reads exists,
 and only if no update overwrites a variable it reads before that point.
+
+Plain SGD (no momentum, no weight decay) joins the matrix product that computes its gradient:
+w ← w − lr·(a·b) is one GEMM with alpha = −lr and beta = 1 writing into w, so the gradient is
+never stored and the update makes no pass of its own. Bit for bit the same as the two steps:
+the product is accumulated the same way, then scaled by −lr and added to w once. The group runs
+where the update was scheduled (after every reader of w).
 Elementwise inputs may be full-size, scalars, or rows broadcast over the leading axes (a bias).
 Runs once per shape specialisation: pure Python, nothing at step time.
 """
@@ -82,6 +88,19 @@ def _external_inputs(nodes: list[Tensor]) -> list[Tensor]:
     return out
 
 
+def _gemm_update_ok(node: Tensor, consumers: dict[int, int], fetched: set[int], first_write: dict[int, int],
+                    position: dict[int, int]) -> bool:
+    """Whether an update node can run as its gradient's GEMM (see the module docstring)."""
+    if node.op != "sgd_update" or node.attrs["state"] or node.attrs["weight_decay"] != 0:
+        return False
+    var, grad = node.inputs[0], node.inputs[1]
+    if grad.op != "matmul" or consumers.get(grad.id) != 1 or grad.id in fetched or grad.dtype != var.dtype:
+        return False
+    # the product's operands are read when the update runs: none may be w (written while read)
+    # or be overwritten between the product's place in the schedule and the update's
+    return all(i.id != var.id and first_write.get(i.id, len(position)) > position[node.id] for i in grad.inputs)
+
+
 def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabled: bool = True) -> list[Step]:
     """Group the scheduled op nodes into steps (one step per node when fusion is off)."""
     ops = [n for n in order if REGISTRY[n.op].opcode is not None]
@@ -111,6 +130,12 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             group = [node]
             group_of[node.id] = group
             head_of[node.id] = node
+            continue
+        if _gemm_update_ok(node, consumers, fetched, first_write, position) and len(group_of[node.inputs[1].id]) == 1:
+            group = [node.inputs[1], node]
+            for m in group:
+                group_of[m.id] = group
+            head_of[group[0].id] = group[0]
             continue
         if not _elementwise_ok(node, shapes):
             continue
@@ -153,6 +178,8 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             head = group[0] if group[0].op == "matmul" else None
             inputs = _external_inputs(group)
             start = max(position[i.id] for i in inputs) + 0.5
+            if REGISTRY[node.op].writes:   # an update stays where the schedule put it
+                start = position[node.id]
             keyed.append((start, position[node.id], Step(list(group), head=head, inputs=inputs)))
     keyed.sort(key=lambda k: (k[0], k[1]))
     return [step for _, _, step in keyed]

@@ -90,11 +90,58 @@ def _lower_fused(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tu
     return [memory.buffer_of[n.id] for n in slot_nodes], dims, attrs
 
 
+#: activations the GEMM applies in its epilogue (enum gg_act in csrc/graphgrad.h)
+EPILOGUE_ACT = {"relu": 1, "sigmoid": 2}
+
+
+def _lower_gemm_epilogue(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tuple | None:
+    """(input buffers, dims, attrs) of a plain GG_OP_MATMUL when a fused group is just the product,
+    a bias row added to it and/or relu or sigmoid: the GEMM adds the bias and applies the activation
+    to each tile in registers (the same bits as the separate ops), with no op list to interpret.
+    None for any other group."""
+    head, rest = step.head, [m for m in step.nodes if m is not step.head]
+    if head is None or not rest or len(rest) > 2:
+        return None
+    bias, prev = None, head
+    if rest[0].op == "add":
+        a, b = rest[0].inputs
+        other = b if a is head else a if b is head else None
+        n = shapes[head.id][1]
+        if other is None or other is head or tuple(shapes[other.id]) != (n,):
+            return None
+        bias, prev, rest = other, rest[0], rest[1:]
+    act = 0
+    if rest:
+        if rest[0].op not in EPILOGUE_ACT or rest[0].inputs[0] is not prev or len(rest) > 1:
+            return None
+        act = EPILOGUE_ACT[rest[0].op]
+    low = REGISTRY["matmul"].lower([shapes[i.id] for i in head.inputs], shapes[head.id], head.attrs)
+    inputs = [memory.buffer_of[head.inputs[0].id], memory.buffer_of[head.inputs[1].id]]
+    inputs.append(memory.buffer_of[bias.id] if bias is not None else -1)
+    return inputs, list(low.dims) + [act], [1.0, 0.0]
+
+
+def _lower_gemm_update(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tuple[list, list, list]:
+    """(input buffers, dims, attrs) of the GG_OP_MATMUL that is a plain SGD update: the variable is
+    the output, alpha = -1 scaled by the learning-rate buffer (in[3]) at run time, beta = 1."""
+    head, update = step.head, step.root
+    low = REGISTRY["matmul"].lower([shapes[i.id] for i in head.inputs], shapes[head.id], head.attrs)
+    lr = update.inputs[2]
+    inputs = [memory.buffer_of[head.inputs[0].id], memory.buffer_of[head.inputs[1].id], -1, memory.buffer_of[lr.id]]
+    return inputs, list(low.dims) + [0], [-1.0, 1.0]
+
+
 def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> list[Instruction]:
     instructions = []
     for step in steps:
         node = step.root
-        if step.fused:
+        if step.fused and REGISTRY[node.op].writes:
+            inputs, dims, attrs = _lower_gemm_update(step, shapes, memory)
+            opcode = opcode_value("GG_OP_MATMUL")
+        elif step.fused and (epilogue := _lower_gemm_epilogue(step, shapes, memory)) is not None:
+            inputs, dims, attrs = epilogue
+            opcode = opcode_value("GG_OP_MATMUL")
+        elif step.fused:
             inputs, dims, attrs = _lower_fused(step, shapes, memory)
             opcode = opcode_value("GG_OP_FUSED")
         else:

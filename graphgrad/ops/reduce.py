@@ -160,8 +160,12 @@ def max(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -
 # ---- softmax and log_softmax along one axis -------------------------------------------------------
 
 def _axis_shape(shapes, attrs):
-    if len(shapes) == 2 and tuple(shapes[0]) != tuple(shapes[1]):
-        raise OpShapeError(f"saved tensor {shapes[0]} and gradient {shapes[1]} differ in shape")
+    if len(shapes) == 2:
+        # a batch axis (None) in one may be a number in the other; checked again once specialised
+        a, b = tuple(shapes[0]), tuple(shapes[1])
+        if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a, b)):
+            raise OpShapeError(f"saved tensor {a} and gradient {b} differ in shape")
+        return tuple(x if x is not None else y for x, y in zip(a, b))
     return shapes[0]
 
 
