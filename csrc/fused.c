@@ -141,6 +141,10 @@ typedef struct {
 static void KERNEL(fused_hook)(void *ctx, void *c, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
     const KERNEL(fused_ctx) *f = ctx;
     (void)c;
+    if (col0 == 0 && cols == f->dims[4]) {   /* whole rows: one contiguous range, fewer short blocks */
+        KERNEL(fused_range)(f->out, f->in, f->dims, f->attrs, row0 * cols, (row0 + rows) * cols);
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         int64_t s = (row0 + r) * f->dims[4] + col0;
         KERNEL(fused_range)(f->out, f->in, f->dims, f->attrs, s, s + cols);

@@ -400,9 +400,12 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
     for (int v = 0; v < NV; v++) mk[v] = VMASK(nr - v * VL);
     int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
 #if defined(__AVX__)
-    for (int64_t i = 0; i < mr; i++) { /* C's tile arrives while the loop runs */
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+    /* C's tile arrives while the loop runs (not worth it for a few k steps) */
+    if (kc >= 32) {
+        for (int64_t i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+        }
     }
 #endif
 

@@ -8,6 +8,7 @@ specialisation, never per call.
 """
 from __future__ import annotations
 
+import operator
 import os
 import time
 from typing import Sequence
@@ -21,6 +22,9 @@ from .errors import FeedError, NumericsError, RuntimeFailure
 from .graph import Graph, Tensor, source_text
 from .ops import REGISTRY
 from .ops.registry import _fmt_shape
+
+
+_same = operator.is_
 
 
 class _Executable:
@@ -78,6 +82,7 @@ class _Executable:
         self.c_prog.workspace = ffi.cast("void *", self.workspace.ctypes.data)
         self.c_prog.workspace_bytes = nbytes
         self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
+        self.feed_shapes: tuple | None = None     # the shapes this specialisation is for (set by Program)
         self.last_feeds: list = [None] * len(placeholders)   # the arrays the feed slots point at now
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
@@ -132,6 +137,14 @@ class Program:
         if fast is not None and type(source) is dict and tuple(source) == fast[0]:
             values = list(source.values())
             arrays = [values[i] for i in fast[1]]
+            exe = self._last
+            # the very arrays of the last call, same shapes: their pointers are in place already
+            if (exe is not None and all(map(_same, arrays, exe.last_feeds))
+                    and tuple([a.shape for a in arrays]) == exe.feed_shapes):
+                status = lib.gg_program_run(exe.c_prog)
+                if status != lib.GG_OK:
+                    self._raise_status(exe, status)
+                return self._results(exe, arrays)
             exe = self._ready_executable(arrays)
             if exe is not None:
                 return self._run(exe, arrays)
@@ -181,6 +194,13 @@ class Program:
         if status != lib.GG_OK:
             self._raise_status(exe, status)
         self._last = exe
+        return self._results(exe, arrays)
+
+    def _results(self, exe: "_Executable", arrays: list):
+        """The fetched values after a run: copies (a scalar as a NumPy scalar), never views."""
+        if self._single and exe.fetches[0][0] is not None:
+            view = exe.fetches[0][0]
+            return view[()] if view.ndim == 0 else view.copy()
         results = []
         for view, feed in exe.fetches:
             value = arrays[feed] if view is None else view
@@ -199,6 +219,7 @@ class Program:
         plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
                           placeholders=self.placeholders, aliases=aliases)
         exe = _Executable(plan, self.placeholders, self.check_numerics, self.profiling)
+        exe.feed_shapes = key
         exe.compile_seconds = time.perf_counter() - started   # fusion, memory plan, lowering, C structures
         self._executables[key] = exe
         return exe
