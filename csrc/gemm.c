@@ -472,7 +472,15 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
 }
 
 /* One tile: the k loop is compiled for row counts in steps of MR/3 (MR/2 for the portable 4×4), and
- * a tile with mr rows runs the smallest that covers them. */
+ * a tile with mr rows runs the smallest that covers them (gemm_tile_rows). */
+static inline int64_t gemm_tile_rows(int64_t mr) {
+#if MR % 3 == 0
+    return mr <= MR / 3 ? MR / 3 : mr <= 2 * MR / 3 ? 2 * MR / 3 : mr <= 5 * MR / 6 ? 5 * MR / 6 : MR;
+#else
+    return mr <= MR / 2 ? MR / 2 : MR;
+#endif
+}
+
 static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_t a_cs, const real *restrict bp,
                        int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta,
                        const gg_epilogue *ep, const real *bias) {
@@ -508,7 +516,10 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
     int direct_a = j1 - j0 <= DIRECT_A_MAX_COLS;
     for (int64_t ib = i0; ib < i1; ib += MB) {
         int64_t mb = MIN(MB, i1 - ib);
-        int64_t a_whole = direct_a ? mb / MR * MR : 0; /* rows of A read in place */
+        /* rows of A read in place: whole panels, and a last one whose row count has its own k loop
+         * (that loop reads exactly those rows; any other count is copied into a padded panel) */
+        int64_t a_whole = direct_a ? mb / MR * MR : 0;
+        if (direct_a && gemm_tile_rows(mb - a_whole) == mb - a_whole) a_whole = mb;
         for (int64_t pb = 0; pb < k; pb += KC) {
             int64_t kc = MIN(KC, k - pb);
             real be = pb == 0 ? beta : (real)1;             /* later K blocks accumulate */
