@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import os
+import threading
 import time
 from typing import Sequence
 
@@ -93,7 +94,8 @@ class Program:
     """A compiled graph. Call it with feeds (by placeholder name, or a {placeholder: value} dict);
     it returns the outputs as NumPy arrays — one value when compiled from a single Tensor, a
     list when compiled from a list. With an optimizer, each call is one training step and
-    returns the loss (the first output) as it was before the update."""
+    returns the loss (the first output) as it was before the update. Calls from several threads
+    are safe: they take turns (different Programs run in parallel)."""
 
     def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False):
         self._single = isinstance(outputs, Tensor)
@@ -127,35 +129,39 @@ class Program:
         self._last: _Executable | None = None
         self._feed_dtypes = [p.dtype for p in self.placeholders]
         self._fast: tuple | None = None    # (feed keys, placeholder -> key position) of the last checked call
+        self._lock = threading.Lock()
 
     # ---- calling ----
     def __call__(self, feed_dict: dict | None = None, **feeds):
-        # fast path: the same feed keys as the last call, arrays of the right dtype and layout,
-        # shapes already specialised — no validation to redo, no copies
-        source = feeds if feed_dict is None else (feed_dict if not feeds else None)
-        fast = self._fast
-        if fast is not None and type(source) is dict and tuple(source) == fast[0]:
-            values = list(source.values())
-            arrays = [values[i] for i in fast[1]]
-            exe = self._last
-            # the very arrays of the last call, same shapes: their pointers are in place already
-            if (exe is not None and all(map(_same, arrays, exe.last_feeds))
-                    and tuple([a.shape for a in arrays]) == exe.feed_shapes):
-                status = lib.gg_program_run(exe.c_prog)
-                if status != lib.GG_OK:
-                    self._raise_status(exe, status)
-                return self._results(exe, arrays)
-            exe = self._ready_executable(arrays)
-            if exe is not None:
-                return self._run(exe, arrays)
-        arrays = self._collect_feeds(feed_dict, feeds)
-        key = tuple(a.shape for a in arrays)
-        exe = self._executables.get(key)
-        if exe is None:
-            exe = self._specialise(key)
-        result = self._run(exe, arrays)
-        self._remember_feed_keys(source)
-        return result
+        # one call at a time per Program: C runs without the GIL, and two runs at once would share
+        # the arena and the variables (different Programs run in parallel freely)
+        with self._lock:
+            # fast path: the same feed keys as the last call, arrays of the right dtype and layout,
+            # shapes already specialised — no validation to redo, no copies
+            source = feeds if feed_dict is None else (feed_dict if not feeds else None)
+            fast = self._fast
+            if fast is not None and type(source) is dict and tuple(source) == fast[0]:
+                values = list(source.values())
+                arrays = [values[i] for i in fast[1]]
+                exe = self._last
+                # the very arrays of the last call, same shapes: their pointers are in place already
+                if (exe is not None and all(map(_same, arrays, exe.last_feeds))
+                        and tuple([a.shape for a in arrays]) == exe.feed_shapes):
+                    status = lib.gg_program_run(exe.c_prog)
+                    if status != lib.GG_OK:
+                        self._raise_status(exe, status)
+                    return self._results(exe, arrays)
+                exe = self._ready_executable(arrays)
+                if exe is not None:
+                    return self._run(exe, arrays)
+            arrays = self._collect_feeds(feed_dict, feeds)
+            key = tuple(a.shape for a in arrays)
+            exe = self._executables.get(key)
+            if exe is None:
+                exe = self._specialise(key)
+            result = self._run(exe, arrays)
+            self._remember_feed_keys(source)
+            return result
 
     def _ready_executable(self, arrays: list) -> "_Executable | None":
         exe = self._last

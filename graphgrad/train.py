@@ -189,16 +189,17 @@ class _Runner:
         """Run n_steps steps from position first_pos; losses/correct receive one entry per step.
         Returns (status, steps completed)."""
         exe, s = self.exe, self.steps
-        for slot, ptr in zip(exe.feed_slots, self._feed_ptrs):
-            exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
-        exe.last_feeds[:] = [None] * len(exe.last_feeds)   # ... and the next direct call must re-point them
-        s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
-        s.first_pos, s.n_steps = first_pos, n_steps
-        s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data)
-        s.correct = ffi.NULL if correct is None else ffi.cast("int64_t *", correct.ctypes.data)
-        status = lib.gg_program_run_steps(exe.c_prog, s)
-        self.program._last = exe
-        return status, int(s.steps_done)
+        with self.program._lock:   # the Program's calls and these runs take turns (see Program.__call__)
+            for slot, ptr in zip(exe.feed_slots, self._feed_ptrs):
+                exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
+            exe.last_feeds[:] = [None] * len(exe.last_feeds)   # ... and the next direct call must re-point them
+            s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
+            s.first_pos, s.n_steps = first_pos, n_steps
+            s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data)
+            s.correct = ffi.NULL if correct is None else ffi.cast("int64_t *", correct.ctypes.data)
+            status = lib.gg_program_run_steps(exe.c_prog, s)
+            self.program._last = exe
+            return status, int(s.steps_done)
 
     def raise_for(self, status: int, context: str = ""):
         """Turn a failing status into its typed exception."""

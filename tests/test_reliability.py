@@ -39,6 +39,35 @@ def _train(step, data, n_steps: int, barrier=None) -> list[float]:
             for k in range(n_steps)]
 
 
+def test_one_program_called_from_two_threads_runs_one_step_at_a_time():
+    """Calls from two threads take turns (C runs without the GIL): with the same batch every step is
+    the same function of the variables, so 2·n concurrent steps must equal 2·n sequential ones."""
+    n_steps = 200
+    results = []
+    for concurrent in (False, True):
+        step, (X, Y), variables = _mlp_step(3, gg.optim.Adam(lr=1e-2))
+        feeds = {"x": X[:16], "y": Y[:16]}
+        if concurrent:
+            barrier = threading.Barrier(2)
+
+            def worker():
+                barrier.wait()
+                for _ in range(n_steps):
+                    step(**feeds)
+
+            threads = [threading.Thread(target=worker) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            for _ in range(2 * n_steps):
+                step(**feeds)
+        results.append([v.value.copy() for v in variables])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("threads_per_program", [1, 2])
 def test_two_programs_in_two_threads_match_running_them_one_after_the_other(threads_per_program):
     n_steps = 300
