@@ -113,18 +113,59 @@ static void row_lse(const real *x, int64_t classes, real *max_out, real *logsum_
     *logsum_out = (real)log(s);
 }
 
+/* Rows are taken a block at a time. Rows narrower than GG_LANES (10 classes, say) would each get
+ * a scalar exp loop; a block of them shares one vector loop over its GG_LSE_BLOCK elements instead.
+ * The arithmetic and the order of every sum are the same either way. */
+#ifndef GG_LSE_BLOCK
+#define GG_LSE_BLOCK 256
+#endif
+static inline int64_t lse_rows_per_block(int64_t classes) {
+    return classes < GG_LANES && classes > 0 ? GG_LSE_BLOCK / classes : 1;
+}
+
+/* m[i], ls[i] for the nr rows of x (nr·classes <= GG_LSE_BLOCK when classes < GG_LANES) */
+static void rows_lse(const real *x, int64_t nr, int64_t classes, real *m, real *ls) {
+    if (classes >= GG_LANES || nr == 1) {
+        for (int64_t i = 0; i < nr; i++) row_lse(x + i * classes, classes, m + i, ls + i);
+        return;
+    }
+    real e[GG_LSE_BLOCK];
+    for (int64_t i = 0; i < nr; i++) {
+        real mi = gg_row_max(x + i * classes, classes);
+        m[i] = mi == -INFINITY ? 0 : mi;
+        for (int64_t j = 0; j < classes; j++) e[i * classes + j] = x[i * classes + j] - m[i];
+    }
+    for (int64_t t = 0; t < nr * classes; t++) e[t] = gg_exp(e[t]);
+    for (int64_t i = 0; i < nr; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < classes; j++) s += (double)e[i * classes + j];
+        ls[i] = (real)log(s);
+    }
+}
+
+/* p (nr, classes) = exp(x - lse) for the rows of a block, written into p (which may be x itself) */
+static void rows_softmax(real *p, const real *x, int64_t nr, int64_t classes, const real *m, const real *ls) {
+    for (int64_t i = 0; i < nr; i++)
+        for (int64_t j = 0; j < classes; j++) p[i * classes + j] = x[i * classes + j] - m[i] - ls[i];
+    for (int64_t t = 0; t < nr * classes; t++) p[t] = gg_exp(p[t]);
+}
+
 /* x, t are (rows, classes); out is () = scale * sum_r sum_c t (lse_r - x) */
 void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, int64_t classes, double scale) {
     double acc = 0.0;
+    int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
-        for (int64_t r = 0; r < rows; r++) {
-            const real *xr = x + r * classes, *tr = t + r * classes;
-            real m, ls;
-            row_lse(xr, classes, &m, &ls);
-            double row = 0.0;
-            /* (lse - x) = (m - x) + ls: both terms finite for finite logits */
-            for (int64_t j = 0; j < classes; j++) row += (double)tr[j] * ((double)(m - xr[j]) + (double)ls);
-            acc += row;
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
+            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            for (int64_t i = 0; i < nr; i++) {
+                const real *xr = x + (r0 + i) * classes, *tr = t + (r0 + i) * classes;
+                double row = 0.0;
+                /* (lse - x) = (m - x) + ls: both terms finite for finite logits */
+                for (int64_t j = 0; j < classes; j++) row += (double)tr[j] * ((double)(m[i] - xr[j]) + (double)ls[i]);
+                acc += row;
+            }
         }
     );
     out[0] = (real)(acc * scale);
@@ -134,19 +175,27 @@ void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, i
 void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const real *dout, int64_t rows,
                                  int64_t classes, double scale, int32_t wrt) {
     real c = (real)(scale * (double)dout[0]);
+    int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
-        for (int64_t r = 0; r < rows; r++) {
-            const real *xr = x + r * classes, *tr = t + r * classes;
-            real *dr = d + r * classes;
-            real m, ls;
-            row_lse(xr, classes, &m, &ls);
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            const real *xb = x + r0 * classes, *tb = t + r0 * classes;
+            real *db = d + r0 * classes;
+            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
+            rows_lse(xb, nr, classes, m, ls);
             if (wrt) {
-                for (int64_t j = 0; j < classes; j++) dr[j] = c * ((m - xr[j]) + ls);
+                for (int64_t i = 0; i < nr; i++)
+                    for (int64_t j = 0; j < classes; j++)
+                        db[i * classes + j] = c * ((m[i] - xb[i * classes + j]) + ls[i]);
                 continue;
             }
-            real tsum = 0;
-            for (int64_t j = 0; j < classes; j++) tsum += tr[j];
-            for (int64_t j = 0; j < classes; j++) dr[j] = c * (gg_exp(xr[j] - m - ls) * tsum - tr[j]);
+            rows_softmax(db, xb, nr, classes, m, ls);
+            for (int64_t i = 0; i < nr; i++) {
+                const real *tr = tb + i * classes;
+                real tsum = 0;
+                for (int64_t j = 0; j < classes; j++) tsum += tr[j];
+                for (int64_t j = 0; j < classes; j++) db[i * classes + j] = c * (db[i * classes + j] * tsum - tr[j]);
+            }
         }
     );
 }
@@ -158,12 +207,14 @@ int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *label
     for (int64_t r = 0; r < rows; r++)
         if (labels[r] < 0 || labels[r] >= classes) return 1;
     double acc = 0.0;
+    int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
-        for (int64_t r = 0; r < rows; r++) {
-            const real *xr = x + r * classes;
-            real m, ls;
-            row_lse(xr, classes, &m, &ls);
-            acc += (double)(m - xr[labels[r]]) + (double)ls;
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
+            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            for (int64_t i = 0; i < nr; i++)
+                acc += (double)(m[i] - x[(r0 + i) * classes + labels[r0 + i]]) + (double)ls[i];
         }
     );
     out[0] = (real)(acc * scale);
@@ -177,14 +228,16 @@ int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_
     for (int64_t r = 0; r < rows; r++)
         if (labels[r] < 0 || labels[r] >= classes) return 1;
     real c = (real)(scale * (double)dout[0]);
+    int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
-        for (int64_t r = 0; r < rows; r++) {
-            const real *xr = x + r * classes;
-            real *dr = dx + r * classes;
-            real m, ls;
-            row_lse(xr, classes, &m, &ls);
-            for (int64_t j = 0; j < classes; j++) dr[j] = c * gg_exp(xr[j] - m - ls);
-            dr[labels[r]] -= c;
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            real *db = dx + r0 * classes;
+            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
+            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            rows_softmax(db, x + r0 * classes, nr, classes, m, ls);
+            for (int64_t t = 0; t < nr * classes; t++) db[t] = c * db[t];
+            for (int64_t i = 0; i < nr; i++) db[i * classes + labels[r0 + i]] -= c;
         }
     );
     return 0;
