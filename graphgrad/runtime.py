@@ -31,8 +31,10 @@ _same = operator.is_
 class _Executable:
     """One specialisation: the plan and the C structures that run it."""
 
-    def __init__(self, plan: Plan, placeholders: list[Tensor], check_numerics: bool, profile: bool = False):
+    def __init__(self, plan: Plan, placeholders: list[Tensor], feed_shapes: tuple, check_numerics: bool,
+                 profile: bool = False):
         self.plan = plan
+        self.feed_shapes = feed_shapes   # the placeholders' shapes this specialisation is for
         mem = plan.memory
         try:
             self.arena = np.zeros(mem.arena_bytes + ALIGN, dtype=np.uint8)
@@ -83,7 +85,6 @@ class _Executable:
         self.c_prog.workspace = ffi.cast("void *", self.workspace.ctypes.data)
         self.c_prog.workspace_bytes = nbytes
         self.feed_slots = [mem.buffer_of[p.id] for p in placeholders]
-        self.feed_shapes: tuple | None = None     # the shapes this specialisation is for (set by Program)
         self.last_feeds: list = [None] * len(placeholders)   # the arrays the feed slots point at now
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
@@ -164,12 +165,8 @@ class Program:
             return result
 
     def _ready_executable(self, arrays: list) -> "_Executable | None":
-        exe = self._last
-        if exe is not None:
-            last = exe.last_feeds
-            if all([a is b for a, b in zip(arrays, last)]):
-                # the very arrays of the last call: same dtype and layout; only a shape change matters
-                return self._executables.get(tuple([a.shape for a in arrays]))
+        """The specialisation for arrays fed under the last call's keys, when they need no checks
+        beyond dtype and layout (and it exists already); else None."""
         for arr, dtype in zip(arrays, self._feed_dtypes):
             if type(arr) is not np.ndarray or arr.dtype != dtype or not arr.flags.c_contiguous:
                 return None
@@ -224,8 +221,7 @@ class Program:
         aliases = {o.id: c for o, c in zip(self.outputs, self.compiled_outputs) if o is not c}
         plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
                           placeholders=self.placeholders, aliases=aliases)
-        exe = _Executable(plan, self.placeholders, self.check_numerics, self.profiling)
-        exe.feed_shapes = key
+        exe = _Executable(plan, self.placeholders, key, self.check_numerics, self.profiling)
         exe.compile_seconds = time.perf_counter() - started   # fusion, memory plan, lowering, C structures
         self._executables[key] = exe
         return exe

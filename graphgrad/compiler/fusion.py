@@ -9,13 +9,14 @@ mse_backward -> sigmoid_backward never writes its intermediate to memory.
 A node joins the group of an input when that input is read by nothing else and is not
 fetched and has the same element count. A group runs as soon as every value it reads exists,
 and only if no update overwrites a variable it reads before that point.
+Elementwise inputs may be full-size, scalars, or rows broadcast over the leading axes (a bias).
 
 Plain SGD (no momentum, no weight decay) joins the matrix product that computes its gradient:
 w ← w − lr·(a·b) is one GEMM with alpha = −lr and beta = 1 writing into w, so the gradient is
 never stored and the update makes no pass of its own. Bit for bit the same as the two steps:
 the product is accumulated the same way, then scaled by −lr and added to w once. The group runs
 where the update was scheduled (after every reader of w).
-Elementwise inputs may be full-size, scalars, or rows broadcast over the leading axes (a bias).
+
 Runs once per shape specialisation: pure Python, nothing at step time.
 """
 from __future__ import annotations
@@ -89,12 +90,13 @@ def _external_inputs(nodes: list[Tensor]) -> list[Tensor]:
 
 
 def _gemm_update_ok(node: Tensor, consumers: dict[int, int], fetched: set[int], first_write: dict[int, int],
-                    position: dict[int, int]) -> bool:
+                    position: dict[int, int], group_of: dict[int, list]) -> bool:
     """Whether an update node can run as its gradient's GEMM (see the module docstring)."""
     if node.op != "sgd_update" or node.attrs["state"] or node.attrs["weight_decay"] != 0:
         return False
     var, grad = node.inputs[0], node.inputs[1]
-    if grad.op != "matmul" or consumers.get(grad.id) != 1 or grad.id in fetched or grad.dtype != var.dtype:
+    if (grad.op != "matmul" or consumers.get(grad.id) != 1 or grad.id in fetched or grad.dtype != var.dtype
+            or len(group_of.get(grad.id, ())) != 1):
         return False
     # the product's operands are read when the update runs: none may be w (written while read)
     # or be overwritten between the product's place in the schedule and the update's
@@ -131,7 +133,7 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             group_of[node.id] = group
             head_of[node.id] = node
             continue
-        if _gemm_update_ok(node, consumers, fetched, first_write, position) and len(group_of[node.inputs[1].id]) == 1:
+        if _gemm_update_ok(node, consumers, fetched, first_write, position, group_of):
             group = [node.inputs[1], node]
             for m in group:
                 group_of[m.id] = group

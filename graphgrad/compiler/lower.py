@@ -39,6 +39,7 @@ class Instruction:
 
 
 def opcode_value(name: str) -> int:
+    """The value of a C enum constant (GG_OP_*, GG_ACT_*)."""
     from .._core import lib
     return int(getattr(lib, name))
 
@@ -90,8 +91,8 @@ def _lower_fused(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tu
     return [memory.buffer_of[n.id] for n in slot_nodes], dims, attrs
 
 
-#: activations the GEMM applies in its epilogue (enum gg_act in csrc/graphgrad.h)
-EPILOGUE_ACT = {"relu": 1, "sigmoid": 2}
+#: activations the GEMM applies in its epilogue: op -> its enum gg_act name in csrc/graphgrad.h
+EPILOGUE_ACT = {"relu": "GG_ACT_RELU", "sigmoid": "GG_ACT_SIGMOID"}
 
 
 def _lower_gemm_epilogue(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tuple | None:
@@ -114,7 +115,7 @@ def _lower_gemm_epilogue(step: Step, shapes: dict[int, tuple], memory: MemoryPla
     if rest:
         if rest[0].op not in EPILOGUE_ACT or rest[0].inputs[0] is not prev or len(rest) > 1:
             return None
-        act = EPILOGUE_ACT[rest[0].op]
+        act = opcode_value(EPILOGUE_ACT[rest[0].op])
     low = REGISTRY["matmul"].lower([shapes[i.id] for i in head.inputs], shapes[head.id], head.attrs)
     inputs = [memory.buffer_of[head.inputs[0].id], memory.buffer_of[head.inputs[1].id]]
     inputs.append(memory.buffer_of[bias.id] if bias is not None else -1)
