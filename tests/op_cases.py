@@ -128,7 +128,7 @@ def _log_softmax(x, axis=-1):
 
 def _erf(x):
     from math import erf
-    return np.vectorize(erf)(x)
+    return np.vectorize(erf, otypes=[np.float64])(x)
 
 
 def _gelu(x):

@@ -116,6 +116,37 @@ def test_binary_broadcast_gradients_fuzz(shapes, op):
     assert gg.gradcheck(lambda x, y: getattr(gg, name)(x, y), [a, b], atol=1e-6, rtol=1e-5)
 
 
+#: ops whose cases take any shape (all inputs alike): elementwise maps, their backward kernels, losses
+ANY_SHAPE = ["mul", "neg", "abs", "sign", "copy", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "exp",
+             "log", "sqrt", "pow_scalar", "clip", "clip_backward", "leaky_relu", "leaky_relu_backward", "elu",
+             "elu_backward", "gelu", "gelu_backward", "tanh", "tanh_backward", "softplus", "softplus_backward",
+             "mse", "l1", "huber", "binary_cross_entropy"]
+ANY_SHAPE_CASES = [(name, i) for name in ANY_SHAPE for i, c in enumerate(OP_CASES[name])
+                   if len({tuple(shape) for shape in c.shapes}) == 1]
+
+
+@given(which=st.sampled_from(ANY_SHAPE_CASES), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_elementwise_ops_and_losses_at_random_shapes(which, shape, dtype, seed):
+    """Every elementwise op (and loss) against NumPy at a random shape, rank 0 and empty ones included,
+    and the gradient of its sum has each input's shape."""
+    name, index = which
+    case = OP_CASES[name][index]
+    rng = np.random.default_rng(seed)
+    arrays = _inputs(type(case)(case.build, case.reference, [shape] * len(case.shapes), case.prepare), rng, dtype)
+    phs = [gg.placeholder(a.shape, dtype=dtype) for a in arrays]
+    out = case.build(*phs)
+    if out.shape == () and int(np.prod(shape)) == 0:
+        return   # a loss over no elements: graphgrad's is 0 (the sum's), NumPy's mean NaN
+    grads = gg.grad(gg.sum(out), phs) if case.differentiable else []
+    got = gg.compile([out, *grads])({p: a for p, a in zip(phs, arrays)})
+    want = case.reference(*[a.astype(np.float64) for a in arrays])
+    assert np.shape(got[0]) == np.shape(want)
+    np.testing.assert_allclose(np.asarray(got[0], dtype=np.float64), want, **TOL[dtype])
+    for g, a in zip(got[1:], arrays):
+        assert g.shape == a.shape and g.dtype == a.dtype
+
+
 def test_mean_of_empty_is_nan_like_numpy():
     p = gg.placeholder((0, 3), dtype="float64")
     with warnings.catch_warnings():
