@@ -9,16 +9,24 @@
 #include <tgmath.h>
 #include "gg_math.h"
 
+#ifndef GG_SUM_CHUNK
+#define GG_SUM_CHUNK 4096   /* elements per partial sum of a full reduction (the unit threads share) */
+#endif
+
 /* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. */
 void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
                  const int64_t *out_stride, double scale) {
     int64_t total = 1;
     for (int32_t d = 0; d < rank; d++) total *= in_shape[d];
     if (out_n == 1) {
-        /* full reduction: accumulate in double for accuracy, in parallel when large */
+        /* full reduction: accumulate in double for accuracy, in chunks (in parallel when large) */
         double acc = 0.0;
+        int64_t chunks = (total + GG_SUM_CHUNK - 1) / GG_SUM_CHUNK;
         GG_PARALLEL_SUM(total >= GG_PARALLEL_MIN,
-            for (int64_t i = 0; i < total; i++) acc += (double)x[i];
+            for (int64_t c = 0; c < chunks; c++) {
+                int64_t i = c * GG_SUM_CHUNK;
+                acc += gg_lane_sum(x + i, total - i < GG_SUM_CHUNK ? total - i : GG_SUM_CHUNK);
+            }
         );
         out[0] = (real)(acc * scale);
         return;
@@ -36,9 +44,7 @@ void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const in
     for (int64_t o = 0; o < outer; o++) {
         const real *row = x + o * inner;
         if (inner_stride == 0) {
-            double acc = 0.0;
-            for (int64_t i = 0; i < inner; i++) acc += (double)row[i];
-            out[off] += (real)acc;
+            out[off] += (real)gg_lane_sum(row, inner);
         } else {
             real *dst = out + off;
             for (int64_t i = 0; i < inner; i++) dst[i * inner_stride] += row[i];
