@@ -244,6 +244,18 @@ static inline double gg_lane_sum(const real *x, int64_t n) {
     return s;
 }
 
+/* the same for doubles (terms a kernel computed in double) */
+static inline double gg_lane_sum_d(const double *x, int64_t n) {
+    double lane[GG_LANES] = {0};
+    int64_t j = 0;
+    for (; j + GG_LANES <= n; j += GG_LANES)
+        for (int l = 0; l < GG_LANES; l++) lane[l] += x[j + l];
+    double s = 0;
+    for (int l = 0; l < GG_LANES; l++) s += lane[l];
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
 /* max of x[0..n) (n >= 1 assumed by callers; -inf for n == 0); NaN is ignored like the
  * comparison-based loop it replaces (a NaN row still ends as NaN through exp) */
 static inline real gg_row_max(const real *x, int64_t n) {

@@ -9,15 +9,35 @@
 #include <tgmath.h>
 #include "gg_math.h"
 
+/* acc = Σ TERM over i in [0, n) (TERM: a double expression of i). Per chunk the terms go into a buffer
+ * in one vectorised loop and are added in GG_LANES partial sums (gg_lane_sum_d): one running sum
+ * would be a chain of dependent adds, 4 cycles an element. Chunks run in parallel when n is large. */
+#ifndef GG_LOSS_CHUNK
+#define GG_LOSS_CHUNK 256
+#endif
+#define LOSS_SUM(acc, n, i, TERM)                                                                       \
+    GG_PARALLEL_SUM((n) >= GG_PARALLEL_MIN,                                                            \
+        for (int64_t chunk_ = 0; chunk_ < ((n) + GG_LOSS_CHUNK - 1) / GG_LOSS_CHUNK; chunk_++) {      \
+            double terms_[GG_LOSS_CHUNK];                                                              \
+            int64_t start_ = chunk_ * GG_LOSS_CHUNK;                                                   \
+            int64_t len_ = (n) - start_ < GG_LOSS_CHUNK ? (n) - start_ : GG_LOSS_CHUNK;              \
+            for (int64_t k_ = 0; k_ < len_; k_++) {                                                    \
+                int64_t i = start_ + k_;                                                               \
+                terms_[k_] = (TERM);                                                                   \
+            }                                                                                          \
+            acc += gg_lane_sum_d(terms_, len_);                                                        \
+        }                                                                                              \
+    )
+
+static inline double squared_diff(real a, real b) {
+    double d = (double)a - (double)b;
+    return d * d;
+}
+
 /* p, y are (n,); out is () */
 void KERNEL(mse)(real *out, const real *p, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) {
-            double d = (double)p[i] - (double)y[i];
-            acc += d * d;
-        }
-    );
+    LOSS_SUM(acc, n, i, squared_diff(p[i], y[i]));
     out[0] = (real)(acc * scale);
 }
 
@@ -32,9 +52,7 @@ void KERNEL(mse_backward)(real *dp, const real *p, const real *y, const real *do
 /* p, y are (n,); out is () */
 void KERNEL(l1)(real *out, const real *p, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) acc += fabs((double)p[i] - (double)y[i]);
-    );
+    LOSS_SUM(acc, n, i, fabs((double)p[i] - (double)y[i]));
     out[0] = (real)(acc * scale);
 }
 
@@ -49,15 +67,14 @@ void KERNEL(l1_backward)(real *dp, const real *p, const real *y, const real *dou
     );
 }
 
+static inline double huber_term(double d, double delta) {
+    return d <= delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
+}
+
 /* p, y are (n,); out is (): quadratic within delta of the target, linear beyond (PyTorch's HuberLoss) */
 void KERNEL(huber)(real *out, const real *p, const real *y, int64_t n, double scale, double delta) {
     double acc = 0.0;
-    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) {
-            double d = fabs((double)p[i] - (double)y[i]);
-            acc += d <= delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
-        }
-    );
+    LOSS_SUM(acc, n, i, huber_term(fabs((double)p[i] - (double)y[i]), delta));
     out[0] = (real)(acc * scale);
 }
 
@@ -73,15 +90,14 @@ void KERNEL(huber_backward)(real *dp, const real *p, const real *y, const real *
     );
 }
 
+static inline double bce_term(real x, real y) {
+    return (double)((x > 0 ? x : (real)0) - x * y + gg_log1p(gg_exp(-fabs(x))));
+}
+
 /* x (logits), y are (n,); out is (): max(x, 0) - x y + log1p(exp(-|x|)) never overflows */
 void KERNEL(bce)(real *out, const real *x, const real *y, int64_t n, double scale) {
     double acc = 0.0;
-    GG_PARALLEL_SUM(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) {
-            real xi = x[i];
-            acc += (double)((xi > 0 ? xi : (real)0) - xi * y[i] + gg_log1p(gg_exp(-fabs(xi))));
-        }
-    );
+    LOSS_SUM(acc, n, i, bce_term(x[i], y[i]));
     out[0] = (real)(acc * scale);
 }
 
