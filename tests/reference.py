@@ -65,6 +65,36 @@ def _softmax(x, axis):
     return np.exp(x - _logsumexp(x, axis))
 
 
+def _erf(x):
+    from math import erf
+    return np.vectorize(erf, otypes=[np.float64])(x)
+
+
+_GELU_K = np.sqrt(2 / np.pi)
+
+
+def _gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_GELU_K * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+
+
+def _gelu_grad(x, approximate):
+    if approximate == "tanh":
+        t = np.tanh(_GELU_K * (x + 0.044715 * x ** 3))
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_K * (1 + 3 * 0.044715 * x * x)
+    return 0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+
+
+def _huber(p, y, delta):
+    d = np.abs(p - y)
+    return np.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+
+
+def _bce(x, y):
+    return np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+
+
 def _share(a, b):
     """maximum's gradient share for a: 1 where a > b, 1/2 on ties (PyTorch's rule), else 0."""
     return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
@@ -102,6 +132,11 @@ FORWARD: dict[str, Callable] = {
     "transpose": lambda v, a: np.transpose(v[0], a["perm"]),
     "softmax": lambda v, a: _softmax(v[0], a["axis"]),
     "log_softmax": lambda v, a: v[0] - _logsumexp(v[0], a["axis"]),
+    "gelu": lambda v, a: _gelu(v[0], a["approximate"]),
+    "pow_scalar": lambda v, a: v[0] ** a["exponent"],
+    "clip": lambda v, a: np.clip(v[0], a["min"], a["max"]),
+    "huber": lambda v, a: np.sum(_huber(v[0], v[1], a["delta"])) * _loss_scale(v[0], a),
+    "binary_cross_entropy": lambda v, a: np.sum(_bce(v[0], v[1])) * _loss_scale(v[0], a),
     "mse_backward": lambda v, a: v[2] * 2 * _loss_scale(v[0], a) * (v[0] - v[1]),
     "l1_backward": lambda v, a: v[2] * _loss_scale(v[0], a) * np.sign(v[0] - v[1]),
 }
@@ -170,6 +205,14 @@ VJP: dict[str, Callable] = {
     "transpose": lambda v, out, g, a: [np.transpose(g, np.argsort(a["perm"]))],
     "softmax": lambda v, out, g, a: [out * (g - np.sum(g * out, axis=a["axis"], keepdims=True))],
     "log_softmax": lambda v, out, g, a: [g - np.exp(out) * np.sum(g, axis=a["axis"], keepdims=True)],
+    "gelu": lambda v, out, g, a: [g * _gelu_grad(v[0], a["approximate"])],
+    "pow_scalar": lambda v, out, g, a: [g * a["exponent"] * v[0] ** (a["exponent"] - 1)],
+    # PyTorch's clamp: the gradient passes where min <= x <= max, the bounds included
+    "clip": lambda v, out, g, a: [np.where((v[0] >= a["min"]) & (v[0] <= a["max"]), g, 0.0)],
+    "huber": lambda v, out, g, a: [g * _loss_scale(v[0], a) * np.clip(v[0] - v[1], -a["delta"], a["delta"]),
+                                   -g * _loss_scale(v[0], a) * np.clip(v[0] - v[1], -a["delta"], a["delta"])],
+    "binary_cross_entropy": lambda v, out, g, a: [g * _loss_scale(v[0], a) * (_sigmoid(v[0]) - v[1]),
+                                                  -g * _loss_scale(v[0], a) * v[0]],
     "mse_backward": _vjp_loss_backward("mse"),
     "l1_backward": _vjp_loss_backward("l1"),
 }

@@ -23,10 +23,12 @@ import reference
 N_GRAPHS = int(os.environ.get("GG_FUZZ_GRAPHS", 500))
 TOL = {"float64": 1e-9, "float32": 2e-4}
 
-UNARY = ["neg", "abs", "relu", "sigmoid", "sign", "exp", "log", "sqrt", "tanh", "softplus", "elu", "leaky_relu"]
+UNARY = ["neg", "abs", "relu", "sigmoid", "sign", "exp", "log", "sqrt", "tanh", "softplus", "elu", "leaky_relu",
+         "gelu", "gelu_tanh", "square", "cube", "root", "clip"]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 ALONG = ["softmax", "log_softmax"]          # along one axis
-OPS = UNARY + BINARY + ALONG + ["sum", "mean", "transpose", "matmul", "mse", "l1"]
+LOSSES = ["mse", "l1", "huber", "binary_cross_entropy"]
+OPS = UNARY + BINARY + ALONG + ["sum", "mean", "transpose", "matmul"] + LOSSES
 
 
 # ---- drawing a recipe ----------------------------------------------------------------------
@@ -152,14 +154,18 @@ def build(recipe):
         op, i = step[0], step[1]
         x = nodes[i]
         if op in UNARY:
-            # keep exp from overflowing and log / sqrt inside their domain
-            if op == "exp":
+            # keep exp from overflowing, log / sqrt / x**0.5 inside their domain, and x**3 from
+            # overflowing float32 through a chain of cubes
+            if op in ("exp", "cube"):
                 x = gg.tanh(x)
-            elif op in ("log", "sqrt"):
+            elif op in ("log", "sqrt", "root"):
                 x = gg.add(gg.abs(x), 0.5)
             out = {"neg": gg.neg, "abs": gg.abs, "relu": gg.relu, "sigmoid": gg.sigmoid, "sign": gg.ops.sign,
                    "exp": gg.exp, "log": gg.log, "sqrt": gg.sqrt, "tanh": gg.tanh, "softplus": gg.softplus,
-                   "elu": lambda t: gg.elu(t, alpha=0.7), "leaky_relu": lambda t: gg.leaky_relu(t, alpha=0.1)}[op](x)
+                   "elu": lambda t: gg.elu(t, alpha=0.7), "leaky_relu": lambda t: gg.leaky_relu(t, alpha=0.1),
+                   "gelu": gg.gelu, "gelu_tanh": lambda t: gg.gelu(t, approximate="tanh"),
+                   "square": lambda t: t ** 2, "cube": lambda t: t ** 3, "root": lambda t: t ** 0.5,
+                   "clip": lambda t: gg.clip(t, -0.7, 0.6)}[op](x)
         elif op in ALONG:
             out = (gg.softmax if op == "softmax" else gg.log_softmax)(x, axis=step[2])
         elif op == "transpose":
@@ -185,7 +191,8 @@ def build(recipe):
                 target = leaf("placeholder", step[2][1], declared=x.shape)
             else:
                 target = nodes[step[2]]
-            out = (gg.mse if op == "mse" else gg.l1)(x, target, reduction=step[3])
+            out = {"mse": gg.mse, "l1": gg.l1, "huber": lambda p, t, reduction: gg.huber(p, t, 0.8, reduction),
+                   "binary_cross_entropy": gg.binary_cross_entropy}[op](x, target, reduction=step[3])
         nodes.append(out)
     return nodes, leaves, feeds
 
@@ -317,6 +324,10 @@ def test_fuzz_forward_gradients_and_steps():
     # softmax_backward rejected (None,) against (2,))
     {"dtype": "float64", "seed": 0, "leaves": [("placeholder", (2,)), ("placeholder", ()), ("batch", (2,))],
      "steps": [("neg", 1), ("neg", 2), ("neg", 3), ("neg", 4), ("softmax", 6, 0), ("neg", 6), ("add", 7, 0)],
+     "fetch": [], "train": None},
+    # the same for clip's gradient (found by the fuzzer once clip joined it)
+    {"dtype": "float64", "seed": 0, "leaves": [("batch", (2,)), ("placeholder", (2,))],
+     "steps": [("neg", 0), ("neg", 2), ("neg", 2), ("neg", 3), ("neg", 4), ("clip", 5), ("add", 1, 7)],
      "fetch": [], "train": None},
 ])
 def test_known_graphs(recipe):

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from ..graph import Tensor
 from .elementwise import mul, sub
-from .registry import Lowered, OpDef, OpShapeError, make, numel, register
+from .registry import Lowered, OpDef, make, matching_shape, numel, register
 
 
 def _same_shape(shapes, attrs):
-    if len(shapes) == 2:
-        a, b = shapes
-        # None (the batch dimension) matches any size; the known size wins
-        if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a, b)):
-            raise OpShapeError(f"saved tensor {a} and gradient {b} differ in shape")
-        return tuple(y if x is None else x for x, y in zip(a, b))
-    return shapes[0]
+    return matching_shape(*shapes) if len(shapes) == 2 else shapes[0]
 
 
 def _lower_n(in_shapes, out_shape, attrs) -> Lowered:

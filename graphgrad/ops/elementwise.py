@@ -7,7 +7,7 @@ gradient rule is built from graph ops, so gradients of gradients work."""
 from __future__ import annotations
 
 from ..graph import Tensor, as_tensor
-from .registry import (Lowered, OpDef, OpShapeError, broadcast_shapes, broadcast_strides, collapse_dims, make,
+from .registry import (Lowered, OpDef, broadcast_shapes, broadcast_strides, collapse_dims, make, matching_shape,
                        numel, register)
 from .reduce import unbroadcast
 
@@ -119,13 +119,7 @@ register(OpDef("clip", "GG_OP_CLIP", _unary_shape,
                _p_lower("min", "max"), inplace=True, doc="x limited to [min, max] (NaN stays NaN)"))
 
 
-def _same_shape_pair(shapes, attrs):
-    if shapes[0] != shapes[1]:
-        raise OpShapeError(f"saved tensor {shapes[0]} and gradient {shapes[1]} differ in shape")
-    return shapes[0]
-
-
-register(OpDef("clip_backward", "GG_OP_CLIP_BACKWARD", _same_shape_pair,
+register(OpDef("clip_backward", "GG_OP_CLIP_BACKWARD", lambda shapes, attrs: matching_shape(*shapes),
                # linear in dy, piecewise constant in x
                lambda node, g: [None, make("clip_backward", [node.inputs[0], g], dict(node.attrs))],
                _p_lower("min", "max"),

@@ -4,7 +4,8 @@ log_softmax along one axis. `unbroadcast` undoes NumPy broadcasting in gradients
 from __future__ import annotations
 
 from ..graph import Tensor
-from .registry import Lowered, OpDef, OpShapeError, collapse_dims, make, normalize_axes, numel, register
+from .registry import (Lowered, OpDef, OpShapeError, collapse_dims, make, matching_shape, normalize_axes, numel,
+                       register)
 
 
 def _reduced_shape(shape, axes, keepdims):
@@ -160,13 +161,7 @@ def max(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -
 # ---- softmax and log_softmax along one axis -------------------------------------------------------
 
 def _axis_shape(shapes, attrs):
-    if len(shapes) == 2:
-        # a batch axis (None) in one may be a number in the other; checked again once specialised
-        a, b = tuple(shapes[0]), tuple(shapes[1])
-        if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a, b)):
-            raise OpShapeError(f"saved tensor {a} and gradient {b} differ in shape")
-        return tuple(x if x is not None else y for x, y in zip(a, b))
-    return shapes[0]
+    return matching_shape(*shapes) if len(shapes) == 2 else shapes[0]
 
 
 def _axis_lower(in_shapes, out_shape, attrs) -> Lowered:

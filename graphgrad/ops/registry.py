@@ -121,6 +121,16 @@ def _check_batch_not_broadcast(node: Tensor, input_shapes, out_shape) -> None:
 
 # ---- shape helpers shared by the op families ----------------------------------------------
 
+def matching_shape(a: tuple, b: tuple) -> tuple:
+    """The shape of a backward op that reads a saved tensor (a) and its gradient (b): the two must
+    agree, a batch axis (None) in one matching any size in the other (the known size wins; the
+    concrete shapes are checked again when the program is specialised)."""
+    a, b = tuple(a), tuple(b)
+    if len(a) != len(b) or any(x is not None and y is not None and x != y for x, y in zip(a, b)):
+        raise OpShapeError(f"saved tensor {a} and gradient {b} differ in shape")
+    return tuple(y if x is None else x for x, y in zip(a, b))
+
+
 def broadcast_dim(a, b):
     """One axis of NumPy broadcasting; None (the batch dimension) is unknown until run time."""
     if a == b:
