@@ -26,6 +26,7 @@ from .ops.registry import _fmt_shape
 
 
 _same = operator.is_
+_shape = operator.attrgetter("shape")
 
 
 class _Executable:
@@ -129,7 +130,8 @@ class Program:
         self._executables: dict[tuple, _Executable] = {}
         self._last: _Executable | None = None
         self._feed_dtypes = [p.dtype for p in self.placeholders]
-        self._fast: tuple | None = None    # (feed keys, placeholder -> key position) of the last checked call
+        # (feed keys, placeholder -> key position, whether that is the identity) of the last checked call
+        self._fast: tuple | None = None
         self._lock = threading.Lock()
 
     # ---- calling ----
@@ -143,11 +145,11 @@ class Program:
             fast = self._fast
             if fast is not None and type(source) is dict and tuple(source) == fast[0]:
                 values = list(source.values())
-                arrays = [values[i] for i in fast[1]]
+                arrays = values if fast[2] else [values[i] for i in fast[1]]
                 exe = self._last
                 # the very arrays of the last call, same shapes: their pointers are in place already
                 if (exe is not None and all(map(_same, arrays, exe.last_feeds))
-                        and tuple([a.shape for a in arrays]) == exe.feed_shapes):
+                        and tuple(map(_shape, arrays)) == exe.feed_shapes):
                     status = lib.gg_program_run(exe.c_prog)
                     if status != lib.GG_OK:
                         self._raise_status(exe, status)
@@ -184,7 +186,7 @@ class Program:
         except KeyError:
             return
         if len(set(order)) == len(order):
-            self._fast = (keys, order)
+            self._fast = (keys, order, order == list(range(len(order))))
 
     def _run(self, exe: "_Executable", arrays: list):
         """Point the feed slots at the arrays, run the program in C once, copy the outputs out."""
