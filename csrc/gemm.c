@@ -484,20 +484,18 @@ static inline int64_t gemm_tile_rows(int64_t mr) {
 static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_t a_cs, const real *restrict bp,
                        int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta,
                        const gg_epilogue *ep, const real *bias) {
+#define GEMM_TILE(rows) gemm_tile(rows, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias)
+    switch (gemm_tile_rows(mr)) {
 #if MR % 3 == 0
-    if (mr <= MR / 3)
-        gemm_tile(MR / 3, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias);
-    else if (mr <= 2 * MR / 3)
-        gemm_tile(2 * MR / 3, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias);
-    else if (mr <= 5 * MR / 6)
-        gemm_tile(5 * MR / 6, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias);
-    else
+    case MR / 3: GEMM_TILE(MR / 3); break;
+    case 2 * MR / 3: GEMM_TILE(2 * MR / 3); break;
+    case 5 * MR / 6: GEMM_TILE(5 * MR / 6); break;
 #else
-    if (mr <= MR / 2)
-        gemm_tile(MR / 2, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias);
-    else
+    case MR / 2: GEMM_TILE(MR / 2); break;
 #endif
-        gemm_tile(MR, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias);
+    default: GEMM_TILE(MR); break;
+    }
+#undef GEMM_TILE
 }
 
 /* When a thread's share has at most this many rows, B (untransposed) is read in place instead of being
