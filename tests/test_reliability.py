@@ -125,12 +125,15 @@ def test_a_checkpoint_save_killed_at_random_moments_never_breaks_the_previous_on
         p.assign(np.zeros(p.shape))
     gg.save(path, model, optimizer, version=0)
     rng = random.Random(1234)
-    last_version, kills, mid_save = 0, 40, 0
-    for _ in range(kills):
+    last_version, kills, mid_save = 0, 0, 0
+    # 40 kills, and more (with longer waits) while no save has completed or no kill has landed inside
+    # one yet: on a busy disk a save's fsync can outlast the first waits
+    while kills < 40 or ((last_version == 0 or mid_save == 0) and kills < 400):
+        kills += 1
         pid = os.fork()
         if pid == 0:
             _saver(path, model, optimizer, last_version + 1)
-        time.sleep(rng.uniform(0.0, 0.08))
+        time.sleep(rng.uniform(0.0, 0.08 * (1 + kills // 40)))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
