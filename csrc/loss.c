@@ -159,6 +159,15 @@ static void rows_lse(const real *x, int64_t nr, int64_t classes, real *m, real *
     }
 }
 
+/* Block b of `per` rows: its first row (*r0), its max and log-sum per row (m, ls); returns its row count. */
+static int64_t lse_block(const real *x, int64_t rows, int64_t classes, int64_t per, int64_t b, int64_t *r0,
+                         real *m, real *ls) {
+    *r0 = b * per;
+    int64_t nr = rows - *r0 < per ? rows - *r0 : per;
+    rows_lse(x + *r0 * classes, nr, classes, m, ls);
+    return nr;
+}
+
 /* p (nr, classes) = exp(x - lse) for the rows of a block, written into p (which may be x itself) */
 static void rows_softmax(real *p, const real *x, int64_t nr, int64_t classes, const real *m, const real *ls) {
     for (int64_t i = 0; i < nr; i++)
@@ -172,9 +181,9 @@ void KERNEL(softmax_ce)(real *out, const real *x, const real *t, int64_t rows, i
     int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
         for (int64_t b = 0; b < blocks; b++) {
-            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            int64_t r0;
             real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
-            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            int64_t nr = lse_block(x, rows, classes, per, b, &r0, m, ls);
             for (int64_t i = 0; i < nr; i++) {
                 const real *xr = x + (r0 + i) * classes, *tr = t + (r0 + i) * classes;
                 double row = 0.0;
@@ -194,11 +203,11 @@ void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const re
     int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
         for (int64_t b = 0; b < blocks; b++) {
-            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            int64_t r0;
+            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
+            int64_t nr = lse_block(x, rows, classes, per, b, &r0, m, ls);
             const real *xb = x + r0 * classes, *tb = t + r0 * classes;
             real *db = d + r0 * classes;
-            real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
-            rows_lse(xb, nr, classes, m, ls);
             if (wrt) {
                 for (int64_t i = 0; i < nr; i++)
                     for (int64_t j = 0; j < classes; j++)
@@ -226,9 +235,9 @@ int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *label
     int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_SUM(rows * classes >= GG_PARALLEL_MIN,
         for (int64_t b = 0; b < blocks; b++) {
-            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
+            int64_t r0;
             real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
-            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            int64_t nr = lse_block(x, rows, classes, per, b, &r0, m, ls);
             for (int64_t i = 0; i < nr; i++)
                 acc += (double)(m[i] - x[(r0 + i) * classes + labels[r0 + i]]) + (double)ls[i];
         }
@@ -247,10 +256,10 @@ int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_
     int64_t per = lse_rows_per_block(classes), blocks = (rows + per - 1) / per;
     GG_PARALLEL_FOR(rows * classes >= GG_PARALLEL_MIN,
         for (int64_t b = 0; b < blocks; b++) {
-            int64_t r0 = b * per, nr = rows - r0 < per ? rows - r0 : per;
-            real *db = dx + r0 * classes;
+            int64_t r0;
             real m[GG_LSE_BLOCK], ls[GG_LSE_BLOCK];
-            rows_lse(x + r0 * classes, nr, classes, m, ls);
+            int64_t nr = lse_block(x, rows, classes, per, b, &r0, m, ls);
+            real *db = dx + r0 * classes;
             rows_softmax(db, x + r0 * classes, nr, classes, m, ls);
             for (int64_t t = 0; t < nr * classes; t++) db[t] = c * db[t];
             for (int64_t i = 0; i < nr; i++) db[i * classes + labels[r0 + i]] -= c;
