@@ -277,6 +277,8 @@ static inline void gemm_transpose4(real *restrict dst, int64_t R, const real *s0
 /* dst is (kc, R) = the transpose of the (r, kc) rows src[i·ld + p], zero-padded to R columns; blocked
  * over p so the R-wide destination rows being filled stay in L1 while the r source rows stream. */
 #define GEMM_PACK_T_BLOCK 32
+#define GEMM_LINE_REALS (64 / (int)sizeof(real)) /* reals per cache line */
+#define GEMM_PF_ROWS 16                          /* rows of B prefetched ahead when packing */
 static inline void gemm_pack_transposed(real *restrict dst, const real *restrict src, int64_t ld, int64_t r,
                                         int64_t kc, int R) {
     int64_t quads = 0; /* rows done four at a time by 4×4 transposes */
@@ -285,6 +287,13 @@ static inline void gemm_pack_transposed(real *restrict dst, const real *restrict
 #endif
     for (int64_t p0 = 0; p0 < kc; p0 += GEMM_PACK_T_BLOCK) {
         int64_t pe = MIN(kc, p0 + GEMM_PACK_T_BLOCK);
+        /* the r source rows lie a row stride apart, each in its own page, where the hardware prefetcher
+         * does not follow: ask for the next block of every row while this one is copied */
+        int64_t pn = MIN(kc, pe + GEMM_PACK_T_BLOCK);
+        for (int64_t i = 0; i < r && pe < pn; i++) {
+            for (int64_t q = pe; q < pn; q += GEMM_LINE_REALS) __builtin_prefetch(src + i * ld + q);
+            __builtin_prefetch(src + i * ld + pn - 1);
+        }
         int64_t pv = quads ? p0 + (pe - p0) / 4 * 4 : p0;
 #if defined(GEMM_T4)
         for (int64_t i = 0; i < quads; i += 4) {
@@ -337,6 +346,13 @@ static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, in
             const real *src = b + p0 * n + j0 + jr;
             if (nr == NR) {
                 for (int64_t p = 0; p < kc; p++) {
+                    /* B's rows lie n reals apart (a page or more for wide layers), out of the hardware
+                     * prefetcher's reach: ask for the row GEMM_PF_ROWS ahead (a cold weight matrix
+                     * otherwise costs a memory latency per row) */
+                    if (p + GEMM_PF_ROWS < kc) {
+                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n);
+                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n + NR - 1);
+                    }
 #pragma GCC unroll 4
                     for (int v = 0; v < NV; v++) VSTOREU(dst + p * NR + v * VL, VLOADU(src + p * n + v * VL));
                 }
@@ -677,4 +693,7 @@ const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
 #undef NB
 #undef MB
 #undef MIN
+#undef GEMM_LINE_REALS
+#undef GEMM_PF_ROWS
+#undef GEMM_PACK_T_BLOCK
 #undef ROUND_UP
