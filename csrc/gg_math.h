@@ -309,4 +309,10 @@ static inline real gg_row_dot(const real *a, const real *b, int64_t n) {
     return s;
 }
 
+/* x, or 0 where |x| is below the smallest normal number. The optimizers' moving averages decay
+ * geometrically where a gradient stays 0 (a dead ReLU unit, a pixel that is always blank) and would
+ * pass through the subnormal range, where each operation on this CPU costs tens of cycles (Adam over
+ * 100k weights: 40 -> 75 µs with 30 % of m subnormal); TensorFlow and JAX flush them on CPU too. */
+static inline real gg_flush_subnormal(real x) { return x < (real)GG_TINY && x > -(real)GG_TINY ? (real)0 : x; }
+
 #endif

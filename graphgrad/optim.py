@@ -10,7 +10,11 @@ hyperparameters are baked into the update instructions when a step is compiled.
 
 State: each variable's optimizer state (momentum buffers, moments, accumulators, ...) lives in
 variables made by `Optimizer.state`, created once per variable and shared by every program
-compiled with this optimizer, so it is saved and restored with the model.
+compiled with this optimizer, so it is saved and restored with the model. A moving average in
+that state (momentum, first and second moments) is stored as 0 where it would fall below the
+smallest normal number of its dtype, as TensorFlow and JAX do on CPUs: an average of gradients that
+stay 0 would otherwise spend about a hundred steps as subnormal numbers, on which x86 arithmetic is
+many times slower, and what it contributes to the update there is far below the variable's precision.
 
 Parameter groups work as in PyTorch: `Adam([{"params": [W1, W2]}, {"params": [b1, b2],
 "weight_decay": 0.0}], lr=1e-3, weight_decay=1e-2)`. Without params, an optimizer updates every

@@ -205,6 +205,39 @@ def test_matches_published_rule_step_by_step(name, hyper, dtype):
             np.testing.assert_allclose(state[key], value, **tol, err_msg=key)
 
 
+DECAYING_STATE = [("SGD", dict(momentum=0.9)), ("RMSprop", dict(centered=True, momentum=0.5)),
+                  ("Adam", dict()), ("AdamW", dict(amsgrad=True)), ("Adamax", dict()), ("NAdam", dict()),
+                  ("Adadelta", dict()), ("Lion", dict())]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,hyper", DECAYING_STATE, ids=[n for n, _ in DECAYING_STATE])
+def test_moving_averages_flush_subnormals_to_zero(name, hyper, dtype):
+    """A moving average of zero gradients decays towards 0; where it would fall below the smallest
+    normal number it is stored as 0 (subnormal arithmetic is ~20x slower on x86). Normal values
+    are untouched."""
+    w = gg.variable(np.ones(2), name="w", dtype=dtype)
+    c = gg.placeholder((2,), name="c", dtype=dtype)
+    opt = getattr(gg.optim, name)(lr=0.01, **hyper)
+    step = gg.compile(gg.sum(w * c), optimizer=opt)
+    step(c=np.ones(2))                                  # every state slot gets going
+    tiny = np.finfo(dtype).tiny
+    slots = [s for s in opt.state_of(w).values() if s.value.shape == (2,)]
+    assert slots
+    for slot in slots:
+        slot.assign(np.array([tiny / 4, 0.5]))          # a subnormal, and a normal value
+    step(c=np.zeros(2))                                  # zero gradients: the averages decay
+    for key, slot in opt.state_of(w).items():
+        if slot.value.shape != (2,):
+            continue
+        value = slot.value
+        if key in ("max_exp_avg_sq", "exp_inf"):        # running maxima, not averages: nothing decays
+            continue
+        assert value[0] == 0.0, f"{key}: {value[0]!r} kept"
+        assert np.isfinite(value[1]) and abs(value[1]) >= tiny, key
+    assert np.all(np.isfinite(w.value))
+
+
 def test_defaults_are_pytorchs():
     expected = {
         "SGD": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
