@@ -17,7 +17,7 @@
 #endif
 #include <tgmath.h>
 
-#include "gg_math.h" /* gg_flush_subnormal */
+#include "gg_math.h" /* gg_flush_subnormal, gg_pow (vectorisable, unlike libm's pow) */
 
 /* ---- gradient clipping ---- */
 
@@ -285,7 +285,7 @@ void KERNEL(ftrl_update)(real *w, const real *g, real *n_acc, real *z, int64_t n
         GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
             for (int64_t i = 0; i < n; i++) {
                 real gi = g[i], old = n_acc[i], acc = old + gi * gi;
-                w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, pow(acc, p), pow(old, p), lr_, l1_, shrink2, l2x2);
+                w[i] = KERNEL(ftrl_element)(&z[i], w[i], gi, gg_pow(acc, p), gg_pow(old, p), lr_, l1_, shrink2, l2x2);
                 n_acc[i] = acc;
             }
         );
