@@ -132,8 +132,10 @@ static inline real gg_is_integer(real p) {
 
 /* x ** p with C99/NumPy semantics: log|x| as an exact exponent part plus log m, p times it kept
  * as a (hi, lo) pair so exp sees the product's rounding error, then the sign (negative x with an
- * odd integer p), then the special cases by selects. A few ulp in float32 and float64. */
-static inline real gg_pow(real x, real p) {
+ * odd integer p), then the special cases by selects. A few ulp in float32 and float64.
+ * Always inlined: it is long enough that GCC otherwise calls it, and a loop with a call does not
+ * vectorise (x ** 1.7 over 1M floats, 1 thread: 38.6 ms with the call, 2.1 ms inlined). */
+static inline __attribute__((always_inline)) real gg_pow(real x, real p) {
     real a = fabs(x);
     real fe;
     real lm = gg_log_parts(a, &fe);
