@@ -123,10 +123,7 @@ void KERNEL(rmsprop_update)(real *w, const real *g, real *sq, real *gavg, real *
 #undef RMSPROP_LOOP
 }
 
-/* w, g, m, v, vmax are (n,); vmax NULL unless amsgrad. PyTorch Adam (decoupled = 0) and AdamW
- * (decoupled = 1: w ·= 1 − lr·wd first, instead of g += wd·w): m lerps to g by 1−β1;
- * v = β2·v + (1−β2)·g²; vmax = max(vmax, v); w −= lr/(1−β1^t) · m / (√v̂/√(1−β2^t) + eps). */
-/* One Adam element; `amsgrad` is a constant where it is inlined. A loop that tested vmax itself was
+/* One Adam element (the rule is adam_update's, below); `amsgrad` is a constant where it is inlined. A loop that tested vmax itself was
  * vectorised by GCC with masked loads from vmax even when it is NULL, and on this CPU a masked load
  * from an unmapped page takes a microcode assist: 100k weights, 40 -> 360 µs. */
 static inline void KERNEL(adam_element)(int64_t i, real *w, const real *g, real *m, real *v, real *vmax,
