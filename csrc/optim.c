@@ -123,9 +123,10 @@ void KERNEL(rmsprop_update)(real *w, const real *g, real *sq, real *gavg, real *
 #undef RMSPROP_LOOP
 }
 
-/* One Adam element (the rule is adam_update's, below); `amsgrad` is a constant where it is inlined. A loop that tested vmax itself was
- * vectorised by GCC with masked loads from vmax even when it is NULL, and on this CPU a masked load
- * from an unmapped page takes a microcode assist: 100k weights, 40 -> 360 µs. */
+/* One Adam element (the rule is adam_update's, below); `amsgrad` is a constant where it is inlined.
+ * A loop that tested vmax itself was vectorised by GCC with masked loads from vmax even when it is
+ * NULL, and on this CPU a masked load from an unmapped page takes a microcode assist: 100k weights,
+ * 40 -> 360 µs. */
 static inline void KERNEL(adam_element)(int64_t i, real *w, const real *g, real *m, real *v, real *vmax,
                                         real step_size, real bc2_sqrt, real eps, real b1, real b2, real b2c,
                                         real wd, real decay, int decoupled, int amsgrad) {
