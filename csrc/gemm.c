@@ -43,6 +43,9 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gg_math.h" /* gg_sigmoid (already included by elementwise.c, with tgmath.h) */
@@ -157,24 +160,51 @@ typedef int vmask;
 #endif
 #define NR (NV * VL)
 
-/* ---- cache blocking for AMD Zen 4 (per core: L1d 32 KiB, L2 1 MiB; L3 32 MiB shared) ----
+/* ---- cache blocking, from the caches this machine reports (gg_cache_bytes, cpu.c) ----
  * KC: the A micro-panel (MR×KC) is reused from L1 by every micro-kernel call of a B block, while
- *     the B micro-panels (KC×NR) stream through; keep it to about a third of L1 so the streaming
- *     B lines do not evict it: f32 12×256×4 B = 12 KiB, f64 12×128×8 B = 12 KiB. A larger KC
- *     amortises the C tile's load/store better, which is why f32 does not go lower.
+ *     the B micro-panels (KC×NR) stream through; it gets about a third of L1d so the streaming B
+ *     lines do not evict it, rounded to a multiple of 64 in [64, 512]. A larger KC amortises the C
+ *     tile's load/store better. (Zen 4, 32 KiB: f32 256, f64 128; Sapphire Rapids, 48 KiB: 320, 192.)
  * NB: the packed B block (KC×NB) must stay in L2 while every A micro-panel of the A block passes
- *     over it; half of L2 leaves room for the A panels and C tiles: 256×512×4 B = 128×512×8 B =
- *     512 KiB.
- * MB: the packed A block (MB×KC) is read once per B block, so it only has to fit in L3 next to
- *     the other core's: 2040×256×4 B ≈ 2 MiB. It also bounds the workspace. */
-#if defined(GG_REAL_F32)
-#define KC 256
-#define NB 512
-#else
-#define KC 128
-#define NB 512
-#endif
-#define MB (MR * (2048 / MR))
+ *     over it; half of L2 leaves room for the A panels and C tiles; a multiple of NR in [4·NR, 4096].
+ *     (Zen 4, 1 MiB: 512 for both; Sapphire Rapids, 2 MiB: f32 800, f64 672.)
+ * MB: the packed A block (MB×KC) is read once per B block, so it only has to fit in a quarter of
+ *     L3 (next to the other cores' blocks); at most 2048 rows, which also bounds the workspace.
+ * When the machine reports nothing: L1d 32 KiB, L2 512 KiB, L3 8 MiB. GRAPHGRAD_GEMM_BLOCKS="kc,nb,mb"
+ * overrides the result (for experiments; each value is clamped to the same ranges). Computed once per
+ * process (the GEMM's only state besides the thread setting: it never changes after). */
+typedef struct {
+    int64_t kc, nb, mb;
+    int64_t l1d, l2, l3; /* the cache sizes used (reported or fallback) */
+} gemm_blocks;
+
+static gemm_blocks gemm_blocks_chosen;
+static pthread_once_t gemm_blocks_once = PTHREAD_ONCE_INIT;
+
+static int64_t gemm_clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static void gemm_blocks_init(void) {
+    gemm_blocks *g = &gemm_blocks_chosen;
+    int64_t s = (int64_t)sizeof(real);
+    g->l1d = gg_cache_bytes(1) > 0 ? gg_cache_bytes(1) : 32 * 1024;
+    g->l2 = gg_cache_bytes(2) > 0 ? gg_cache_bytes(2) : 512 * 1024;
+    g->l3 = gg_cache_bytes(3) > 0 ? gg_cache_bytes(3) : 8 * 1024 * 1024;
+    int64_t kc = (g->l1d / 3 / (MR * s) + 32) / 64 * 64;
+    int64_t nb = 0, mb = 0;
+    const char *env = getenv("GRAPHGRAD_GEMM_BLOCKS");
+    long ekc = 0, enb = 0, emb = 0;
+    if (env && sscanf(env, "%ld,%ld,%ld", &ekc, &enb, &emb) >= 1 && ekc > 0) kc = ekc;
+    g->kc = kc = gemm_clamp(kc, 64, 512) / 8 * 8;
+    nb = enb > 0 ? enb : g->l2 / 2 / (kc * s);
+    g->nb = gemm_clamp(nb / NR * NR, 4 * NR, 4096 / NR * NR);
+    mb = emb > 0 ? emb : g->l3 / 4 / (kc * s);
+    g->mb = gemm_clamp(mb / MR * MR, 8 * MR, 2048 / MR * MR);
+}
+
+static inline const gemm_blocks *gemm_blocking(void) {
+    pthread_once(&gemm_blocks_once, gemm_blocks_init);
+    return &gemm_blocks_chosen;
+}
 
 /* Products with fewer multiply-adds run on one thread. Measured on this 2-core machine while it was
  * quiet: 128³ (2.1M) runs 1.65× faster on 2 threads (150-157 vs 92 GFLOP/s) and 64×784×128 (6.4M)
@@ -528,14 +558,15 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
     const real *bias = ep ? (const real *)ep->bias : NULL;
     int direct_b = !trans_b && i1 - i0 <= DIRECT_B_MAX_ROWS;
     int direct_a = j1 - j0 <= DIRECT_A_MAX_COLS;
-    for (int64_t ib = i0; ib < i1; ib += MB) {
-        int64_t mb = MIN(MB, i1 - ib);
+    const gemm_blocks *bl = gemm_blocking();
+    for (int64_t ib = i0; ib < i1; ib += bl->mb) {
+        int64_t mb = MIN(bl->mb, i1 - ib);
         /* rows of A read in place: whole panels, and a last one whose row count has its own k loop
          * (that loop reads exactly those rows; any other count is copied into a padded panel) */
         int64_t a_whole = direct_a ? mb / MR * MR : 0;
         if (direct_a && gemm_tile_rows(mb - a_whole) == mb - a_whole) a_whole = mb;
-        for (int64_t pb = 0; pb < k; pb += KC) {
-            int64_t kc = MIN(KC, k - pb);
+        for (int64_t pb = 0; pb < k; pb += bl->kc) {
+            int64_t kc = MIN(bl->kc, k - pb);
             real be = pb == 0 ? beta : (real)1;             /* later K blocks accumulate */
             const gg_epilogue *last = pb + kc >= k ? ep : NULL; /* epilogue on the final pass only */
             if (a_whole < mb && direct_a && !trans_a) {
@@ -549,8 +580,8 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
             } else if (a_whole < mb) {
                 gemm_pack_a(ap + a_whole * kc, a, m, k, trans_a, ib + a_whole, mb - a_whole, pb, kc);
             }
-            for (int64_t jb = j0; jb < j1; jb += NB) {
-                int64_t nb = MIN(NB, j1 - jb);
+            for (int64_t jb = j0; jb < j1; jb += bl->nb) {
+                int64_t nb = MIN(bl->nb, j1 - jb);
                 if (!direct_b) gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
                     const real *apanel = ap + ir * kc;
@@ -579,9 +610,10 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
 
 /* Bytes of packing buffer one thread needs for an (m,n,k) product: an A block and a B block. */
 static int64_t gemm_thread_bytes(int64_t m, int64_t n, int64_t k) {
-    int64_t kc = MIN(KC, k);
-    int64_t a_bytes = ROUND_UP(MIN(MB, m), MR) * kc * (int64_t)sizeof(real);
-    int64_t b_bytes = kc * ROUND_UP(MIN(NB, n), NR) * (int64_t)sizeof(real);
+    const gemm_blocks *bl = gemm_blocking();
+    int64_t kc = MIN(bl->kc, k);
+    int64_t a_bytes = ROUND_UP(MIN(bl->mb, m), MR) * kc * (int64_t)sizeof(real);
+    int64_t b_bytes = kc * ROUND_UP(MIN(bl->nb, n), NR) * (int64_t)sizeof(real);
     return ROUND_UP(a_bytes, GEMM_ALIGN) + ROUND_UP(b_bytes, GEMM_ALIGN);
 }
 
@@ -622,8 +654,8 @@ void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, i
         if (ep) gemm_epilogue(c, n, m, n, (const real *)ep->bias, ep->act);
         if (ep && ep->hook)
             for (int64_t i = 0; i < m; i += MR)
-                for (int64_t j = 0; j < n; j += NB)
-                    ep->hook(ep->ctx, c + i * n + j, i, j, MIN(MR, m - i), MIN(NB, n - j));
+                for (int64_t j = 0; j < n; j += gemm_blocking()->nb)
+                    ep->hook(ep->ctx, c + i * n + j, i, j, MIN(MR, m - i), MIN(gemm_blocking()->nb, n - j));
         return;
     }
     /* align the workspace and see how many threads it can hold */
@@ -644,7 +676,8 @@ void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, i
     int64_t tm = (m + rows - 1) / rows, tn = (n + cols - 1) / cols;
     nt = (int)(tm * tn);
     char *ws = (char *)aligned;
-    int64_t a_bytes = ROUND_UP(ROUND_UP(MIN(MB, m), MR) * MIN(KC, k) * (int64_t)sizeof(real), GEMM_ALIGN);
+    const gemm_blocks *bl = gemm_blocking();
+    int64_t a_bytes = ROUND_UP(ROUND_UP(MIN(bl->mb, m), MR) * MIN(bl->kc, k) * (int64_t)sizeof(real), GEMM_ALIGN);
     real al = (real)alpha, be = (real)beta;
     if (nt == 1) {   /* no parallel region at all: small products are common in programs */
         gemm_block(c, a, b, m, n, k, trans_a, trans_b, al, be, ep, 0, m, 0, n, (real *)ws, (real *)(ws + a_bytes));
@@ -671,6 +704,22 @@ const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
     return GEMM_ISA;
 }
 
+/* The micro-kernel's ISA and tile, the cache blocks chosen for this machine and the cache sizes
+ * they came from (reported, or the fallbacks). */
+void KERNEL(gemm_config)(gg_gemm_config *out) {
+    const gemm_blocks *bl = gemm_blocking();
+    out->isa = GEMM_ISA;
+    out->mr = MR;
+    out->nr = NR;
+    out->kc = bl->kc;
+    out->nb = bl->nb;
+    out->mb = bl->mb;
+    out->l1d_bytes = bl->l1d;
+    out->l2_bytes = bl->l2;
+    out->l3_bytes = bl->l3;
+    out->serial_macs = GEMM_SERIAL_MACS;
+}
+
 #undef GEMM_ISA
 #undef VL
 #undef VLOAD
@@ -689,9 +738,6 @@ const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
 #undef NV
 #undef MR
 #undef NR
-#undef KC
-#undef NB
-#undef MB
 #undef MIN
 #undef GEMM_LINE_REALS
 #undef GEMM_PF_ROWS

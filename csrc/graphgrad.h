@@ -437,6 +437,24 @@ void gg_dropout_mask_f64(double *out, int64_t n, uint64_t seed, uint64_t counter
 int64_t gg_count_correct_f32(const float *pred, const float *target, const int64_t *labels, int64_t rows, int64_t cols, double threshold);
 int64_t gg_count_correct_f64(const double *pred, const double *target, const int64_t *labels, int64_t rows, int64_t cols, double threshold);
 
+/* ---- cpu.c: what this machine can run, and its caches ---- */
+/* 1 when the CPU and OS can run kernel set isa ("avx512", "avx2", "generic"), 0 if not, -1 for an unknown name */
+int32_t gg_cpu_supports(const char *isa);
+/* bytes of the level-1 data, level-2 or level-3 cache as the machine reports it; 0 when it does not */
+int64_t gg_cache_bytes(int32_t level);
+
+/* ---- gemm.c: the blocking chosen at run time ---- */
+/* the micro-kernel's ISA and MR×NR tile, the KC/NB/MB blocks, the caches they came from, the serial cut */
+typedef struct {
+    const char *isa;
+    int32_t mr, nr;
+    int64_t kc, nb, mb;
+    int64_t l1d_bytes, l2_bytes, l3_bytes;
+    int64_t serial_macs;
+} gg_gemm_config;
+void gg_gemm_config_f32(gg_gemm_config *out);
+void gg_gemm_config_f64(gg_gemm_config *out);
+
 /* END CDEF */
 
 #endif

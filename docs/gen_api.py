@@ -21,7 +21,7 @@ SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "errors", "ops")
 TOPICS = {
     "Building graphs": ["Tensor", "placeholder", "variable", "constant", "Graph"],
     "Gradients": ["grad", "gradcheck"],
-    "Compiling and running": ["compile", "Program", "set_num_threads", "get_num_threads"],
+    "Compiling and running": ["compile", "Program", "set_num_threads", "get_num_threads", "isa", "gemm_config"],
     "Pictures": ["render", "to_dot", "render_memory"],
     "Training": ["fit", "evaluate", "predict", "History", "Callback", "EarlyStopping"],
     "Checkpoints": ["save", "load", "Checkpoint"],

@@ -5,7 +5,7 @@ compile it, and run a whole training step — forward, backward, update — in o
 """
 from . import datasets, errors, init, nn, ops, optim, schedules
 from .autodiff import grad
-from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, NumericsError,
+from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, ISAError, NumericsError,
                      OptimizerError, ShapeError)
 from .gradcheck import gradcheck
 from .graph import Graph, Tensor, constant, placeholder, variable
@@ -14,6 +14,7 @@ from .ops import (binary_cross_entropy, broadcast_to, clip, concat, elu, exp, ge
                   log_softmax, max, maximum, minimum, pow, reshape, softmax, softmax_cross_entropy, softplus, sqrt,
                   tanh, transpose)
 from .runtime import Program, compile, get_num_threads, set_num_threads
+from .machine import gemm_config, isa
 from .viz import render, to_dot
 from .summary import render_memory
 from .train import Callback, EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
@@ -30,5 +31,5 @@ __all__ = [
     "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",
     "binary_cross_entropy", "softmax_cross_entropy",
     "GraphGradError", "ShapeError", "FeedError", "CycleError", "GradientError", "NumericsError", "DivergenceError",
-    "OptimizerError",
+    "OptimizerError", "ISAError", "isa", "gemm_config",
 ]

@@ -39,6 +39,11 @@ class RuntimeFailure(GraphGradError, RuntimeError):
     """The C interpreter returned an error status it should never return for a valid program."""
 
 
+class ISAError(GraphGradError, ImportError):
+    """GRAPHGRAD_ISA names a kernel set that does not exist, was not built, or that this CPU (or its
+    OS) cannot run; raised when graphgrad is imported."""
+
+
 def describe_node(node) -> str:
     """'op node "name" (created at file:line)' for messages."""
     where = f" (created at {node.source})" if getattr(node, "source", None) else ""

@@ -115,9 +115,19 @@ def test_alpha_beta_accumulate(dtype, alpha, beta, threads, rng):
         check(run_gemm(c0.copy(), a, b, m, n, k, ta, tb, alpha, beta), want, bound)
 
 
-# sizes that cross the blocking edges: K over KC (256 f32 / 128 f64), N over NB (512), M over MB (2040),
-# all prime so no tile is ever full at the edge
-LARGE = [(257, 263, 269), (37, 521, 131), (2053, 19, 23), (101, 1031, 541)]
+def _prime_above(x: int) -> int:
+    x += 1
+    while any(x % d == 0 for d in range(2, int(x ** 0.5) + 1)):
+        x += 1
+    return x
+
+
+# sizes that cross the blocking edges this machine's caches gave (gg.gemm_config: K over KC, N over NB,
+# M over MB, in both dtypes), all prime so no tile is ever full at the edge
+_BLOCKS = [gg.gemm_config(d) for d in ("float32", "float64")]
+_KC, _NB, _MB = (max(c[key] for c in _BLOCKS) for key in ("kc", "nb", "mb"))
+LARGE = [(257, 263, _prime_above(_KC)), (37, _prime_above(_NB), 131), (_prime_above(_MB), 19, 23),
+         (101, _prime_above(2 * _NB), _prime_above(2 * _KC))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -266,7 +276,7 @@ def test_matmul_instruction_with_epilogue(dtype, act, rng):
 def test_epilogue_hook_sees_each_finished_block_once(dtype, form, threads, rng):
     """The hook (the fusion pass's seam) gets every block of C exactly once, after its final value."""
     ta, tb = form
-    m, n, k = 61, 1100, 300   # several row panels, 3 column blocks, 2-3 K passes
+    m, n, k = 61, 2 * _NB + 76, _KC + 44   # several row panels, 3 column blocks, 2-3 K passes
     a, b = _operands(rng, dtype, m, n, k, ta, tb)
     want, bound = expected(a, b, ta, tb, act="relu")
     c = np.empty((m, n), dtype)
@@ -290,5 +300,6 @@ def test_epilogue_hook_sees_each_finished_block_once(dtype, form, threads, rng):
     getattr(lib, f"gg_gemm_{sfx}")(_ptr(c), _ptr(a), _ptr(b), m, n, k, ta, tb, 1.0, 0.0, ep,
                                    ffi.cast("void *", work.ctypes.data), nbytes)
     assert np.all(seen == 1)
-    assert max(r for r, _ in sizes) <= mr[0] and max(cl for _, cl in sizes) <= 512
+    nb = gg.gemm_config(np.dtype(dtype).name)["nb"]
+    assert max(r for r, _ in sizes) <= mr[0] and max(cl for _, cl in sizes) <= nb
     check(snapshot, want, bound)   # the hook saw the final values, activation applied

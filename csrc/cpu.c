@@ -1,0 +1,86 @@
+/* cpu.c — what the machine running us can do: which kernel set its CPU and OS can execute (read by
+ * graphgrad/_core.py before it loads a compiled set) and the cache sizes it reports (read by the GEMM
+ * to size its blocks). Compiled once into every kernel-set module; only the baseline module's copy
+ * answers the ISA question, since it is the only one that loads on any x86-64.
+ *
+ * __builtin_cpu_supports reads cpuid and, for AVX and AVX-512, also checks with xgetbv that the OS
+ * saves the wider registers (libgcc's cpuinfo does both), so "supported" means runnable here. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "graphgrad.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define GG_X86_64 1
+#endif
+
+/* 1 when this CPU and OS can run the kernel set `isa` ("avx512", "avx2", "generic"), 0 when they
+ * cannot, -1 for a name that is not a kernel set */
+int32_t gg_cpu_supports(const char *isa) {
+    if (isa == NULL) return -1;
+    if (strcmp(isa, "generic") == 0) {
+#if defined(GG_X86_64)
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("x86-64-v2") > 0;
+#else
+        return 1;
+#endif
+    }
+    if (strcmp(isa, "avx2") != 0 && strcmp(isa, "avx512") != 0) return -1;
+#if defined(GG_X86_64)
+    __builtin_cpu_init();
+    /* the same levels the modules are compiled for (-march=x86-64-v3 / -v4), so no instruction the
+     * compiler may emit for that level is missing */
+    if (strcmp(isa, "avx2") == 0) return __builtin_cpu_supports("x86-64-v3") > 0;
+    return __builtin_cpu_supports("x86-64-v4") > 0;
+#else
+    return 0;
+#endif
+}
+
+/* the "size" file of /sys's cache index whose level is `level` and type Data or Unified, in bytes;
+ * 0 when there is none (not Linux, or not exported) */
+static int64_t sys_cache_bytes(int32_t level) {
+    for (int index = 0; index < 16; index++) {
+        char path[96], text[32];
+        int64_t got_level = -1, size = 0;
+        int data = 0;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", index);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        if (fscanf(f, "%ld", &got_level) != 1) got_level = -1;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
+        if ((f = fopen(path, "r"))) {
+            data = fgets(text, sizeof text, f) && (strncmp(text, "Data", 4) == 0 || strncmp(text, "Unified", 7) == 0);
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+        if ((f = fopen(path, "r"))) {
+            char unit = 0;
+            int got = fscanf(f, "%ld%c", &size, &unit);
+            fclose(f);
+            if (got < 1) size = 0;
+            else if (unit == 'K') size *= 1024;
+            else if (unit == 'M') size *= 1024 * 1024;
+        }
+        if (got_level == level && data && size > 0) return size;
+    }
+    return 0;
+}
+
+/* bytes of the level-`level` data cache (1 = L1d, 2 = L2, 3 = L3) as the machine reports it:
+ * sysconf first, then /sys; 0 when neither says (the caller has its own fallbacks) */
+int64_t gg_cache_bytes(int32_t level) {
+    long size = 0;
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
+    if (level == 1) size = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    else if (level == 2) size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    else if (level == 3) size = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (size > 0) return size;
+    if (level < 1 || level > 3) return 0;
+    return sys_cache_bytes(level);
+}
