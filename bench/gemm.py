@@ -6,8 +6,10 @@ backward forms Xᵀ·dY and dY·Wᵀ) in float32. graphgrad is called through gg
 workspace allocated once (as a compiled program does); NumPy gets the transposes as views, so
 OpenBLAS sees the same transpose flags. Each side is timed alternately, best of several batches.
 
-Peak: the clock is measured with a chain of dependent integer adds (one per cycle); Zen 4 does
-two 256-bit FMAs per cycle per core = 32 float32 / 16 float64 FLOP per cycle per core.
+Peak: measured, not assumed (bench/fma_peak.py): independent FMA chains in the widest registers of
+each kernel set this CPU runs, on 1 and 2 threads, each thread timed by its own CPU clock. %peak is
+graphgrad's rate against the peak of the kernel set it runs (gg.isa(); GRAPHGRAD_ISA=avx2 python
+bench/gemm.py benchmarks another), numpy's against the best set's (OpenBLAS picks its own kernels).
 
 Timing: 1-thread rows use the thread's CPU time (both sides run in the calling thread), which other
 processes on a shared machine do not inflate; 2-thread rows use wall time, which they do: read the
@@ -26,9 +28,7 @@ import ctypes
 import glob
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -37,40 +37,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import graphgrad as gg  # noqa: E402
+from graphgrad import _core  # noqa: E402
 from graphgrad._core import ffi, lib  # noqa: E402
 
-FLOP_PER_CYCLE = {np.float32: 32, np.float64: 16}   # per core, Zen 4 (2 × 256-bit FMA pipes)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fma_peak import measure_peaks  # noqa: E402
 
-CLOCK_C = r"""
-#include <stdio.h>
-#include <time.h>
-int main(void) {
-    long x = 0, iters = 100000000;
-    struct timespec a, b;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
-    for (long i = 0; i < iters; i++)
-        __asm__ volatile("add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\t"
-                         "add $1,%0\n\tadd $1,%0\n\tadd $1,%0\n\tadd $1,%0" : "+r"(x));
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
-    printf("%f\n", iters * 8.0 / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
-    return 0;
-}
-"""
-
-
-def measure_clock_ghz() -> tuple[float, str]:
-    """Cycles per second of CPU time (so other processes do not dilute it) from a dependent chain of
-    adds (1 cycle each); best of 3 runs."""
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            src, exe = os.path.join(tmp, "clock.c"), os.path.join(tmp, "clock")
-            open(src, "w").write(CLOCK_C)
-            subprocess.run(["gcc", "-O2", src, "-o", exe], check=True, capture_output=True)
-            return max(float(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
-                       for _ in range(3)), "dependent-add chain"
-    except (OSError, subprocess.CalledProcessError):
-        mhz = [float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz")]
-        return max(mhz) / 1000, "/proc/cpuinfo (nominal)"
+PEAK_SET = {"avx512": "avx512", "avx2": "avx2", "portable": "generic"}   # micro-kernel -> its peak loop
 
 
 class OpenBLAS:
@@ -178,37 +151,55 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer, smaller cases")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    ap.add_argument("--dtype", choices=["float32", "float64"], help="run only this dtype")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "gemm.json"))
     args = ap.parse_args()
 
     blas = OpenBLAS()
-    ghz, clock_how = measure_clock_ghz()
-    isa = ffi.string(lib.gg_gemm_kernel_info_f32(ffi.NULL, ffi.NULL)).decode()
+    cfg = gg.gemm_config()
+    isa = cfg["micro_kernel"]
+    runnable = [x for x in _core.supported_kernel_sets() if x != "custom"] or [PEAK_SET[isa]]
+    peaks = measure_peaks(runnable, args.threads)
     env = {v: os.environ.get(v, "(unset)") for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    print(f"graphgrad GEMM kernel: {isa}; NumPy {np.__version__}, OpenBLAS core {blas.corename}; "
-          f"env left as is: {env}")
-    print(f"clock {ghz:.2f} GHz ({clock_how}); peak/core {ghz * 32:.0f} GFLOP/s f32, {ghz * 16:.0f} f64; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 "?") if os.path.exists("/proc/cpuinfo") else "?"
+    print(f"{model}; graphgrad kernel set {gg.isa()} (micro-kernel {isa} {cfg['mr']}x{cfg['nr']}, "
+          f"KC {cfg['kc']} NB {cfg['nb']} MB {cfg['mb']} from L1d {cfg['l1d_bytes'] >> 10} KiB, L2 "
+          f"{cfg['l2_bytes'] >> 10} KiB); NumPy {np.__version__}, OpenBLAS core {blas.corename}; env left as is: {env}")
+    print("FMA peak, GFLOP/s float32 (float64 is half), measured with independent chains: " +
+          ", ".join(f"{s} {t} thr {g:.0f}" for (s, t), g in peaks.items()) +
+          f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
+
+    def peak_of(kernel_set, dtype, threads):
+        g = peaks.get((kernel_set, threads))
+        return None if g is None else g / (1 if dtype == np.float32 else 2)
 
     min_batch_s, rounds = (0.02, 2) if args.quick else (0.03, 3)
     rows = []
-    head = f"{'case':38} {'dtype':7} {'thr':>3} {'graphgrad':>10} {'numpy':>8} {'ratio':>6} {'%peak':>6}"
+    head = (f"{'case':38} {'dtype':7} {'thr':>3} {'graphgrad':>10} {'numpy':>8} {'ratio':>6} {'%peak':>6} "
+            f"{'np%pk':>6}")
     print(head + "\n" + "-" * len(head))
     for name, dtype, m, n, k, ta, tb, group in cases(args.quick):
+        if args.only not in name or (args.dtype and np.dtype(dtype).name != args.dtype):
+            continue
         for threads in args.threads:
             r = run_case(name, dtype, m, n, k, ta, tb, threads, blas, min_batch_s, rounds)
             r["group"] = group
-            r["peak_fraction"] = r["gg_gflops"] / (ghz * FLOP_PER_CYCLE[dtype] * threads)
-            r["numpy_peak_fraction"] = r["numpy_gflops"] / (ghz * FLOP_PER_CYCLE[dtype] * threads)
+            own, best = peak_of(PEAK_SET[isa], dtype, threads), peak_of(runnable[0], dtype, threads)
+            r["peak_fraction"] = r["gg_gflops"] / own if own else None
+            r["numpy_peak_fraction"] = r["numpy_gflops"] / best if best else None
             rows.append(r)
+            pct = lambda f: f"{100 * f:5.0f}%" if f else "    ?"   # noqa: E731
             print(f"{name:38} {r['dtype']:7} {threads:>3} {r['gg_gflops']:10.1f} {r['numpy_gflops']:8.1f} "
-                  f"{r['ratio']:6.2f} {100 * r['peak_fraction']:5.0f}%", flush=True)
+                  f"{r['ratio']:6.2f} {pct(r['peak_fraction'])} {pct(r['numpy_peak_fraction'])}", flush=True)
             if r["rel_diff"] > (1e-3 if dtype == np.float32 else 1e-9):
                 raise SystemExit(f"graphgrad and NumPy disagree on {name}: relative difference {r['rel_diff']}")
 
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"load_average_end": os.getloadavg()[0], "clock_ghz": ghz, "clock_method": clock_how,
+        json.dump({"load_average_end": os.getloadavg()[0], "cpu": model, "kernel_set": gg.isa(),
+                   "gemm_config": cfg, "fma_peak_f32_gflops": {f"{s}/{t}": g for (s, t), g in peaks.items()},
                    "kernel": isa, "numpy": np.__version__,
                    "openblas_core": blas.corename, "env": env, "rows": rows}, f, indent=1)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}; wrote {os.path.relpath(args.out)}")

@@ -551,6 +551,15 @@ static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_
  * used by only a few B panels. The last, partial panel is always packed (zero rows, no reads past m). */
 #define DIRECT_A_MAX_COLS (4 * NR)
 
+/* The step that cuts `total` into as few blocks of at most `most` as possible, all of about the same
+ * size (a multiple of `align`; `most` is one): 2048 rows with MB = 2040 run as 1032 + 1016, not as
+ * 2040 + 8, whose B packing would serve 8 rows. */
+static inline int64_t gemm_even_step(int64_t total, int64_t most, int64_t align) {
+    int64_t blocks = (total + most - 1) / most;
+    if (blocks < 1) blocks = 1;
+    return ROUND_UP((total + blocks - 1) / blocks, align);
+}
+
 /* ---- one thread's share: C[i0:i1, j0:j1] with its own packing buffers ---- */
 static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t n, int64_t k, int32_t trans_a,
                        int32_t trans_b, real alpha, real beta, const gg_epilogue *ep, int64_t i0, int64_t i1,
@@ -559,14 +568,16 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
     int direct_b = !trans_b && i1 - i0 <= DIRECT_B_MAX_ROWS;
     int direct_a = j1 - j0 <= DIRECT_A_MAX_COLS;
     const gemm_blocks *bl = gemm_blocking();
-    for (int64_t ib = i0; ib < i1; ib += bl->mb) {
-        int64_t mb = MIN(bl->mb, i1 - ib);
+    int64_t mb_step = gemm_even_step(i1 - i0, bl->mb, MR), nb_step = gemm_even_step(j1 - j0, bl->nb, NR);
+    int64_t kc_step = gemm_even_step(k, bl->kc, 8);
+    for (int64_t ib = i0; ib < i1; ib += mb_step) {
+        int64_t mb = MIN(mb_step, i1 - ib);
         /* rows of A read in place: whole panels, and a last one whose row count has its own k loop
          * (that loop reads exactly those rows; any other count is copied into a padded panel) */
         int64_t a_whole = direct_a ? mb / MR * MR : 0;
         if (direct_a && gemm_tile_rows(mb - a_whole) == mb - a_whole) a_whole = mb;
-        for (int64_t pb = 0; pb < k; pb += bl->kc) {
-            int64_t kc = MIN(bl->kc, k - pb);
+        for (int64_t pb = 0; pb < k; pb += kc_step) {
+            int64_t kc = MIN(kc_step, k - pb);
             real be = pb == 0 ? beta : (real)1;             /* later K blocks accumulate */
             const gg_epilogue *last = pb + kc >= k ? ep : NULL; /* epilogue on the final pass only */
             if (a_whole < mb && direct_a && !trans_a) {
@@ -580,8 +591,8 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
             } else if (a_whole < mb) {
                 gemm_pack_a(ap + a_whole * kc, a, m, k, trans_a, ib + a_whole, mb - a_whole, pb, kc);
             }
-            for (int64_t jb = j0; jb < j1; jb += bl->nb) {
-                int64_t nb = MIN(bl->nb, j1 - jb);
+            for (int64_t jb = j0; jb < j1; jb += nb_step) {
+                int64_t nb = MIN(nb_step, j1 - jb);
                 if (!direct_b) gemm_pack_b(bp, b, n, k, trans_b, pb, kc, jb, nb);
                 for (int64_t ir = 0; ir < mb; ir += MR) {
                     const real *apanel = ap + ir * kc;
