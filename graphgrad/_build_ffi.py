@@ -19,6 +19,7 @@ Each module compiles its own small wrapper files (build/isa_sources/<set>_*.c, e
 `#include`s a csrc/ file), so the modules' object files never share a name in build_temp and
 setuptools can build them in parallel (setup.py turns build_ext's parallel mode on).
 """
+import glob
 import os
 import platform
 import shlex
@@ -85,6 +86,8 @@ def make_builder(name: str, flags: list[str]) -> FFI:
         '#include "graphgrad.h"',
         sources=_wrapper_sources(name),
         include_dirs=[os.path.relpath(CSRC)],
+        # the wrappers #include every csrc/ file: an edit to any of them rebuilds the module
+        depends=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(CSRC, "*.[ch]"))),
         extra_compile_args=flags,
         extra_link_args=[f for f in flags if f.startswith(("-fopenmp", "-fsanitize"))],
         libraries=["m"],
