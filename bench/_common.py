@@ -39,12 +39,17 @@ def time_per_call(fn, min_time: float = 1.0, min_calls: int = 10, warmup: int = 
 
 
 def run_worker(script: str, args: list[str], threads: int, timeout: float = 600) -> dict | None:
-    """Run `script --worker ...` in a fresh process pinned to `threads`; it prints one JSON line."""
+    """Run `script --worker ...` in a fresh process limited to `threads` threads and cores; it prints one
+    JSON line."""
     env = dict(os.environ)
     for var in THREAD_VARS:
         env[var] = str(threads)
+    # pinned to `threads` cores too: some runtimes' thread pools (XLA's, TensorFlow's) ignore the thread
+    # variables, and a "1-thread" run must not spread over every core
+    cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores and len(cores) < os.cpu_count() else None
     proc = subprocess.run([sys.executable, script, "--worker", *args, "--threads", str(threads)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=pin)
     for line in reversed(proc.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)

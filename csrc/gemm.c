@@ -6,7 +6,7 @@
  *  - gg_gemm_*: a GotoBLAS/BLIS-style GEMM. op(A) and op(B) are copied ("packed") block by block
  *    into contiguous, aligned, zero-padded panels in the order the micro-kernel reads them, so the
  *    transposes cost nothing beyond the packing. A register-blocked micro-kernel (AVX-512, else
- *    AVX2+FMA, else portable C; picked at compile time from -march=native) multiplies one MR-row
+ *    AVX2+FMA, else portable C; picked at compile time by the kernel set being built) multiplies one MR-row
  *    panel of A by one NR-column panel of B over KC steps into MR×NR accumulators held in vector
  *    registers, and writes the tile once: alpha/beta, then the epilogue (bias + activation) while
  *    the tile is still in L1.
@@ -31,6 +31,9 @@
  * Threads: C is cut into a tm×tn grid of blocks (aligned to MR/NR), one per thread, each thread
  * running the loop nest above with its own packing buffers: no barriers, and the duplicated packing
  * is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
+ * (Shared packed blocks with a barrier per B block and a dynamic schedule over A panels, as BLIS
+ * does, were tried and not kept: on this shared 2-core host each barrier waits out whichever thread
+ * another process has preempted; docs/performance.md has the numbers.)
  *
  * Memory: the packing buffers come from the caller (the program's workspace, sized once by
  * gg_gemm_workspace_bytes; the runtime allocates it per compiled program); nothing is allocated here.
