@@ -19,11 +19,14 @@ import numpy as np
 from ._core import ffi, lib
 from .compiler import Plan, build_plan, resolve_passes, run_passes, schedule
 from .compiler.memory import ALIGN
-from .errors import FeedError, NumericsError, RuntimeFailure
+from .errors import FeedError, GraphGradError, NumericsError, RuntimeFailure
 from .graph import Graph, Tensor, source_text
 from .ops import REGISTRY
 from .ops.registry import _fmt_shape
 
+
+#: spare elements after a split_gradients program's gradients (see _Executable.gradient_region)
+GRADIENT_SPARE = 4
 
 _same = operator.is_
 _shape = operator.attrgetter("shape")
@@ -45,6 +48,17 @@ class _Executable:
                               f'buffer is {largest.node.op} node "{largest.node.name}" {largest.shape} '
                               f"({largest.nbytes:,} bytes, created at {largest.node.source})") from None
         base = (-self.arena.ctypes.data) % ALIGN
+        #: split_gradients programs: the gradient region (see compiler/memory.py), as a flat array of
+        #: the gradients' dtype with GRADIENT_SPARE spare elements after it, for values that travel
+        #: with the gradients (distributed training sends the step's loss there)
+        self.gradient_region = self.gradients = None
+        if mem.gradient_dtype is not None:
+            itemsize = mem.gradient_dtype.itemsize
+            n = mem.gradient_bytes // itemsize
+            raw = np.zeros(mem.gradient_bytes + (GRADIENT_SPARE + 1) * itemsize + ALIGN, dtype=np.uint8)
+            start = (-raw.ctypes.data) % ALIGN
+            self.gradient_region = raw[start:start + (n + GRADIENT_SPARE) * itemsize].view(mem.gradient_dtype)
+            self.gradients = self.gradient_region[:n]
         self.c_buffers = ffi.new("void *[]", max(len(mem.buffers), 1))
         self.views: list[np.ndarray | None] = []
         for i, buf in enumerate(mem.buffers):
@@ -53,6 +67,9 @@ class _Executable:
             elif buf.kind == "arena":
                 start = base + buf.offset
                 view = self.arena[start:start + buf.nbytes].view(buf.node.dtype).reshape(buf.shape)
+            elif buf.kind == "gradient":
+                start = buf.offset // buf.node.dtype.itemsize
+                view = self.gradient_region[start:start + buf.nbytes // buf.node.dtype.itemsize].reshape(buf.shape)
             else:
                 self.views.append(None)
                 continue
@@ -90,6 +107,29 @@ class _Executable:
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
                          placeholders.index(o) if o.op == "placeholder" else -1) for o in plan.outputs]
+        self.gradient_split = None
+        if self.gradients is not None:
+            self._make_segments()
+
+    def _make_segments(self) -> None:
+        """split_gradients: the step as two gg_programs over the same instruction array and buffers —
+        `gradient_segment` runs instructions [0, gradient_split) (forward, loss, every gradient),
+        `update_segment` runs [gradient_split, n) (clipping, step count, updates)."""
+        instructions = self.plan.instructions
+        split = next((k for k, ins in enumerate(instructions) if ins.node.role == "update"), len(instructions))
+        if any(ins.node.role != "update" for ins in instructions[split:]):
+            raise RuntimeFailure("split_gradients: an update instruction runs before a gradient is complete")
+        self.gradient_split = split
+        segments = []
+        for begin, end in ((0, split), (split, len(instructions))):
+            seg = ffi.new("gg_program *")
+            seg[0] = self.c_prog[0]
+            seg.n_instr = end - begin
+            seg.instrs = self.c_instrs + begin
+            if self.profile_ns is not None:
+                seg.profile_ns = ffi.cast("double *", self.profile_ns.ctypes.data) + begin
+            segments.append(seg)
+        self.gradient_segment, self.update_segment = segments
 
 
 class Program:
@@ -99,7 +139,8 @@ class Program:
     returns the loss (the first output) as it was before the update. Calls from several threads
     are safe: they take turns (different Programs run in parallel)."""
 
-    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False):
+    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False,
+                 split_gradients: bool = False):
         self._single = isinstance(outputs, Tensor)
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
@@ -117,6 +158,13 @@ class Program:
         self.fusion = self.fusion and not check_numerics
         self.graph = run_passes(graph, graph_passes)
         self.order = schedule(self.graph)
+        #: split_gradients: the gradients that feed the updates (one per variable, in the optimizer's
+        #: order), each kept whole in the gradient region; empty otherwise
+        self.gradient_nodes: list[Tensor] = []
+        if split_gradients:
+            if optimizer is None:
+                raise ValueError("split_gradients=True needs an optimizer: it splits a training step")
+            self.order, self.gradient_nodes = _split_order(self.order, self.graph.outputs[len(self.outputs):])
         #: the nodes fetched for self.outputs (the passes' replacements, position for position)
         self.compiled_outputs: list[Tensor] = self.graph.outputs[:len(self.outputs)]
         #: seconds spent: building the optimizer's nodes and state, and compiling the graph
@@ -222,7 +270,7 @@ class Program:
         feed_shapes = {p.id: shape for p, shape in zip(self.placeholders, key)}
         aliases = {o.id: c for o, c in zip(self.outputs, self.compiled_outputs) if o is not c}
         plan = build_plan(self.order, feed_shapes, self.compiled_outputs, fusion=self.fusion,
-                          placeholders=self.placeholders, aliases=aliases)
+                          placeholders=self.placeholders, aliases=aliases, gradients=self.gradient_nodes)
         exe = _Executable(plan, self.placeholders, key, self.check_numerics, self.profiling)
         exe.compile_seconds = time.perf_counter() - started   # fusion, memory plan, lowering, C structures
         self._executables[key] = exe
@@ -361,8 +409,40 @@ class Program:
         return inline_svg(to_dot(self.outputs + self.updates, collapse="auto"))
 
 
+def _split_order(order: list[Tensor], updates: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """(order, gradients) for split_gradients: `order` with every update-role node (clipping, the
+    step count, the updates and their state) moved after all other nodes, keeping relative order,
+    and the raw gradients (before clipping) that feed the updates."""
+    late = [n for n in order if n.role == "update"]
+    early = [n for n in order if n.role != "update"]
+    late_ids = {n.id for n in late}
+    for n in early:
+        if any(i.id in late_ids for i in n.inputs):
+            raise GraphGradError(f'split_gradients: {n.op} node "{n.name}" ({n.role}) reads the update-role node '
+                                 f'"{next(i for i in n.inputs if i.id in late_ids).name}"')
+    gradients, seen = [], set()
+    for u in updates:
+        if not REGISTRY[u.op].writes or u.op == "increment":
+            continue
+        g = u.inputs[1]
+        while g.role == "update":        # through the clipping nodes to the gradient itself
+            g = g.inputs[0]
+        if g.op == "placeholder":
+            raise GraphGradError(f'split_gradients: the gradient of "{u.inputs[0].name}" is the placeholder '
+                                 f'"{g.name}" itself; it must be computed')
+        if g.op in ("variable", "constant") or g.id in seen:
+            continue                     # the same on every rank (data-independent) or already placed
+        seen.add(g.id)
+        gradients.append(g)
+    dtypes = {g.dtype for g in gradients}
+    if len(dtypes) > 1:
+        raise GraphGradError(f"split_gradients: the gradients have several dtypes ({sorted(d.name for d in dtypes)}); "
+                             "the gradient region holds one")
+    return early + late, gradients
+
+
 def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False,  # noqa: A001
-            passes=None, profile: bool = False) -> Program:
+            passes=None, profile: bool = False, split_gradients: bool = False) -> Program:
     """Compile outputs into a Program. With an optimizer, outputs[0] is the loss and every call
     runs forward, backward and the update in one C call.
 
@@ -378,8 +458,16 @@ def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: 
     each); summary() then shows each instruction's share of the time, and profile_ns() the raw
     nanoseconds. Every pass leaves the results unchanged (fusion
     keeps each op's arithmetic, so its results are the same bits too).
+
+    split_gradients=True (with an optimizer; what data-parallel training uses) schedules every
+    update after the last gradient and keeps the gradients that feed the updates in one
+    contiguous region (layout in compiler/memory.py); each specialisation then has
+    `gradients` (that region as a flat array), `gradient_split` (the first update instruction)
+    and two gg_programs, `gradient_segment` and `update_segment`, that run the step's two halves.
+    A call still runs the whole step.
     """
-    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes, profile=profile)
+    return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes, profile=profile,
+                   split_gradients=split_gradients)
 
 
 def set_num_threads(n: int) -> None:

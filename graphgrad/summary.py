@@ -60,8 +60,10 @@ def instruction_rows(plan: Plan) -> list[dict]:
             "buffer": ins.out,
             "arena_offset": buf.offset if buf.kind == "arena" else None,
             "arena_size": buf.size if buf.kind == "arena" else None,
-            "in_place": buf.inplace_of >= 0 or buf.kind != "arena",
-            "writes": None if buf.kind == "arena" else names.get(buf.node.id, buf.node.name),
+            "in_place": buf.inplace_of >= 0 or buf.kind not in ("arena", "gradient"),
+            "writes": None if buf.kind in ("arena", "gradient") else names.get(buf.node.id, buf.node.name),
+            # split_gradients programs: where the output sits in the contiguous gradient region
+            "gradient_offset": buf.offset if buf.kind == "gradient" else None,
         })
     return rows
 
@@ -89,7 +91,9 @@ def format_summary(plan: Plan, profile_ns=None) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         ins = ", ".join(_fmt_shape(s) for s in r["inputs"])
-        if r["arena_offset"] is None:
+        if r.get("gradient_offset") is not None:
+            offset, size, inplace = f"g{r['gradient_offset']:,}", "-", ""
+        elif r["arena_offset"] is None:
             offset, size, inplace = "-", "-", f"yes ({r['writes']})"
         else:
             offset, size, inplace = f"{r['arena_offset']:,}", _human_bytes(r["arena_size"]), \
@@ -166,6 +170,8 @@ def plan_dot(plan: Plan, rankdir: str = "TB", title: str | None = None):
 
     def where(node) -> str:
         buf = mem.buffers[mem.buffer_of[node.id]]
+        if buf.kind == "gradient":
+            return f"gradients @{buf.offset:,} ({_human_bytes(buf.size)})"
         if buf.kind != "arena":
             return f"writes {names.get(buf.node.id, buf.node.name)}"
         text = f"arena @{buf.offset:,} ({_human_bytes(buf.size)})"

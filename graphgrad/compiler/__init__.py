@@ -59,18 +59,22 @@ def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[
 
 
 def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple], outputs: list[Tensor] | None = None,
-               fusion: bool = True, placeholders: list[Tensor] = (), aliases: dict[int, Tensor] | None = None) -> Plan:
+               fusion: bool = True, placeholders: list[Tensor] = (), aliases: dict[int, Tensor] | None = None,
+               gradients: list[Tensor] = ()) -> Plan:
     """Plan `order` (a schedule) for concrete feed shapes; `outputs` are fetched (kept alive to
     the end and never fused away). Every placeholder in `placeholders` gets a feed buffer, read
     or not; `aliases` maps the id of a node the passes replaced (a user's output) to its
-    replacement, so the plan's shapes and buffer_of answer for the user's node too."""
+    replacement, so the plan's shapes and buffer_of answer for the user's node too. `gradients`
+    are kept as values of their own (never fused into a consumer, so plain SGD's GEMM-update
+    fusion is off for them) and placed in the memory plan's contiguous gradient region."""
     outputs = list(outputs or [])
     fetched = {o.id for o in outputs}
     in_order = {n.id for n in order}
     missing = [p for p in placeholders if p.id not in in_order]
     shapes = concrete_shapes(missing + order, feed_shapes)
-    steps = fuse(order, shapes, fetched, enabled=fusion)
-    memory = plan_memory(missing + order, steps, shapes, fetched)
+    kept = fetched | {g.id for g in gradients}
+    steps = fuse(order, shapes, kept, enabled=fusion)
+    memory = plan_memory(missing + order, steps, shapes, fetched, gradients)
     for old_id, new in (aliases or {}).items():
         shapes.setdefault(old_id, shapes[new.id])
         memory.buffer_of.setdefault(old_id, memory.buffer_of[new.id])
