@@ -74,8 +74,12 @@ def _rebuild_optimizer(saved: dict, params: list[Tensor], path: str):
 def save(path: str, model, optimizer=None, **metadata) -> str:
     """Write a checkpoint of `model` (a gg.nn model, or a compiled Program) and `optimizer`
     (default: the Program's) to `path` atomically. Extra keyword metadata (JSON-able) is stored
-    too. Returns path."""
+    too. Returns path. In distributed training only rank 0 writes; on other ranks it does nothing
+    (call gg.distributed.barrier() before other ranks read the file in the same job)."""
+    from . import distributed
     from .runtime import Program
+    if not distributed.is_main():
+        return path                     # under MPI only rank 0 writes (every rank holds the same state)
     if optimizer is None and isinstance(model, Program):
         optimizer = model.optimizer
     params = _parameters(model)

@@ -35,6 +35,11 @@ class DivergenceError(GraphGradError, FloatingPointError):
     """Training stopped because the loss became NaN or Inf."""
 
 
+class DistributedError(GraphGradError):
+    """Distributed training cannot go on: mpi4py or MPI is missing, the ranks built different
+    models or hold different data, or another rank failed. Raised alike on every rank."""
+
+
 class RuntimeFailure(GraphGradError, RuntimeError):
     """The C interpreter returned an error status it should never return for a valid program."""
 

@@ -87,12 +87,14 @@ class _Graph:
 
 
 def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, optimizer,
-           check_numerics: bool) -> _Graph:
-    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"."""
+           check_numerics: bool, split_gradients: bool = False) -> _Graph:
+    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"
+    (split_gradients: the train step compiled in two halves, for graphgrad.distributed)."""
     cache = model.__dict__.setdefault("_gg_graphs", {})
     # one entry per kind and shapes: a train graph for another optimizer replaces the old one
     # (keyed by the optimizer, every gg.fit(..., optimizer=New()) would keep a program alive)
-    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics)
+    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics,
+           split_gradients)
     hit = cache.get(key)
     if hit is not None and (kind != "train" or hit.program.optimizer is optimizer):
         return hit
@@ -116,7 +118,8 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
         labels = np.dtype(y_dtype).kind in "iu"
         threshold = 0.0 if any(fn is getattr(ops, name, None) for name in LOGIT_LOSSES) else 0.5
     outputs = [pred] if loss_t is None else [loss_t, pred]
-    program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics)
+    program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics,
+                      split_gradients=split_gradients and kind == "train")
     graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
     cache[key] = graph
     return graph
@@ -433,7 +436,8 @@ def _format_logs(logs: dict) -> str:
 def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
         shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
         metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
-        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None) -> History:
+        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None,
+        distributed: bool = False) -> History:
     """Train `model` (a gg.nn module) on X (n, ...) and Y (n, ...), or integer labels Y (n,).
 
     loss: a name ("mse", "l1", and the losses this build has) or a function (pred, y) -> scalar.
@@ -451,11 +455,19 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     metrics, validation results and the lr it trained with.
     verbose: 0 silent, 1 a progress bar per epoch (loss, metrics, samples/s), 2 one line per epoch.
     check_numerics: stop at the first instruction producing NaN/Inf (NumericsError names it).
+    distributed=True: data-parallel over the ranks of an MPI job (mpirun -n N python script.py);
+    batch_size is then the global batch. See graphgrad.distributed and docs/distributed.md.
 
     Raises DivergenceError when the loss becomes NaN/Inf; the variables keep their last finite
     values. Returns a History.
     """
     from .optim import SGD
+    if distributed:
+        from .distributed import fit as distributed_fit
+        return distributed_fit(model, X, Y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                               shuffle=shuffle, seed=seed, validation_data=validation_data, metrics=metrics,
+                               callbacks=callbacks, drop_last=drop_last, verbose=verbose,
+                               check_numerics=check_numerics, initial_epoch=initial_epoch)
     _check_model(model)
     if optimizer is None:
         optimizer = SGD(lr=0.01)
