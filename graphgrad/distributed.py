@@ -111,7 +111,9 @@ class Context:
         """End the whole job now (MPI_Abort), saying why on stderr."""
         print(f"graphgrad.distributed: rank {self.rank} of {self.size} ends the job: {why}", file=sys.stderr,
               flush=True)
+        sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)        # MPI_Abort can return (MPICH may, when the launcher already tears down)
 
     def collective(self, what: str, fn: Callable, *args):
         """fn(*args) under the watchdog: the job aborts if it waits more than `timeout`."""
@@ -260,8 +262,8 @@ class _LocalSteps:
         return r
 
 
-def _gradient_half(runner, pos: int, loss_out, correct_out) -> int:
-    """Gather this rank's rows from position `pos` of the permutation and run the forward and
+def _gradient_half(runner, order: np.ndarray, pos: int, loss_out, correct_out) -> int:
+    """Gather this rank's rows from position `pos` of the permutation `order` and run the forward and
     backward instructions (one C call); the step's local loss and correct count land in
     loss_out / correct_out (one-element views). Returns the gg_status."""
     from ._core import ffi, lib
@@ -269,6 +271,7 @@ def _gradient_half(runner, pos: int, loss_out, correct_out) -> int:
     for slot, ptr in zip(exe.feed_slots, runner._feed_ptrs):
         exe.c_buffers[slot] = ptr
     exe.last_feeds[:] = [None] * len(exe.last_feeds)
+    s.order = ffi.cast("int64_t *", order.ctypes.data)
     s.first_pos = pos
     s.losses = ffi.cast("double *", loss_out.ctypes.data)
     s.correct = ffi.cast("int64_t *", correct_out.ctypes.data)
@@ -373,7 +376,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                 t0 = perf()
                 status = lib.GG_OK
                 if rows:
-                    status = _gradient_half(runner, k * B + off, local_loss[k:k + 1], local_correct[k:k + 1])
+                    status = _gradient_half(runner, order, k * B + off, local_loss[k:k + 1], local_correct[k:k + 1])
                     if status == lib.GG_OK and rows != S:
                         np.multiply(grads, rows / S, out=grads)   # this share's weight in the mean
                 else:

@@ -1,0 +1,247 @@
+"""Data-parallel training over MPI. The jobs run `mpirun -n 2 python tests/distributed_worker.py CASE
+OUT` with a timeout; this process never initialises MPI itself. Some run as two simulated hosts
+on loopback with the TCP transport only (no shared memory); see docs/distributed.md."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import graphgrad as gg
+from graphgrad import distributed as dist
+from graphgrad._core import lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
+JOB_TIMEOUT = 180          # seconds: a job that runs past it is a failure (a hang)
+
+#: MPICH settings that make two ranks on one machine talk like two hosts: every peer is "remote"
+#: (no shared memory, no CMA), over libfabric's TCP provider on the loopback interface
+MPICH_TCP_ONLY = {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp",
+                  "FI_TCP_IFACE": "lo", "MPIR_CVAR_CH4_CMA_ENABLE": "0"}
+#: the same for Open MPI: TCP and self transports only, on loopback; root needs the allow flags
+OPEN_MPI_TCP_ONLY = {"OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_pml": "ob1"}
+
+
+def _launcher() -> tuple[str, bool]:
+    """(mpirun path, whether it is Open MPI's)."""
+    path = shutil.which("mpirun") or shutil.which("mpiexec")
+    assert path, "mpirun not found: `make test` installs it (pip install mpi4py mpich)"
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return path, "Open MPI" in version or "OpenRTE" in version
+
+
+def mpirun(case: str, out, ranks: int = 2, tcp: bool = False) -> subprocess.CompletedProcess:
+    """Run the worker's `case` on `ranks` ranks; returns the finished process (stdout+stderr)."""
+    path, open_mpi = _launcher()
+    cmd = [path, "-n", str(ranks)]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("GRAPHGRAD_NUM_THREADS", None)      # each rank picks cores / ranks on its host
+    if open_mpi:
+        cmd.append("--oversubscribe")           # MPICH's hydra oversubscribes without being asked
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        if tcp:
+            env.update(OPEN_MPI_TCP_ONLY)
+    elif tcp:
+        env.update(MPICH_TCP_ONLY)
+        hosts = os.path.join(str(out), "hosts")   # two host names for loopback, one slot each
+        with open(hosts, "w") as f:
+            f.write("localhost:1\n127.0.0.1:1\n")
+        cmd += ["-launcher", "fork", "-f", hosts]
+    cmd += [sys.executable, WORKER, case, str(out)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
+
+
+def ranks_of(out, n=2):
+    return [dict(np.load(os.path.join(str(out), f"rank{r}.npz"))) for r in range(n)]
+
+
+def mnist_mlp(hidden=128):
+    return gg.nn.Sequential(gg.nn.Dense(784, hidden, activation="relu", kernel_init="he_normal", seed=0),
+                            gg.nn.Dense(hidden, 10, seed=1))
+
+
+def state_of(model, optimizer):
+    out = {f"p{i}": p.value for i, p in enumerate(model.parameters())}
+    for i, p in enumerate(model.parameters()):
+        for slot, var in optimizer.state_of(p).items():
+            out[f"s{i}/{slot}"] = var.value
+    return out
+
+
+# ---- the compiled step in two halves (no MPI) ----------------------------------------------
+
+def _mlp_step(split: bool, optimizer):
+    rng = np.random.default_rng(0)
+    x, y = gg.placeholder((None, 8), name="x"), gg.placeholder((None, 3), name="y")
+    W1 = gg.variable(rng.normal(size=(8, 16)).astype(np.float32), name="W1")
+    b1 = gg.variable(np.zeros(16, np.float32), name="b1")
+    W2 = gg.variable(rng.normal(size=(16, 3)).astype(np.float32), name="W2")
+    loss = gg.mse(gg.sigmoid(gg.relu(x @ W1 + b1) @ W2), y)
+    return gg.compile(loss, optimizer=optimizer, split_gradients=split), [W1, b1, W2]
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: gg.optim.SGD(lr=0.1), lambda: gg.optim.Adam(lr=1e-2, clip_norm=0.5)])
+def test_split_gradients_step_equals_the_plain_step(make_optimizer):
+    X = np.random.default_rng(1).normal(size=(32, 8)).astype(np.float32)
+    Y = np.random.default_rng(2).random((32, 3)).astype(np.float32)
+    plain, v0 = _mlp_step(False, make_optimizer())
+    split, v1 = _mlp_step(True, make_optimizer())
+    for _ in range(4):
+        assert plain(x=X, y=Y) == split(x=X, y=Y)
+    exe = split.executable(((32, 8), (32, 3)))
+    for _ in range(3):                           # the two halves, one after the other, are the step too
+        plain(x=X, y=Y)
+        assert lib.gg_program_run(exe.gradient_segment) == lib.GG_OK
+        assert lib.gg_program_run(exe.update_segment) == lib.GG_OK
+    for a, b in zip(v0, v1):
+        np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_gradient_region_layout():
+    step, variables = _mlp_step(True, gg.optim.SGD(lr=0.1))
+    X, Y = np.ones((4, 8), np.float32), np.zeros((4, 3), np.float32)
+    exe = step.executable(((4, 8), (4, 3)))
+    plan = exe.plan
+    instrs = plan.instructions
+    # every instruction before the split computes forward/backward values, every one after is an update
+    assert all(i.node.role != "update" for i in instrs[:exe.gradient_split])
+    assert all(i.node.role == "update" for i in instrs[exe.gradient_split:])
+    # one gradient per variable, in the optimizer's variable order, each at a 64-byte boundary, packed
+    updated = [u.inputs[0] for u in step.graph.outputs[1:] if u.op != "increment"]
+    grads = step.gradient_nodes
+    assert [plan.shapes[g.id] for g in grads] == [v.shape for v in updated]
+    offsets = [plan.memory.buffers[plan.memory.buffer_of[g.id]].offset for g in grads]
+    sizes = [plan.memory.buffers[plan.memory.buffer_of[g.id]].size for g in grads]
+    assert offsets == [sum(sizes[:k]) for k in range(len(grads))] and all(o % 64 == 0 for o in offsets)
+    assert exe.gradients.nbytes == plan.memory.gradient_bytes == sum(sizes)
+    assert exe.gradient_region.size == exe.gradients.size + 4 and exe.gradients.ctypes.data % 64 == 0
+    # after the gradient half the region holds exactly the gradients gg.grad computes
+    loss = step.outputs[0]
+    reference = gg.compile(gg.grad(loss, updated))(x=X, y=Y)
+    exe.c_buffers[exe.feed_slots[0]] = gg._core.ffi.from_buffer(X)
+    exe.c_buffers[exe.feed_slots[1]] = gg._core.ffi.from_buffer(Y)
+    assert lib.gg_program_run(exe.gradient_segment) == lib.GG_OK
+    for g, ref, off in zip(grads, reference, offsets):
+        np.testing.assert_array_equal(exe.gradients[off // 4: off // 4 + ref.size].reshape(ref.shape), ref)
+    # the plain-SGD GEMM-update fusion is off: each weight gradient is its own matmul
+    assert not any(i.fused and i.node.role == "update" for i in instrs)
+
+
+def test_share_splits_every_batch_exactly():
+    for rows in range(0, 40):
+        for n in (1, 2, 3, 8):
+            parts = [dist.share(rows, n, r) for r in range(n)]
+            assert sum(c for _, c in parts) == rows
+            assert [o for o, _ in parts] == [sum(c for _, c in parts[:r]) for r in range(n)]
+            assert max(c for _, c in parts) - min(c for _, c in parts) <= 1
+
+
+def test_distributed_without_mpi4py_says_what_to_install(monkeypatch):
+    assert dist._context is None               # this process never joined an MPI job
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    X, y = np.zeros((8, 784), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(gg.DistributedError, match="pip install mpi4py mpich"):
+        gg.fit(mnist_mlp(16), X, y, loss="softmax_cross_entropy", verbose=0, distributed=True)
+    # and graphgrad itself imports without mpi4py
+    code = "import sys; sys.modules['mpi4py'] = None; import graphgrad; print(graphgrad.distributed.size())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+
+
+# ---- jobs under mpirun -n 2 --------------------------------------------------------------------
+
+def _reference_equal_case():
+    """1 process, global batch 64, 20 Adam steps: what the 2-rank job must match."""
+    (X, y), _ = gg.datasets.mnist()
+    X, y = X[:20 * 64], y[:20 * 64]
+    model, opt = mnist_mlp(), gg.optim.Adam(lr=1e-3)
+    h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=64, seed=5,
+               metrics=["accuracy"], verbose=0)
+    return state_of(model, opt), h
+
+
+#: the bound after 20 Adam steps at lr 1e-3, float32, for every parameter and state array:
+#: max |2 ranks - 1 process| <= ARRAY_RTOL * max |1 process|. The 2-rank run sums two half-batch
+#: GEMMs where the 1-process run does one, so gradients differ in their last bits (~1e-7 relative);
+#: Adam divides by sqrt(v), which enlarges that where a gradient is near zero (MNIST's border
+#: pixels). Measured: 2.7e-6 on the first weight matrix, <= 3.4e-7 on every other array.
+ARRAY_RTOL = 1e-5
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["shared-memory", "two-hosts-tcp"])
+def test_two_ranks_equal_one_process(tmp_path, tcp):
+    job = mpirun("equal_tcp" if tcp else "equal", tmp_path, tcp=tcp)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    ref, h = _reference_equal_case()
+    for key, value in ref.items():
+        np.testing.assert_array_equal(r0[key], r1[key], err_msg=f"ranks differ in {key}")   # bit-identical
+        assert np.abs(r0[key] - value).max() <= ARRAY_RTOL * np.abs(value).max(), key
+    assert int(r0["step"]) == 20
+    np.testing.assert_allclose(r0["step_losses"], h.step_losses[0], rtol=1e-5)
+    assert float(r0["accuracy"][0]) == pytest.approx(h.history["accuracy"][0], abs=1e-12)
+    assert int(r0["threads"]) == max(1, len(os.sched_getaffinity(0)) // 2)    # ranks x threads <= cores
+    if tcp:
+        # the traffic went over loopback TCP: at least one region's worth per step left this host's "NIC"
+        assert int(r0["loopback_bytes"]) >= 20 * int(r0["region_bytes"])
+
+
+def test_uneven_split_gives_the_exact_mean_gradient(tmp_path):
+    job = mpirun("uneven", tmp_path, tcp=True)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
+    model = gg.nn.Sequential(gg.nn.Dense(12, 16, activation="tanh", seed=0, dtype="float64"),
+                             gg.nn.Dense(16, 3, seed=1, dtype="float64"))
+    opt = gg.optim.SGD(lr=0.1, momentum=0.5)
+    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0)
+    for key, value in state_of(model, opt).items():
+        np.testing.assert_array_equal(r0[key], r1[key])
+        # float64: 8 steps (4/3-row shares, a 1/0-row last batch) agree to rounding; a mean of the two
+        # ranks' means instead of the sample-weighted sum would be off by ~1e-2
+        np.testing.assert_allclose(r0[key], value, rtol=1e-12, atol=1e-14, err_msg=key)
+    np.testing.assert_allclose(r0["loss"], h.history["loss"], rtol=1e-12)
+
+
+def test_different_models_raise_the_typed_error_on_every_rank(tmp_path):
+    job = mpirun("mismatch", tmp_path)
+    assert job.returncode == 0, job.stdout + job.stderr
+    for r in range(2):
+        text = open(os.path.join(str(tmp_path), f"rank{r}.txt")).read()
+        assert text.startswith("DistributedError: ranks [1] differ from rank 0 in their model graph"), text
+        assert "(784, 64)" in text and "(784, 96)" in text
+
+
+@pytest.mark.parametrize("fault", ["raise", "exit", "hang"])
+def test_a_failing_rank_ends_the_job(tmp_path, fault):
+    started = time.monotonic()
+    job = mpirun(fault, tmp_path)
+    elapsed = time.monotonic() - started
+    assert job.returncode != 0, job.stdout + job.stderr
+    assert "finished training" not in job.stdout
+    assert elapsed < JOB_TIMEOUT
+    if fault == "raise":
+        assert "injected fault on rank 1" in job.stderr
+        assert "rank 1 of 2 ends the job" in job.stderr
+    if fault == "hang":          # rank 0's watchdog gave up on the allreduce rank 1 never joined
+        assert "rank 0 of 2 ends the job: waited more than 4 s in the gradient allreduce" in job.stderr
+
+
+def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
+    job = mpirun("resume", tmp_path, tcp=True)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    keys = [k.split("/", 1)[1] for k in r0 if k.startswith("straight/")]
+    assert len(keys) > 4
+    for key in keys:
+        np.testing.assert_array_equal(r0[f"straight/{key}"], r0[f"resumed/{key}"], err_msg=key)
+        np.testing.assert_array_equal(r0[f"resumed/{key}"], r1[f"resumed/{key}"], err_msg=key)
+    assert int(r0["epochs"]) == 4
+    assert "ckpt.npz" in list(r0["files"])     # one checkpoint, written by rank 0 (no stray temp files)
+    assert not [f for f in r0["files"] if f.endswith(".tmp")]
