@@ -3,7 +3,11 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUNTIME_DEPS := numpy cffi networkx graphviz tqdm setuptools wheel
-TEST_DEPS := pytest hypothesis matplotlib nbclient nbformat ipykernel
+# distributed training (an optional extra at run time; the tests launch mpirun -n 2): mpi4py and
+# MPICH as PyPI wheels (mpirun/mpiexec land on PATH). With a cluster's own MPI, set MPI_DEPS=mpi4py
+# (built against it) or MPI_DEPS= to keep what is installed.
+MPI_DEPS ?= mpi4py mpich
+TEST_DEPS := pytest hypothesis matplotlib nbclient nbformat ipykernel $(MPI_DEPS)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fopenmp -std=c11
 
 .PHONY: install deps dot build test demo bench asan valgrind clean

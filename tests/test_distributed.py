@@ -34,8 +34,9 @@ def _launcher() -> tuple[str, bool]:
     return path, "Open MPI" in version or "OpenRTE" in version
 
 
-def mpirun(case: str, out, ranks: int = 2, tcp: bool = False) -> subprocess.CompletedProcess:
-    """Run the worker's `case` on `ranks` ranks; returns the finished process (stdout+stderr)."""
+def mpirun(case: str, out, ranks: int = 2, tcp: bool = False, script: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run the worker's `case` (or `script`: a file and its arguments) on `ranks` ranks; returns the
+    finished process (stdout and stderr as text)."""
     path, open_mpi = _launcher()
     cmd = [path, "-n", str(ranks)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -51,7 +52,7 @@ def mpirun(case: str, out, ranks: int = 2, tcp: bool = False) -> subprocess.Comp
         with open(hosts, "w") as f:
             f.write("localhost:1\n127.0.0.1:1\n")
         cmd += ["-launcher", "fork", "-f", hosts]
-    cmd += [sys.executable, WORKER, case, str(out)]
+    cmd += [sys.executable] + (script or [WORKER, case, str(out)])
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
 
 
@@ -245,3 +246,15 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     assert int(r0["epochs"]) == 4
     assert "ckpt.npz" in list(r0["files"])     # one checkpoint, written by rank 0 (no stray temp files)
     assert not [f for f in r0["files"] if f.endswith(".tmp")]
+
+
+def test_the_distributed_example_runs_on_two_ranks(tmp_path):
+    example = os.path.join(ROOT, "examples", "mnist_distributed.py")
+    job = mpirun("", tmp_path, script=[example, "--quick", "--verbose", "0", "--out", str(tmp_path)])
+    assert job.returncode == 0, job.stdout + job.stderr
+    lines = [l for l in job.stdout.splitlines() if "test accuracy" in l]
+    assert len(lines) == 1 and lines[0].startswith("2 ranks x "), job.stdout     # rank 0 alone prints
+    accuracy = float(lines[0].split("test accuracy ")[1].split("%")[0]) / 100
+    assert accuracy > 0.85
+    ckpt = gg.load(os.path.join(str(tmp_path), "mnist_distributed.npz"))
+    assert ckpt.epochs_trained == 2 and ckpt.step == 2 * -(-4000 // 64)
