@@ -45,8 +45,9 @@ INSTALL = ("graphgrad's distributed training needs mpi4py and an MPI implementat
            "pip install mpi4py), and launch with mpirun -n N python your_script.py")
 #: seconds a rank waits in one collective before it decides a peer died or hangs and aborts the job
 DEFAULT_TIMEOUT = 600.0
-#: elements after the gradients in the region that is allreduced (runtime.GRADIENT_SPARE of them)
-TAIL_LOSS, TAIL_CORRECT, TAIL_FAILED, TAIL_ROWS = 0, 1, 2, 3
+#: the 4 elements after the gradients in the allreduced region (runtime.GRADIENT_SPARE), per step:
+#: [the share's mean loss x its weight, its correct predictions, 1 if its gradient half failed, its rows]
+#: — summed, they are the global batch's mean loss, correct count, failed ranks and rows
 
 _context: "Context | None" = None
 
@@ -238,47 +239,51 @@ def parameters_digest(program) -> int:
 
 # ---- one rank's side of a distributed step -----------------------------------------------------
 
-class _LocalSteps:
-    """This rank's compiled step at each local batch size it meets, run half by half."""
+class _LocalStep:
+    """This rank's compiled step for one local batch size, run half by half: the runner (its
+    specialisation, gather buffers and gg_steps record set to stop after the gradient half) and
+    views of its gradient region. rows = 0 (a rank with no rows in a small last batch) uses the
+    1-row specialisation: its gradients are zeroed instead of computed, its update half runs on
+    the reduced gradients like everyone's."""
 
-    def __init__(self, graph, sources, accuracy: bool):
+    def __init__(self, graph, sources, rows: int, accuracy: bool):
+        from ._core import ffi
         from .train import _Runner
-        self.graph, self.sources, self.accuracy = graph, sources, accuracy
-        self._Runner = _Runner
-        self.runners: dict[int, object] = {}
+        self.rows = rows
+        self.runner = _Runner(graph, sources, max(rows, 1), accuracy=accuracy)
+        exe = self.exe = self.runner.exe
+        if exe.gradients is None:
+            raise GraphGradError("the training step was not compiled with split_gradients=True")
+        self.region, self.gradients = exe.gradient_region, exe.gradients
+        self.tail = self.region[len(self.gradients):]
+        self.loss, self.correct = np.zeros(1), np.zeros(1, dtype=np.int64)   # what C records per step
+        s = self.runner.steps
+        s.split, s.stop_on_nonfinite, s.n_steps = exe.gradient_split, 0, 1
+        s.losses = ffi.cast("double *", self.loss.ctypes.data)
+        s.correct = ffi.cast("int64_t *", self.correct.ctypes.data)
 
-    def runner(self, rows: int):
-        """The runner for a local batch of `rows` (rows = 0: the smallest one, whose gradient region
-        is zeroed and whose update half runs on the reduced gradients)."""
-        rows = max(rows, 1)
-        r = self.runners.get(rows)
-        if r is None:
-            r = self.runners[rows] = self._Runner(self.graph, self.sources, rows, accuracy=self.accuracy)
-            exe = r.exe
-            if exe.gradients is None:
-                raise GraphGradError("the training step was not compiled with split_gradients=True")
-            s = r.steps
-            s.split, s.stop_on_nonfinite, s.n_steps = exe.gradient_split, 0, 1
-        return r
+    def start_epoch(self, order: np.ndarray) -> None:
+        """Point the feeds at this runner's gather buffers and the gather at the epoch's permutation
+        (nothing else runs this program during the epoch, so once per epoch is enough)."""
+        from ._core import ffi
+        exe, runner = self.exe, self.runner
+        for slot, ptr in zip(exe.feed_slots, runner._feed_ptrs):
+            exe.c_buffers[slot] = ptr
+        exe.last_feeds[:] = [None] * len(exe.last_feeds)   # a direct call of the Program re-points them
+        runner.steps.order = ffi.cast("int64_t *", order.ctypes.data)
+        self.order = order                                 # kept alive while C reads it
 
-
-def _gradient_half(runner, order: np.ndarray, pos: int, loss_out, correct_out) -> int:
-    """Gather this rank's rows from position `pos` of the permutation `order` and run the forward and
-    backward instructions (one C call); the step's local loss and correct count land in
-    loss_out / correct_out (one-element views). Returns the gg_status."""
-    from ._core import ffi, lib
-    exe, s = runner.exe, runner.steps
-    for slot, ptr in zip(exe.feed_slots, runner._feed_ptrs):
-        exe.c_buffers[slot] = ptr
-    exe.last_feeds[:] = [None] * len(exe.last_feeds)
-    s.order = ffi.cast("int64_t *", order.ctypes.data)
-    s.first_pos = pos
-    s.losses = ffi.cast("double *", loss_out.ctypes.data)
-    s.correct = ffi.cast("int64_t *", correct_out.ctypes.data)
-    status = lib.gg_program_run_steps(exe.gradient_segment, s)
-    if status != lib.GG_OK:
-        exe.c_prog.failed_instr = exe.gradient_segment.failed_instr
-    return status
+    def gradient_half(self, pos: int) -> int:
+        """Gather this rank's rows from position `pos` of the permutation and run the forward and
+        backward instructions (one C call). Returns the gg_status; self.loss / self.correct hold
+        the local loss and correct count."""
+        from ._core import lib
+        exe = self.exe
+        self.runner.steps.first_pos = pos
+        status = lib.gg_program_run_steps(exe.gradient_segment, self.runner.steps)
+        if status != lib.GG_OK:
+            exe.c_prog.failed_instr = exe.gradient_segment.failed_instr
+        return status
 
 
 def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
@@ -330,12 +335,12 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     first, base_seed = ctx.collective("the start-state broadcast", ctx.comm.bcast, (first, base_seed), 0)
     last = first + int(epochs)
 
-    steps = _LocalSteps(graph, {graph.x: X, graph.y: Y}, accuracy)
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.int64)
     n_steps = len(sizes)
     mine = [share(int(S), N, me) for S in sizes]             # (offset, rows) of this rank per step
-    for rows in sorted({r for _, r in mine}):
-        steps.runner(rows)                                    # compile every specialisation up front
+    sources = {graph.x: X, graph.y: Y}
+    local = {rows: _LocalStep(graph, sources, rows, accuracy) for rows in sorted({r for _, r in mine})}
+    plan = [(int(S), k * B + off, local[rows], rows / S) for k, (S, (off, rows)) in enumerate(zip(sizes, mine))]
     validator = None
     if valid is not None:
         Xv, Yv = valid
@@ -353,6 +358,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": []}
     verbose = verbose if ctx.rank == 0 else 0
     monotonic, perf = time.monotonic, time.perf_counter
+    comm, IN_PLACE, SUM, timeout_s = ctx.comm, ctx.MPI.IN_PLACE, ctx.MPI.SUM, ctx.timeout
+    OK, update_half = lib.GG_OK, lib.gg_program_run
     try:
         train._call(callbacks, "on_train_begin", {})
         for epoch in range(first, last):
@@ -360,57 +367,38 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             lr_used = optimizer.lr
             order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle
                      else np.arange(n, dtype=np.int64))
-            local_loss = np.zeros(n_steps)
-            local_correct = np.zeros(n_steps, dtype=np.int64)
             losses = np.zeros(n_steps)                        # the global batch's mean loss per step
             correct = np.zeros(n_steps, dtype=np.int64)
             bar = train._make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
             t_reduce = t_compute = 0.0
             started = perf()
-            for k in range(n_steps):
-                S = int(sizes[k])
-                off, rows = mine[k]
-                runner = steps.runner(rows)
-                exe = runner.exe
-                region, grads = exe.gradient_region, exe.gradients
+            for part in local.values():
+                part.start_epoch(order)
+            for k, (S, pos, part, weight) in enumerate(plan):
                 t0 = perf()
-                status = lib.GG_OK
-                if rows:
-                    status = _gradient_half(runner, order, k * B + off, local_loss[k:k + 1], local_correct[k:k + 1])
-                    if status == lib.GG_OK and rows != S:
-                        np.multiply(grads, rows / S, out=grads)   # this share's weight in the mean
+                if part.rows:
+                    status = part.gradient_half(pos)
+                    if weight != 1.0 and status == OK:
+                        np.multiply(part.gradients, weight, out=part.gradients)   # this share's weight in the mean
+                    tail = part.tail            # (element writes: cheaper than one slice assignment)
+                    tail[0], tail[1], tail[2], tail[3] = part.loss[0] * weight, part.correct[0], status != OK, part.rows
                 else:
-                    grads.fill(0)
+                    status = OK
+                    part.gradients.fill(0)
+                    part.tail[:] = 0
                 t1 = perf()
-                region[len(grads) + TAIL_LOSS] = local_loss[k] * rows / S
-                region[len(grads) + TAIL_CORRECT] = local_correct[k]
-                region[len(grads) + TAIL_FAILED] = status != lib.GG_OK
-                region[len(grads) + TAIL_ROWS] = rows
-                ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + ctx.timeout
-                ctx.comm.Allreduce(ctx.MPI.IN_PLACE, region, ctx.MPI.SUM)
+                ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + timeout_s
+                comm.Allreduce(IN_PLACE, part.region, SUM)
                 ctx.deadline = math.inf
                 t2 = perf()
-                failed, step_loss = region[len(grads) + TAIL_FAILED], float(region[len(grads) + TAIL_LOSS])
-                if failed:
-                    if status != lib.GG_OK:
-                        runner.raise_for(status, f"on rank {me}, at epoch {epoch + 1}, step {k + 1}")
-                    raise DistributedError(f"{int(failed)} other rank(s) failed at epoch {epoch + 1}, step {k + 1} "
-                                           "(their error is on their stderr); no update was made")
-                if not math.isfinite(step_loss):
-                    lr = optimizer.lr
-                    err = DivergenceError(
-                        f"training diverged: the loss became {step_loss} at epoch {epoch + 1}, step {k + 1} "
-                        f"(optimizer step {optimizer.step_count + 1}) with learning rate {lr:g}, on {N} ranks. "
-                        f"The variables keep their last finite values. Try a smaller learning rate, "
-                        f"e.g. lr={lr / 10:g}.")
-                    err.epoch, err.step, err.lr, err.loss = epoch + 1, k + 1, lr, step_loss
-                    raise err
-                losses[k] = step_loss
-                correct[k] = int(round(float(region[len(grads) + TAIL_CORRECT])))
-                status = lib.gg_program_run(exe.update_segment)
-                if status != lib.GG_OK:    # the same on every rank: the same instructions on the same bits
-                    exe.c_prog.failed_instr = exe.update_segment.failed_instr + exe.gradient_split
-                    runner.raise_for(status, f"at epoch {epoch + 1}, step {k + 1}")
+                step_loss, step_correct, failed, _ = part.tail.tolist()
+                if failed or not math.isfinite(step_loss):
+                    _stop(part, status, failed, step_loss, epoch, k, N, me, optimizer)
+                losses[k], correct[k] = step_loss, round(step_correct)
+                status = update_half(part.exe.update_segment)
+                if status != OK:        # the same on every rank: the same instructions on the same bits
+                    part.exe.c_prog.failed_instr = part.exe.update_segment.failed_instr + part.exe.gradient_split
+                    part.runner.raise_for(status, f"at epoch {epoch + 1}, step {k + 1}")
                 t3 = perf()
                 t_compute += (t1 - t0) + (t3 - t2)
                 t_reduce += t2 - t1
@@ -455,6 +443,27 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         traceback.print_exc()      # raised on this rank only: the others would wait for it forever
         ctx.abort("it raised an exception inside distributed fit (traceback above)")
     return history
+
+
+def _stop(part: _LocalStep, status: int, failed: float, step_loss: float, epoch: int, k: int, N: int, me: int,
+          optimizer) -> None:
+    """A step that cannot be applied, decided alike on every rank from the reduced tail: a rank's
+    gradient half failed (that rank raises its own typed error, the others DistributedError), or
+    the global loss is NaN/Inf (DivergenceError everywhere). No update has run."""
+    from ._core import lib
+    where = f"at epoch {epoch + 1}, step {k + 1}"
+    if failed:
+        if status != lib.GG_OK:
+            part.runner.raise_for(status, f"on rank {me}, {where}")
+        raise DistributedError(f"{int(failed)} other rank(s) failed {where} (their error is on their stderr); "
+                               "no update was made")
+    lr = optimizer.lr
+    err = DivergenceError(
+        f"training diverged: the loss became {step_loss} {where} (optimizer step {optimizer.step_count + 1}) "
+        f"with learning rate {lr:g}, on {N} ranks. The variables keep their last finite values. Try a smaller "
+        f"learning rate, e.g. lr={lr / 10:g}.")
+    err.epoch, err.step, err.lr, err.loss = epoch + 1, k + 1, lr, step_loss
+    raise err
 
 
 def _validate(ctx: Context, validator, metric_names) -> dict[str, float]:
