@@ -139,8 +139,8 @@ class _Runner:
         fed = list(program.placeholders)
         if accuracy and graph.y not in fed:
             fed.append(graph.y)
-        if len(fed) > 8:
-            raise GraphGradError("gg_program_run_steps feeds at most 8 placeholders")
+        if len(fed) > lib.GG_STEPS_MAX_FEEDS:
+            raise GraphGradError(f"gg_program_run_steps feeds at most {lib.GG_STEPS_MAX_FEEDS} placeholders")
         self.sources = [sources[p] for p in fed]
         self.exe = exe = program.executable(tuple((batch_size,) + sources[p].shape[1:] for p in program.placeholders))
         self.program, self.batch_size = program, batch_size
