@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ._core import ffi, lib
-from .compiler import Plan, build_plan, resolve_passes, run_passes, schedule
+from .compiler import Plan, build_plan, register_constant_evaluator, resolve_passes, run_passes, schedule
 from .compiler.memory import ALIGN
 from .errors import FeedError, NumericsError, RuntimeFailure
 from .graph import Graph, Tensor, source_text
@@ -354,12 +354,6 @@ class Program:
         from .viz import render
         return render(self.outputs + self.updates, path, **options)
 
-    def _repr_svg_(self):
-        """Jupyter: the graph this program runs (forward, backward, update), layers collapsed when
-        it is big. program.plan() displays the compiled instruction list, .plan().memory the arena."""
-        from .viz import inline_svg, to_dot
-        return inline_svg(to_dot(self.outputs + self.updates, collapse="auto"))
-
 
 def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: bool = False,  # noqa: A001
             passes=None, profile: bool = False) -> Program:
@@ -380,6 +374,15 @@ def compile(outputs: Tensor | Sequence[Tensor], optimizer=None, check_numerics: 
     keeps each op's arithmetic, so its results are the same bits too).
     """
     return Program(outputs, optimizer=optimizer, check_numerics=check_numerics, passes=passes, profile=profile)
+
+
+def _evaluate_constants(nodes: list[Tensor]) -> list[np.ndarray]:
+    """Constant folding's evaluator: the constant subgraph runs through the interpreter itself,
+    so folded values are the bits the step would have computed."""
+    return Program(nodes, passes=[])({})
+
+
+register_constant_evaluator(_evaluate_constants)
 
 
 def set_num_threads(n: int) -> None:
