@@ -107,3 +107,15 @@ def test_graph_and_compiler_import_no_drawing_or_runtime_code():
         if layer_key(path) in ("graph", "ops", "compiler"):
             imported = {m for m, _, _ in graphgrad_imports(path)}
             assert not imported & {"viz", "summary", "runtime", "train"}, path
+
+
+def test_train_uses_only_programs_public_methods():
+    """train.py drives compiled programs through Program's public methods (run_steps, __call__,
+    plan): no C structures of its own and no reaching into a Program's internals."""
+    tree = ast.parse((PACKAGE / "train.py").read_text())
+    internals = {"_lock", "_last", "_raise_status", "_executables", "c_buffers", "c_prog", "c_instrs",
+                 "feed_slots", "last_feeds", "executable", "views"}
+    touched = sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} & internals)
+    assert not touched, touched
+    assert "_core" not in {m for m, _, _ in graphgrad_imports(PACKAGE / "train.py")}
+    assert "gg_steps" not in (PACKAGE / "train.py").read_text()
