@@ -35,6 +35,10 @@ class DivergenceError(GraphGradError, FloatingPointError):
     """Training stopped because the loss became NaN or Inf."""
 
 
+class GradcheckError(GraphGradError, AssertionError):
+    """gg.gradcheck: autodiff and finite differences disagree."""
+
+
 class RuntimeFailure(GraphGradError, RuntimeError):
     """The C interpreter returned an error status it should never return for a valid program."""
 

@@ -54,11 +54,6 @@ class MemoryPlan:
     naive_bytes: int              # the sum of all intermediates, aligned (one slot each, no reuse)
     n_steps: int = 0
 
-    def _repr_png_(self):
-        """Jupyter: the arena over time (gg.render_memory's picture)."""
-        from ..viz import memory_png
-        return memory_png(self)
-
 
 class _FreeList:
     """Free blocks of the arena, sorted by offset, merged with their neighbours."""
