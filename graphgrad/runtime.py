@@ -30,7 +30,6 @@ from .ops.registry import _fmt_shape
 _same = operator.is_
 _shape = operator.attrgetter("shape")
 
-#: arrays one gg_steps record can gather per step (the length of its feed arrays in graphgrad.h)
 #: run_steps' parts of a step: all of it, or the loss and gradients, or the updates
 STEP_PARTS = ("step", "gradients", "updates")
 
