@@ -73,8 +73,7 @@ def worker(name: str, distributed: bool, repeats: int) -> dict:
                 reduce = h.distributed["allreduce_seconds"][0] / case["steps"]
                 python = h.distributed["python_seconds"][0] / case["steps"]
     program = next(g.program for k, g in model._gg_graphs.items() if k[0] == "train")
-    exe = next(iter(program._executables.values()))
-    grad_bytes = (exe.gradients.nbytes if exe.gradients is not None else
+    grad_bytes = (program.gradient_buffer().nbytes if program.gradient_nodes else
                   sum(p.value.nbytes for p in model.parameters()))
     out = {"samples_per_s": best, "seconds_per_step": case["batch"] / best, "gradient_bytes": grad_bytes}
     if distributed:

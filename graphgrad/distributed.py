@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import DistributedError, DivergenceError, GraphGradError
+from .runtime import GRADIENT_SPARE
 
 #: what to install when mpi4py (or an MPI library under it) is missing
 INSTALL = ("graphgrad's distributed training needs mpi4py and an MPI implementation: "
@@ -239,51 +240,49 @@ def parameters_digest(program) -> int:
 
 # ---- one rank's side of a distributed step -----------------------------------------------------
 
-class _LocalStep:
-    """This rank's compiled step for one local batch size, run half by half: the runner (its
-    specialisation, gather buffers and gg_steps record set to stop after the gradient half) and
-    views of its gradient region. rows = 0 (a rank with no rows in a small last batch) uses the
-    1-row specialisation: its gradients are zeroed instead of computed, its update half runs on
-    the reduced gradients like everyone's."""
+class _LocalSteps:
+    """This rank's side of every global step, through Program.run_steps' two parts. Each epoch
+    the rank's rows of every global batch are gathered, in step order, into local arrays (one
+    copy of 1/N of the data per epoch); local step k is then step k of a run_steps epoch over
+    them at batch size `rows` (the short last one included). A rank with no rows in a small last
+    global batch zeroes a gradient region and runs only the update part."""
 
-    def __init__(self, graph, sources, rows: int, accuracy: bool):
-        from ._core import ffi
-        from .train import _Runner
-        self.rows = rows
-        self.runner = _Runner(graph, sources, max(rows, 1), accuracy=accuracy)
-        exe = self.exe = self.runner.exe
-        if exe.gradients is None:
-            raise GraphGradError("the training step was not compiled with split_gradients=True")
-        self.region, self.gradients = exe.gradient_region, exe.gradients
-        self.tail = self.region[len(self.gradients):]
-        self.loss, self.correct = np.zeros(1), np.zeros(1, dtype=np.int64)   # what C records per step
-        s = self.runner.steps
-        s.split, s.stop_on_nonfinite, s.n_steps = exe.gradient_split, 0, 1
-        s.losses = ffi.cast("double *", self.loss.ctypes.data)
-        s.correct = ffi.cast("int64_t *", self.correct.ctypes.data)
+    def __init__(self, graph, X: np.ndarray, Y: np.ndarray, B: int, sizes: np.ndarray, N: int, me: int,
+                 accuracy: bool):
+        self.program, self.graph = graph.program, graph
+        self.B, self.sizes = B, sizes
+        self.shares = [share(int(S), N, me) for S in sizes]          # (offset, rows) per global step
+        self.rows = self.shares[0][1]                                 # rows of a full step
+        n_local = sum(c for _, c in self.shares)
+        self.X = np.empty((n_local,) + X.shape[1:], dtype=X.dtype)
+        self.Y = np.empty((n_local,) + Y.shape[1:], dtype=Y.dtype)
+        self.sources = (X, Y)
+        self.data = {graph.x: self.X, graph.y: self.Y}
+        self.accuracy = (graph.pred, self.Y) if accuracy else None
+        self.loss, self.correct = np.zeros(1), np.zeros(1, dtype=np.int64)    # one step's records
+        # every step's gradient region: the specialisation run_steps picks for that step's rows
+        self.regions = [self.program.gradient_buffer(c or self.rows) for _, c in self.shares]
+        self.n_grads = self.regions[0].size - GRADIENT_SPARE
+        self.positions = np.concatenate([np.arange(k * B + o, k * B + o + c, dtype=np.int64)
+                                         for k, (o, c) in enumerate(self.shares)])
 
-    def start_epoch(self, order: np.ndarray) -> None:
-        """Point the feeds at this runner's gather buffers and the gather at the epoch's permutation
-        (nothing else runs this program during the epoch, so once per epoch is enough)."""
-        from ._core import ffi
-        exe, runner = self.exe, self.runner
-        for slot, ptr in zip(exe.feed_slots, runner._feed_ptrs):
-            exe.c_buffers[slot] = ptr
-        exe.last_feeds[:] = [None] * len(exe.last_feeds)   # a direct call of the Program re-points them
-        runner.steps.order = ffi.cast("int64_t *", order.ctypes.data)
-        self.order = order                                 # kept alive while C reads it
+    def start_epoch(self, order: np.ndarray | None) -> None:
+        """Gather this rank's rows of the epoch, in step order (order: the epoch's permutation)."""
+        rows = self.positions if order is None else order[self.positions]
+        np.take(self.sources[0], rows, axis=0, out=self.X)
+        np.take(self.sources[1], rows, axis=0, out=self.Y)
 
-    def gradient_half(self, pos: int) -> int:
-        """Gather this rank's rows from position `pos` of the permutation and run the forward and
-        backward instructions (one C call). Returns the gg_status; self.loss / self.correct hold
-        the local loss and correct count."""
-        from ._core import lib
-        exe = self.exe
-        self.runner.steps.first_pos = pos
-        status = lib.gg_program_run_steps(exe.gradient_segment, self.runner.steps)
-        if status != lib.GG_OK:
-            exe.c_prog.failed_instr = exe.gradient_segment.failed_instr
-        return status
+    def gradients(self, k: int) -> None:
+        """Local step k's forward and backward pass (one C call): its gradients land in
+        self.regions[k], its mean loss and correct count in self.loss / self.correct."""
+        self.program.run_steps(self.data, self.rows, first_step=k, n_steps=1, losses=self.loss,
+                               accuracy=self.accuracy, threshold=self.graph.threshold,
+                               correct=self.correct if self.accuracy else None, part="gradients")
+
+    def updates(self, k: int) -> None:
+        """The optimizer update of global step k on the (reduced) gradients in self.regions[k]."""
+        self.program.run_steps(self.data, self.rows, first_step=k if self.shares[k][1] else 0, n_steps=1,
+                               part="updates")
 
 
 def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
@@ -293,12 +292,12 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         comm=None, timeout: float | None = None, threads: int | None = None):
     """gg.fit's arguments and History, trained data-parallel over the ranks of an MPI job (launch
     with mpirun -n N). Every rank passes the same model, data and settings; batch_size is the
-    GLOBAL batch (each rank computes about batch_size / N rows of it). comm, timeout, threads:
-    as for init(). History.distributed holds per-epoch seconds spent in the allreduce, in C, and
-    in Python between them."""
+    GLOBAL batch (each rank computes about batch_size / N rows of it; it must be >= N). comm,
+    timeout, threads: as for init(). History.distributed holds per-epoch seconds spent in the
+    allreduce, in the two C parts of the steps (with run_steps' own Python), and in the rest."""
     from . import train
-    from ._core import lib
     from .optim import SGD
+    from .runtime import epoch_steps
     ctx = init(comm, timeout, threads)
     N, me = ctx.size, ctx.rank
     train._check_model(model)
@@ -309,7 +308,9 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     metric_names = train._metric_names(metrics)
     X, Y = train._prepare(model, X, Y)
     n = len(X)
-    B, n_full, tail = train._batches(n, batch_size, drop_last)
+    B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
+    if B < N:
+        raise ValueError(f"the global batch ({B} rows) must have at least one row per rank ({N} ranks)")
     accuracy = "accuracy" in metric_names
     graph = train._build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics,
                          split_gradients=True)
@@ -319,7 +320,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         valid = train._prepare(model, *validation_data)
 
     # same graph, data shapes and settings everywhere, then rank 0's state, seed and epoch count
-    settings = [f"global batch {B}, {n_full} full batches, last batch {tail}", f"epochs {int(epochs)}",
+    settings = [f"global batch {B}, {n_steps} steps, last batch {tail}", f"epochs {int(epochs)}",
                 f"shuffle {bool(shuffle)}", f"metrics {metric_names}", f"check_numerics {bool(check_numerics)}",
                 f"loss {loss if isinstance(loss, str) else getattr(loss, '__qualname__', repr(loss))}",
                 f"optimizer {optimizer!r}", f"ranks {N}"]
@@ -335,12 +336,10 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     first, base_seed = ctx.collective("the start-state broadcast", ctx.comm.bcast, (first, base_seed), 0)
     last = first + int(epochs)
 
+    n_full = n_steps - (1 if tail else 0)
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.int64)
-    n_steps = len(sizes)
-    mine = [share(int(S), N, me) for S in sizes]             # (offset, rows) of this rank per step
-    sources = {graph.x: X, graph.y: Y}
-    local = {rows: _LocalStep(graph, sources, rows, accuracy) for rows in sorted({r for _, r in mine})}
-    plan = [(int(S), k * B + off, local[rows], rows / S) for k, (S, (off, rows)) in enumerate(zip(sizes, mine))]
+    local = _LocalSteps(graph, X, Y, B, sizes, N, me, accuracy)
+    plan = [(local.regions[k], rows, rows / int(S)) for k, (S, (_, rows)) in enumerate(zip(sizes, local.shares))]
     validator = None
     if valid is not None:
         Xv, Yv = valid
@@ -359,46 +358,46 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     verbose = verbose if ctx.rank == 0 else 0
     monotonic, perf = time.monotonic, time.perf_counter
     comm, IN_PLACE, SUM, timeout_s = ctx.comm, ctx.MPI.IN_PLACE, ctx.MPI.SUM, ctx.timeout
-    OK, update_half = lib.GG_OK, lib.gg_program_run
+    G = local.n_grads                                   # the tail starts here in every region
     try:
         train._call(callbacks, "on_train_begin", {})
         for epoch in range(first, last):
             train._call(callbacks, "on_epoch_begin", epoch, {})
             lr_used = optimizer.lr
             order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle
-                     else np.arange(n, dtype=np.int64))
+                     else None)
+            local.start_epoch(order)
             losses = np.zeros(n_steps)                        # the global batch's mean loss per step
             correct = np.zeros(n_steps, dtype=np.int64)
             bar = train._make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
             t_reduce = t_compute = 0.0
             started = perf()
-            for part in local.values():
-                part.start_epoch(order)
-            for k, (S, pos, part, weight) in enumerate(plan):
+            for k, (region, rows, weight) in enumerate(plan):
                 t0 = perf()
-                if part.rows:
-                    status = part.gradient_half(pos)
-                    if weight != 1.0 and status == OK:
-                        np.multiply(part.gradients, weight, out=part.gradients)   # this share's weight in the mean
-                    tail = part.tail            # (element writes: cheaper than one slice assignment)
-                    tail[0], tail[1], tail[2], tail[3] = part.loss[0] * weight, part.correct[0], status != OK, part.rows
+                error = None
+                if rows:
+                    try:
+                        local.gradients(k)
+                    except GraphGradError as err:         # reported to every rank through the tail
+                        error = err
+                    grads = region[:G]
+                    if weight != 1.0 and error is None:
+                        np.multiply(grads, weight, out=grads)   # this share's weight in the global mean
+                    # (element writes: cheaper than one slice assignment)
+                    region[G], region[G + 1] = local.loss[0] * weight, local.correct[0]
+                    region[G + 2], region[G + 3] = error is not None, rows
                 else:
-                    status = OK
-                    part.gradients.fill(0)
-                    part.tail[:] = 0
+                    region.fill(0)
                 t1 = perf()
                 ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + timeout_s
-                comm.Allreduce(IN_PLACE, part.region, SUM)
+                comm.Allreduce(IN_PLACE, region, SUM)
                 ctx.deadline = math.inf
                 t2 = perf()
-                step_loss, step_correct, failed, _ = part.tail.tolist()
+                step_loss, step_correct, failed, _ = region[G:].tolist()
                 if failed or not math.isfinite(step_loss):
-                    _stop(part, status, failed, step_loss, epoch, k, N, me, optimizer)
+                    _stop(error, failed, step_loss, epoch, k, N, me, optimizer)
                 losses[k], correct[k] = step_loss, round(step_correct)
-                status = update_half(part.exe.update_segment)
-                if status != OK:        # the same on every rank: the same instructions on the same bits
-                    part.exe.c_prog.failed_instr = part.exe.update_segment.failed_instr + part.exe.gradient_split
-                    part.runner.raise_for(status, f"at epoch {epoch + 1}, step {k + 1}")
+                local.updates(k)       # the same on every rank: the same instructions on the same bits
                 t3 = perf()
                 t_compute += (t1 - t0) + (t3 - t2)
                 t_reduce += t2 - t1
@@ -435,26 +434,25 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             if model.stop_training:
                 break
         train._call(callbacks, "on_train_end", {})
-    except (DistributedError, DivergenceError):
-        raise                      # raised alike on every rank: each can handle it
-    except BaseException:
-        if N == 1:
-            raise
+    except BaseException as err:
+        if N == 1 or isinstance(err, (DistributedError, DivergenceError)) or getattr(err, "collective", False):
+            raise                  # raised on every rank (decided together): each can handle it
         traceback.print_exc()      # raised on this rank only: the others would wait for it forever
         ctx.abort("it raised an exception inside distributed fit (traceback above)")
     return history
 
 
-def _stop(part: _LocalStep, status: int, failed: float, step_loss: float, epoch: int, k: int, N: int, me: int,
+def _stop(error: Exception | None, failed: float, step_loss: float, epoch: int, k: int, N: int, me: int,
           optimizer) -> None:
     """A step that cannot be applied, decided alike on every rank from the reduced tail: a rank's
-    gradient half failed (that rank raises its own typed error, the others DistributedError), or
+    gradient part failed (that rank raises its own typed error, the others DistributedError), or
     the global loss is NaN/Inf (DivergenceError everywhere). No update has run."""
-    from ._core import lib
     where = f"at epoch {epoch + 1}, step {k + 1}"
     if failed:
-        if status != lib.GG_OK:
-            part.runner.raise_for(status, f"on rank {me}, {where}")
+        if error is not None:
+            error.args = (f"{error.args[0]}\n  on rank {me}, {where}",) + error.args[1:]
+            error.collective = True        # the other ranks know, and raise DistributedError
+            raise error
         raise DistributedError(f"{int(failed)} other rank(s) failed {where} (their error is on their stderr); "
                                "no update was made")
     lr = optimizer.lr

@@ -35,6 +35,10 @@ class DivergenceError(GraphGradError, FloatingPointError):
     """Training stopped because the loss became NaN or Inf."""
 
 
+class GradcheckError(GraphGradError, AssertionError):
+    """gg.gradcheck: autodiff and finite differences disagree."""
+
+
 class DistributedError(GraphGradError):
     """Distributed training cannot go on: mpi4py or MPI is missing, the ranks built different
     models or hold different data, or another rank failed. Raised alike on every rank."""

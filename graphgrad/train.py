@@ -1,7 +1,8 @@
 """Training: gg.fit, gg.evaluate and gg.predict — the lecture's loop (take a batch, forward, loss,
 backprop, update; steps and epochs) as the API a Keras or PyTorch user expects.
 
-Speed comes from where the loop runs: a whole epoch is one call into C (gg_program_run_steps),
+Speed comes from where the loop runs: a whole epoch is one call into C (Program.run_steps, which
+calls gg_program_run_steps),
 which gathers each batch's rows from the full X/Y arrays by a shuffled permutation and runs the
 compiled forward+backward+update instruction list for every step, recording each step's loss
 (and how many rows it classified right). Python only draws the progress bar between calls; with
@@ -28,10 +29,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import ops
-from ._core import ffi, lib
-from .errors import DivergenceError, FeedError, GraphGradError, ShapeError
+from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, ShapeError
 from .graph import Tensor, placeholder
-from .runtime import Program
+from .runtime import Program, epoch_steps
 
 #: loss names fit and evaluate accept -> the gg function (looked up when used, so ops added later work)
 LOSSES = {
@@ -125,120 +125,6 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
     return graph
 
 
-# ---- one specialisation driven by gg_program_run_steps --------------------------------------
-
-class _Runner:
-    """A Program specialised to one batch size, with its gather buffers and gg_steps record.
-
-    `sources` maps placeholders to the full arrays; each one the program reads is fed, and the
-    targets are gathered too for accuracy even when the loss does not read them."""
-
-    def __init__(self, graph: _Graph, sources: dict[Tensor, np.ndarray], batch_size: int,
-                 accuracy: bool = False, out: np.ndarray | None = None, stop_on_nonfinite: bool = False):
-        program = graph.program
-        missing = [p.name for p in program.placeholders if p not in sources]
-        if missing:
-            raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
-        fed = list(program.placeholders)
-        if accuracy and graph.y not in fed:
-            fed.append(graph.y)
-        if len(fed) > 8:
-            raise GraphGradError("gg_program_run_steps feeds at most 8 placeholders")
-        self.sources = [sources[p] for p in fed]
-        self.exe = exe = program.executable(tuple((batch_size,) + sources[p].shape[1:] for p in program.placeholders))
-        self.program, self.batch_size = program, batch_size
-        self.gather = [np.empty((batch_size,) + src.shape[1:], dtype=src.dtype) for src in self.sources]
-        self._feed_ptrs = [ffi.cast("void *", g.ctypes.data) for g in self.gather[:len(program.placeholders)]]
-        buffer_of = exe.plan.memory.buffer_of
-        pred_shape = exe.plan.shapes[graph.pred.id]
-        if pred_shape[:1] != (batch_size,):
-            raise ShapeError(f'the model\'s output "{graph.pred.name}" has shape {pred_shape} for a batch of '
-                             f"{batch_size}: its first axis must be the batch")
-        pred_cols = math.prod(pred_shape[1:])
-
-        s = self.steps = ffi.new("gg_steps *")
-        s.n_feeds = len(self.sources)
-        for k, (src, dst) in enumerate(zip(self.sources, self.gather)):
-            s.feed_dst[k] = ffi.cast("void *", dst.ctypes.data)
-            s.feed_src[k] = ffi.cast("void *", src.ctypes.data)
-            s.feed_row_bytes[k] = src.strides[0]
-        s.n_rows = len(self.sources[0])
-        s.batch_size = batch_size
-        s.dtype = _dtype_code(graph.pred.dtype)
-        s.loss_buf = buffer_of[graph.loss.id] if graph.loss is not None else -1
-        watched = [s.loss_buf] + ([buffer_of[graph.pred.id]] if accuracy else [])
-        s.split, self.early_counters = _split(exe.plan.instructions, watched)
-        self.split_before_update = self.early_counters is not None
-        s.stop_on_nonfinite = int(stop_on_nonfinite)
-        s.pred_buf = -1
-        if accuracy:
-            target = fed.index(graph.y)
-            target_cols = math.prod(self.sources[target].shape[1:])
-            if not graph.labels and target_cols != pred_cols:
-                raise ShapeError(f"accuracy compares predictions of {pred_cols} columns with targets of "
-                                 f"{target_cols}: give one-hot targets shaped like the predictions, or "
-                                 "integer class labels of shape (n,)")
-            s.pred_buf, s.target_feed, s.pred_cols = buffer_of[graph.pred.id], target, pred_cols
-            s.target_is_label, s.threshold = int(graph.labels), graph.threshold
-        s.out_buf = -1
-        if out is not None:
-            s.out_buf = buffer_of[graph.pred.id]
-            s.out_dst = ffi.cast("void *", out.ctypes.data)
-            s.out_row_bytes = out.strides[0]
-        self.out = out
-
-    def run(self, order: np.ndarray | None, first_pos: int, n_steps: int, losses: np.ndarray | None = None,
-            correct: np.ndarray | None = None) -> tuple[int, int]:
-        """Run n_steps steps from position first_pos; losses/correct receive one entry per step.
-        Returns (status, steps completed)."""
-        exe, s = self.exe, self.steps
-        with self.program._lock:   # the Program's calls and these runs take turns (see Program.__call__)
-            for slot, ptr in zip(exe.feed_slots, self._feed_ptrs):
-                exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
-            exe.last_feeds[:] = [None] * len(exe.last_feeds)   # ... and the next direct call must re-point them
-            s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
-            s.first_pos, s.n_steps = first_pos, n_steps
-            s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data)
-            s.correct = ffi.NULL if correct is None else ffi.cast("int64_t *", correct.ctypes.data)
-            status = lib.gg_program_run_steps(exe.c_prog, s)
-            self.program._last = exe
-            return status, int(s.steps_done)
-
-    def raise_for(self, status: int, context: str = ""):
-        """Turn a failing status into its typed exception."""
-        if status == lib.GG_ERR_BAD_STEPS:
-            raise GraphGradError("gg_program_run_steps rejected its arguments (a row index or buffer out of range)")
-        try:
-            self.program._raise_status(self.exe, status)
-        except GraphGradError as err:
-            if context:
-                err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
-            raise
-
-
-def _split(instructions, watched: list[int]) -> tuple[int, list]:
-    """Where C pauses each step to check the loss (and count correct predictions): right after
-    the last instruction writing a watched buffer (loss, predictions). The check is "before the
-    update" when no instruction before that point updates a variable, except counter increments
-    (the optimizer's step count, which the scheduler may run first): those are returned as
-    (variable, amount) so a stopped step can be undone exactly. Otherwise the check happens after
-    the whole step (split = len(instructions)) and a failure is undone by replay."""
-    n = len(instructions)
-    writers = [i for i, ins in enumerate(instructions) if ins.out >= 0 and ins.out in watched]
-    if not writers:
-        return n, None
-    split = max(writers) + 1
-    early = [ins.node for ins in instructions[:split] if ins.node.role == "update"]
-    if all(node.op == "increment" for node in early):
-        return split, [(node.inputs[0], node.attrs["amount"]) for node in early]
-    return n, None
-
-
-def _dtype_code(dtype) -> int:
-    from .dtypes import C_CODES
-    return C_CODES[np.dtype(dtype)]
-
-
 # ---- data ----------------------------------------------------------------------------------
 
 def _as_rows(array, dtype, what: str) -> np.ndarray:
@@ -270,21 +156,6 @@ def _prepare(model, X, Y=None):
     if len(Y) != len(X):
         raise ShapeError(f"X has {len(X)} samples but Y has {len(Y)}")
     return X, Y
-
-
-def _batches(n: int, batch_size: int | None, drop_last: bool) -> tuple[int, int, int]:
-    """(batch size, full batches, size of the short last batch or 0). A batch size above the
-    sample count is clipped to it (as Keras does), so there is always at least one step."""
-    if batch_size is None:
-        return n, 1, 0
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (1 = stochastic GD) or None (full batch), "
-                         f"got {batch_size!r}")
-    b = min(int(batch_size), n)
-    full, tail = divmod(n, b)
-    if drop_last:
-        tail = 0
-    return b, full, tail
 
 
 # ---- results -------------------------------------------------------------------------------
@@ -481,12 +352,11 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             row = int(np.argwhere(~np.isfinite(arr))[0][0])
             raise FeedError(f"{name} holds NaN or Inf (first in sample {row}); clean the data before training")
     n = len(X)
-    B, n_full, tail = _batches(n, batch_size, drop_last)
+    B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
+    n_full = n_steps - (1 if tail else 0)
     accuracy = "accuracy" in metric_names
     graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
-    sources = {graph.x: X, graph.y: Y}
-    runner = _Runner(graph, sources, B, accuracy=accuracy, stop_on_nonfinite=True) if n_full else None
-    tail_runner = _Runner(graph, sources, tail, accuracy=accuracy, stop_on_nonfinite=True) if tail else None
+    steps = _Steps(graph, {graph.x: X, graph.y: Y}, B, drop_last, accuracy, stop_on_nonfinite=True)
     snapshot = _Snapshot(graph.program)
     validation = None
     if validation_data is not None:
@@ -503,7 +373,6 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     model.stop_training = False
     history = History()
     _call(callbacks, "on_train_begin", {})
-    n_steps = n_full + (1 if tail else 0)
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.float64)
     for epoch in range(first, last):
         _call(callbacks, "on_epoch_begin", epoch, {})
@@ -519,13 +388,13 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             while step < n_full:
                 k = min(chunk, n_full - step)
                 t0 = time.perf_counter()
-                _run_chunk(runner, snapshot, order, step * B, step, k, losses, correct, epoch, optimizer)
+                _run_chunk(steps, snapshot, order, step, k, losses, correct, epoch, optimizer)
                 step += k
                 if bar is not None:
                     chunk = max(1, int(CHUNK_SECONDS * k / max(time.perf_counter() - t0, 1e-9)))
                     _bar_update(bar, k * B, losses[:step], sizes[:step], correct[:step], accuracy)
             if tail:
-                _run_chunk(tail_runner, snapshot, order, n_full * B, n_full, 1, losses, correct, epoch, optimizer)
+                _run_chunk(steps, snapshot, order, n_full, 1, losses, correct, epoch, optimizer)
                 if bar is not None:
                     _bar_update(bar, tail, losses, sizes, correct, accuracy)
         finally:
@@ -573,46 +442,73 @@ def _bar_update(bar, samples: int, losses, sizes, correct, accuracy: bool) -> No
     bar.update(samples)
 
 
-def _run_chunk(runner: _Runner, snapshot: _Snapshot, order, pos: int, step: int, k: int, losses, correct,
-               epoch: int, optimizer) -> None:
-    """Steps [step, step + k) of the epoch in one C call; on a NaN/Inf loss or a numerics error,
-    put the variables back to their last finite state and raise."""
+def _run_chunk(steps: _Steps, snapshot: _Snapshot, order, step: int, k: int, losses, correct, epoch: int,
+               optimizer) -> None:
+    """Steps [step, step + k) of the epoch; on a NaN/Inf loss or a numerics error, put the
+    variables back to their last finite state and raise."""
     snapshot.take()
-    status, done = runner.run(order, pos, k, losses[step:], correct[step:])
-    if status == lib.GG_OK:
-        return
-    bad = step + done            # the epoch's step that failed
-    context = f"at epoch {epoch + 1}, step {bad + 1}"
-    if status == lib.GG_ERR_DIVERGED and runner.split_before_update and snapshot.all_finite():
-        # the failing step stopped before its updates: the variables are the last finite ones,
-        # except counters it had already advanced (the step count), which go back
-        for var, amount in runner.early_counters:
-            var.data[...] = snapshot.saved_value(var) + amount * done
-    elif status in (lib.GG_ERR_DIVERGED, lib.GG_ERR_NUMERICS):
-        _replay_finite(runner, snapshot, order, pos, done)
-    if status == lib.GG_ERR_DIVERGED:
-        lr = optimizer.lr
-        err = DivergenceError(
-            f"training diverged: the loss became {losses[bad]} {context} (optimizer step "
-            f"{optimizer.step_count + 1}) with learning rate {lr:g}. The variables keep their last finite "
-            f"values. The learning rate is probably too large: try a smaller one, e.g. lr={lr / 10:g}.")
-        err.epoch, err.step, err.lr, err.loss = epoch + 1, bad + 1, lr, float(losses[bad])
-        raise err
-    runner.raise_for(status, context)
+    try:
+        steps.run(order, step, k, losses[step:], correct[step:])
+    except GraphGradError as err:
+        if not hasattr(err, "steps_done"):
+            raise                       # a check before any step ran
+        bad = step + err.steps_done     # the epoch's step that failed
+        context = f"at epoch {epoch + 1}, step {bad + 1}"
+        diverged = isinstance(err, DivergenceError)
+        if diverged and err.before_update and snapshot.all_finite():
+            pass     # the failing step stopped before its updates: the variables are the last finite ones
+        elif diverged or isinstance(err, NumericsError):
+            _replay_finite(steps, snapshot, order, step, err.steps_done)
+        if diverged:
+            lr = optimizer.lr
+            diverged = DivergenceError(
+                f"training diverged: the loss became {losses[bad]} {context} (optimizer step "
+                f"{optimizer.step_count + 1}) with learning rate {lr:g}. The variables keep their last finite "
+                f"values. The learning rate is probably too large: try a smaller one, e.g. lr={lr / 10:g}.")
+            diverged.epoch, diverged.step, diverged.lr, diverged.loss = epoch + 1, bad + 1, lr, float(losses[bad])
+            raise diverged from None
+        err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
+        raise
 
 
-def _replay_finite(runner: _Runner, snapshot: _Snapshot, order, pos: int, good_steps: int) -> None:
+def _replay_finite(steps: _Steps, snapshot: _Snapshot, order, step: int, good_steps: int) -> None:
     """Restore the chunk's snapshot and redo its good steps one at a time, stopping before any
     step that would leave a variable non-finite (the runs are deterministic, so this retraces
     the original run exactly)."""
     snapshot.restore()
     for s in range(good_steps):
         before = snapshot.copy()
-        status, _ = runner.run(order, pos + s * runner.batch_size, 1)
-        if status != lib.GG_OK or not snapshot.all_finite():
+        try:
+            steps.run(order, step + s, 1)
+            finite = snapshot.all_finite()
+        except GraphGradError:
+            finite = False
+        if not finite:
             for v, value in zip(snapshot.variables, before):
                 np.copyto(v.data, value)
             return
+
+
+class _Steps:
+    """A compiled graph's Program.run_steps over fixed data: fit's training steps, evaluate's."""
+
+    def __init__(self, graph: _Graph, data: dict, batch_size: int, drop_last: bool, accuracy: bool,
+                 stop_on_nonfinite: bool = False):
+        program = graph.program
+        missing = [p.name for p in program.placeholders if p not in data]
+        if missing:
+            raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
+        self.program, self.data, self.batch_size, self.drop_last = program, data, batch_size, drop_last
+        self.accuracy = (graph.pred, data[graph.y]) if accuracy else None
+        self.threshold, self.stop_on_nonfinite = graph.threshold, stop_on_nonfinite
+        self.run(None, 0, 0, np.zeros(0), np.zeros(0, np.int64))   # builds and checks the C side now
+
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None) -> None:
+        accuracy = self.accuracy if correct is not None else None
+        self.program.run_steps(self.data, self.batch_size, first_step=first_step, n_steps=n_steps, order=order,
+                               drop_last=self.drop_last, losses=losses, stop_on_nonfinite=self.stop_on_nonfinite,
+                               accuracy=accuracy, threshold=self.threshold,
+                               correct=correct if accuracy else None)
 
 
 # ---- evaluation and prediction -------------------------------------------------------------
@@ -621,24 +517,16 @@ class _Evaluator:
     """The loss and metrics of a model on fixed data, forward only, in one C call per specialisation."""
 
     def __init__(self, model, X, Y, loss, batch_size: int, metric_names: list[str], check_numerics: bool = False):
-        B, self.n_full, self.tail = _batches(len(X), batch_size, drop_last=False)
+        B, n_steps, tail = epoch_steps(len(X), batch_size)
         self.accuracy = "accuracy" in metric_names
         graph = _build(model, "eval", X.shape[1:], Y.shape[1:], Y.dtype, loss, None, check_numerics)
-        sources = {graph.x: X, graph.y: Y}
-        self.runners = [(_Runner(graph, sources, B, accuracy=self.accuracy), 0, self.n_full)] if self.n_full else []
-        if self.tail:
-            self.runners.append((_Runner(graph, sources, self.tail, accuracy=self.accuracy), self.n_full * B, 1))
-        self.sizes = np.array([B] * self.n_full + ([self.tail] if self.tail else []), dtype=np.float64)
+        self.steps = _Steps(graph, {graph.x: X, graph.y: Y}, B, False, self.accuracy)
+        self.sizes = np.array([B] * (n_steps - (1 if tail else 0)) + ([tail] if tail else []), dtype=np.float64)
 
     def run(self) -> dict[str, float]:
         losses = np.zeros(len(self.sizes))
         correct = np.zeros(len(self.sizes), dtype=np.int64)
-        step = 0
-        for runner, pos, k in self.runners:
-            status, _ = runner.run(None, pos, k, losses[step:], correct[step:])
-            if status != lib.GG_OK:
-                runner.raise_for(status)
-            step += k
+        self.steps.run(None, 0, len(self.sizes), losses, correct if self.accuracy else None)
         n = self.sizes.sum()
         logs = {"loss": float((losses * self.sizes).sum() / n)}
         if self.accuracy:
@@ -658,18 +546,9 @@ def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None =
 def predict(model, X, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
     """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...)."""
     X, _ = _prepare(model, X)
-    B, n_full, tail = _batches(len(X), len(X) if batch_size is None else batch_size, drop_last=False)
+    B, _, _ = epoch_steps(len(X), len(X) if batch_size is None else batch_size)
     graph = _build(model, "predict", X.shape[1:], None, None, None, None, False)
-    out = None
-    for size, pos, k in ((B, 0, n_full), (tail, n_full * B, 1)):
-        if k == 0 or size == 0:
-            continue
-        probe = graph.program.executable(((size,) + X.shape[1:],))
-        if out is None:
-            row = probe.plan.shapes[graph.pred.id][1:]
-            out = np.empty((len(X),) + tuple(row), dtype=graph.pred.dtype)
-        runner = _Runner(graph, {graph.x: X}, size, out=out)
-        status, _ = runner.run(None, pos, k)
-        if status != lib.GG_OK:
-            runner.raise_for(status)
+    row = graph.program.plan(batch_size=B).shapes[graph.pred.id][1:]
+    out = np.empty((len(X),) + tuple(row), dtype=graph.pred.dtype)
+    graph.program.run_steps({graph.x: X}, B, predictions=(graph.pred, out))
     return out

@@ -5,8 +5,9 @@ flowing along it and the local gradient ∂(consumer)/∂(input) evaluated there
 Big graphs are drawn by layer: nodes are grouped by the name prefix of the gg.nn layer they
 belong to ("dense0/kernel" -> "dense0") and by role; past `max_nodes` nodes each group becomes
 one box (collapse="auto"), so a notebook shows a readable picture of a whole training step.
-Jupyter shows Tensors, Programs and Plans inline through the _repr_svg_ methods that call
-inline_svg here."""
+Jupyter shows Tensors, Programs, Plans and memory plans inline: this module attaches their
+_repr_svg_ / _repr_png_ methods (at the end of the file), so that the graph, the compiler and
+the runtime import no drawing code."""
 from __future__ import annotations
 
 import os
@@ -16,10 +17,14 @@ from typing import Sequence
 import graphviz
 import numpy as np
 
+from .compiler import Plan
+from .compiler.memory import MemoryPlan
 from .errors import GraphGradError
 from .graph import Tensor, ancestors, building, constant
 from .ops import REGISTRY, make
 from .ops.registry import _fmt_shape
+from .runtime import Program
+from .summary import plan_dot, render_memory
 
 ROLE_COLOURS = {"forward": "#cfe2ff", "backward": "#ffd8a8", "update": "#c3f0c8"}
 LEAF_STYLES = {
@@ -194,7 +199,6 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
     values: dict[int, np.ndarray] = {}
     grads: dict[tuple[int, int], np.ndarray] = {}
     if show_values:
-        from .runtime import Program
         computable = [n for n in nodes if n.role != "update"]
         local = _local_gradients(computable)
         fetched = computable + list(local.values())
@@ -285,8 +289,36 @@ def inline_svg(dot: graphviz.Digraph) -> str | None:
 
 def memory_png(memory) -> bytes:
     """PNG bytes of gg.render_memory's arena picture for a MemoryPlan (what Jupyter shows)."""
-    from .summary import render_memory
     with tempfile.TemporaryDirectory() as folder:
         path = render_memory(memory, os.path.join(folder, "memory.png"))
         with open(path, "rb") as f:
             return f.read()
+
+
+# ---- Jupyter display, attached here: the graph, compiler and runtime import no drawing code ----
+
+def _tensor_svg(self: Tensor) -> str | None:
+    """Jupyter: the graph this tensor depends on, layers collapsed when it is big."""
+    return inline_svg(to_dot(self, collapse="auto"))
+
+
+def _program_svg(self: Program) -> str | None:
+    """Jupyter: the graph this program runs (forward, backward, update), layers collapsed when
+    it is big. program.plan() displays the compiled instruction list, .plan().memory the arena."""
+    return inline_svg(to_dot(self.outputs + self.updates, collapse="auto"))
+
+
+def _plan_svg(self: Plan) -> str | None:
+    """Jupyter: the instruction list, fused groups as clusters, arena offsets in the labels."""
+    return inline_svg(plan_dot(self))
+
+
+def _memory_png(self: MemoryPlan) -> bytes:
+    """Jupyter: the arena over time (gg.render_memory's picture)."""
+    return memory_png(self)
+
+
+Tensor._repr_svg_ = _tensor_svg
+Program._repr_svg_ = _program_svg
+Plan._repr_svg_ = _plan_svg
+MemoryPlan._repr_png_ = _memory_png

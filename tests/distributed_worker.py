@@ -60,11 +60,10 @@ if CASE in ("equal", "equal_tcp"):
     h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=64, seed=5,
                metrics=["accuracy"], verbose=0, distributed=True)
     sent = loopback_bytes() - sent_before
-    region = model._gg_graphs[next(k for k in model._gg_graphs if k[0] == "train")].program
-    exe = next(iter(region._executables.values()))
+    program = model._gg_graphs[next(k for k in model._gg_graphs if k[0] == "train")].program
     save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]), accuracy=np.array(h.history["accuracy"]),
               step_losses=h.step_losses[0], loopback_bytes=np.array(sent),
-              region_bytes=np.array(exe.gradient_region.nbytes), threads=np.array(gg.get_num_threads()))
+              region_bytes=np.array(program.gradient_buffer().nbytes), threads=np.array(gg.get_num_threads()))
 
 elif CASE == "uneven":
     # float64: global batch 7 split 4 + 3, a ragged last batch of 1 row (rank 1 gets none)

