@@ -15,7 +15,7 @@ sys.path.insert(0, ROOT)
 
 import graphgrad as gg  # noqa: E402
 
-SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "errors", "ops")
+SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "distributed", "errors", "ops")
 
 # the top-level names by topic, in reading order; public names not listed go under "More"
 TOPICS = {
@@ -51,6 +51,8 @@ INTRO = {
     "init": "Initialisers: functions `(shape, seed=None, dtype=\"float32\") -> numpy array`, usable by name "
             "(`kernel_init=\"he_normal\"`).",
     "datasets": "Data sets for examples and tests.",
+    "distributed": "Data-parallel training over MPI (mpi4py, launched by `mpirun -n N`): "
+                   "`gg.fit(..., distributed=True)`. Commands, layout and costs: [distributed.md](distributed.md).",
     "errors": "Typed errors; every one is a `gg.GraphGradError`. What to do about each: "
               "[troubleshooting.md](troubleshooting.md).",
 }

@@ -52,6 +52,8 @@ DEFAULT_TIMEOUT = 600.0
 
 _context: "Context | None" = None
 
+__all__ = ["init", "fit", "rank", "size", "is_main", "barrier", "share", "Context"]
+
 
 def _mpi():
     try:
@@ -222,7 +224,7 @@ def check_same(ctx: Context, parts: dict[str, list[str]]) -> None:
             raise DistributedError(
                 f"ranks {differing} differ from rank 0 in their {name}; every rank must run the same model, "
                 f"optimizer, data shapes and settings. First difference (rank 0 vs rank {other}):\n"
-                f"  rank 0:     {line0}\n  rank {other}: {' ' * (len(str(0)) - len(str(other)))}{line1}")
+                f"  rank 0: {line0}\n  rank {other}: {line1}")
 
 
 def _variables(program) -> list:
