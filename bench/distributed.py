@@ -7,8 +7,9 @@ gradient size, a ring-allreduce cost model for N hosts on 10/25/100 Gbit/s links
 
     python bench/distributed.py            # or --quick; writes bench/results/distributed.json
 
-Each configuration runs in fresh processes; the per-configuration number is the best of
---repeats timed epochs (after a warm-up epoch), since other work on the machine only slows runs down.
+Each configuration runs in fresh processes, --rounds times, alternating with the others; its number
+is the best of --repeats timed epochs per launch (after a warm-up epoch) over the launches, since
+other work on the machine only slows runs down.
 """
 from __future__ import annotations
 
@@ -124,7 +125,11 @@ def main():
     parser.add_argument("--distributed", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)   # (set by _common-style launchers)
-    parser.add_argument("--quick", action="store_true", help="c256 and the overhead row only, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="c256 only, 2 repeats, 1 round")
+    parser.add_argument("--rounds", type=int, default=2, help="launches of each configuration (the best counts)")
+    parser.add_argument("--host-samples-per-s", type=float, default=None,
+                        help="the cost model's compute speed of one host on case c256 (default: this machine's "
+                             "best measured)")
     args = parser.parse_args()
     if args.worker:
         try:
@@ -134,19 +139,27 @@ def main():
         return
 
     repeats = 2 if args.quick else args.repeats
+    if args.quick:
+        args.rounds = 1
     names = ["c256", "cnn"] if args.quick else ["c256", "c1024", "cnn"]
     configs = [("1 proc x 1 thread", 1, 1, False), ("1 proc x 2 threads", 1, 2, False),
                ("2 ranks x 1 thread", 2, 1, True)]
     machine = _common.machine()
-    print(f"CPU: {machine['cpu']}, {machine['cores']} cores")
+    machine["load_average"] = os.getloadavg()
+    print(f"CPU: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average'][0]:.1f} "
+          "(other work on the cores slows every configuration; the 2-rank one most)")
     results = {"machine": machine, "cases": {}, "overhead": {}, "cost_model": {}}
     print(f"{'case':<7} {'configuration':<20} {'samples/s':>11} {'ms/step':>9} {'allreduce ms/step':>18} "
           f"{'Python us/step':>15}")
     for name in names:
         row = {}
+        for _ in range(args.rounds):      # configurations alternate, so a burst of load hits them alike
+            for label, ranks, threads, distributed in configs:
+                r = launch(name, ranks, threads, distributed, repeats)
+                if "error" in r or r.get("samples_per_s", 0) > row.get(label, {}).get("samples_per_s", -1):
+                    row[label] = r
         for label, ranks, threads, distributed in configs:
-            r = launch(name, ranks, threads, distributed, repeats)
-            row[label] = r
+            r = row[label]
             if "error" in r:
                 print(f"{name:<7} {label:<20} {r['error']}")
                 continue
@@ -175,13 +188,16 @@ def main():
               f"1-rank allreduce {dist1['allreduce_per_step'] * 1e6:.1f} us, and the loop)")
 
     base = results["cases"].get("c256", {})
-    ref = base.get("1 proc x 2 threads", {})
-    grad = base.get("2 ranks x 1 thread", {}).get("gradient_bytes") or ref.get("gradient_bytes")
-    if "samples_per_s" in ref and grad:
-        rows = ring_model(grad, 1 / ref["samples_per_s"], 256)
-        results["cost_model"] = {"gradient_bytes": grad, "latency_s": LINK_LATENCY, "rows": rows}
+    speeds = [base.get(k, {}).get("samples_per_s", 0) for k in ("1 proc x 1 thread", "1 proc x 2 threads")]
+    speed = args.host_samples_per_s or max(speeds)
+    grad = base.get("2 ranks x 1 thread", {}).get("gradient_bytes")
+    if speed and grad:
+        rows = ring_model(grad, 1 / speed, 256)
+        results["cost_model"] = {"gradient_bytes": grad, "latency_s": LINK_LATENCY, "host_samples_per_s": speed,
+                                 "rows": rows}
         print(f"\nring allreduce cost model, case c (gradient region {grad / 1e6:.2f} MB), global batch 256, "
-              f"compute at this machine's 1 proc x 2 threads speed per host, {LINK_LATENCY * 1e6:.0f} us per message")
+              f"each host computing {speed:,.0f} samples/s (--host-samples-per-s), {LINK_LATENCY * 1e6:.0f} us "
+              "per message")
         print(f"{'hosts':>5} " + " ".join(f"{f'{g} Gbit/s: ms  eff':>21}" for g in LINKS_GBIT) + f" {'compute ms':>11}")
         for hosts in sorted({r["hosts"] for r in rows}):
             cells = [r for r in rows if r["hosts"] == hosts]
