@@ -93,7 +93,8 @@ def launch(name: str, ranks: int, threads: int, distributed: bool, repeats: int,
     if distributed:
         cmd.append("--distributed")
     if ranks > 1:
-        launcher = shutil.which("mpirun") or shutil.which("mpiexec")
+        beside = os.path.join(os.path.dirname(sys.executable), "mpirun")   # a venv's (pip's mpich wheel)
+        launcher = beside if os.access(beside, os.X_OK) else shutil.which("mpirun") or shutil.which("mpiexec")
         if launcher is None:
             return {"error": "mpirun not found (pip install mpi4py mpich)"}
         cmd = [launcher, "-n", str(ranks)] + cmd

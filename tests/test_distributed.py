@@ -25,9 +25,18 @@ MPICH_TCP_ONLY = {"MPIR_CVAR_NOLOCAL": "1", "MPIR_CVAR_CH4_NETMOD": "ofi", "FI_P
 OPEN_MPI_TCP_ONLY = {"OMPI_MCA_btl": "tcp,self", "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_pml": "ob1"}
 
 
+def find_mpirun() -> str | None:
+    """The mpirun beside this Python (a venv's, where pip's mpich wheel puts it), else on PATH."""
+    for name in ("mpirun", "mpiexec"):
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        if os.access(beside, os.X_OK):
+            return beside
+    return shutil.which("mpirun") or shutil.which("mpiexec")
+
+
 def _launcher() -> tuple[str, bool]:
     """(mpirun path, whether it is Open MPI's)."""
-    path = shutil.which("mpirun") or shutil.which("mpiexec")
+    path = find_mpirun()
     assert path, "mpirun not found: `make test` installs it (pip install mpi4py mpich)"
     version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
     return path, "Open MPI" in version or "OpenRTE" in version
