@@ -20,6 +20,7 @@ import numpy as np
 from .compiler import Plan
 from .compiler.memory import MemoryPlan
 from .errors import GraphGradError
+from .files import atomic_write
 from .graph import Tensor, ancestors, building, constant
 from .ops import REGISTRY, make
 from .ops.registry import _fmt_shape
@@ -266,13 +267,8 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = Fa
         except graphviz.ExecutableNotFound:
             raise GraphGradError("rendering needs the Graphviz `dot` program: apt-get install graphviz "
                                  "(or brew install graphviz)") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # write beside the target and rename, so a failure never leaves half a file
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-    os.replace(tmp, path)
     return path
 
 
