@@ -81,11 +81,14 @@ class ParamGroup(dict):
                                  "changes at run time); build a new optimizer to change it")
         super().__setitem__(key, value)
 
-    def update(self, other=(), **kwargs):   # dict.update would bypass __setitem__
+    def update(self, other=(), **kwargs):
+        """Set several keys at once, each as group[key] = value would (dict.update would skip the
+        learning-rate variable and the checks)."""
         for key, value in dict(other, **kwargs).items():
             self[key] = value
 
     def setdefault(self, key, default=None):
+        """group[key], after setting it to `default` (with the checks) when it is missing."""
         if key not in self:
             self[key] = default
         return self[key]
