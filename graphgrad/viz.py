@@ -41,7 +41,7 @@ def _fmt_value(v) -> str:
         return f"{float(v.reshape(())):.4g}"
     if v.size <= 4:
         return "[" + ", ".join(f"{float(x):.3g}" for x in v.ravel()) + "]"
-    return f"mean {float(v.mean()):.3g}"
+    return f"{v.size} values, mean {float(v.mean()):.3g}"
 
 
 def _node_label(node: Tensor) -> str:
@@ -232,6 +232,9 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
                 label = f"{inp.name} = {_fmt_value(values[inp.id])}"
                 if (inp.id, node.id) in grads:
                     label += f"\n∂{node.name}/∂{inp.name} = {_fmt_value(grads[(inp.id, node.id)])}"
+                    size = np.size(values[node.id]) if node.id in values else 1
+                    if size != 1:   # the local derivative of a non-scalar is summed (see _local_gradients)
+                        label += f"\n(each summed over {node.name}'s {size} elements)"
             else:
                 label = _fmt_shape(inp.shape)
             colour = "#e8590c" if node.role == "backward" else "#2b8a3e" if node.role == "update" else "#495057"
@@ -240,7 +243,10 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         dot.subgraph(cluster)
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="legend", fontsize="9", style="dashed", color="#adb5bd")
+        present = {n.role for n in nodes if not n.is_leaf}
         for role, colour in ROLE_COLOURS.items():
+            if role not in present:   # name only the kinds of node this picture has
+                continue
             legend.node(f"legend_{role}", role, shape="box", style="filled,rounded", fillcolor=colour, fontsize="9")
     return dot
 
