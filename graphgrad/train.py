@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -277,14 +278,16 @@ class _Snapshot:
 
 def progress_bar_class():
     """tqdm's notebook bar (a widget) inside a Jupyter kernel that has ipywidgets; the text bar
-    everywhere else, including a kernel without ipywidgets (tqdm.auto would warn there)."""
+    everywhere else. A kernel without ipywidgets gets the text bar and, once, a warning saying
+    what to install (`make install` installs it)."""
     if "ipykernel.zmqshell" in sys.modules:
         try:
             import ipywidgets  # noqa: F401  (the notebook bar is an ipywidgets widget)
             from tqdm.notebook import tqdm
             return tqdm
         except ImportError:
-            pass
+            warnings.warn("graphgrad: the notebook progress bar needs ipywidgets (pip install ipywidgets); "
+                          "showing the text bar instead", stacklevel=3)
     from tqdm.std import tqdm
     return tqdm
 
