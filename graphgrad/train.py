@@ -535,7 +535,11 @@ def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None =
 
 
 def predict(model, X, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
-    """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...)."""
+    """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...).
+
+    These are what the model's last layer outputs — logits for a classifier whose last Dense has
+    no activation (as softmax_cross_entropy expects). For probabilities, predict with a softmax
+    appended: gg.predict(gg.nn.Sequential(model, gg.nn.Softmax()), X)."""
     X, _ = _prepare(model, X)
     B, _, _ = epoch_steps(len(X), len(X) if batch_size is None else batch_size)
     graph = _build(model, "predict", X.shape[1:], None, None, None, None, False)
