@@ -25,6 +25,7 @@ from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, R
 from .graph import Graph, Tensor, source_text
 from .ops import REGISTRY
 from .ops.registry import _fmt_shape
+from .optim import get as get_optimizer
 
 
 _same = operator.is_
@@ -109,7 +110,8 @@ class Program:
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
             raise TypeError("gg.compile takes a Tensor or a non-empty list of Tensors")
-        self.optimizer = optimizer
+        # an instance, or a Keras-style name ("adam"); a class is an error saying what to pass
+        self.optimizer = optimizer = get_optimizer(optimizer) if optimizer is not None else None
         started = time.perf_counter()
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
         graph_built = time.perf_counter()
@@ -434,6 +436,18 @@ class Program:
                                         f"(first at index {np.argwhere(~np.isfinite(arr))[0].tolist()})")
         return arrays
 
+    def __repr__(self) -> str:
+        outputs = ", ".join(f'"{o.name}"' for o in self.outputs)
+        feeds = ", ".join(f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in self.placeholders) or "none"
+        optimizer = f", optimizer {type(self.optimizer).__name__}" if self.optimizer is not None else ""
+        if self._last is not None:
+            plan = self._last.plan
+            batch = ", ".join(str(s) for s in self._last.feed_shapes) or "()"
+            compiled = f"{len(plan.instructions)} instructions for feeds {batch}"
+        else:
+            compiled = "not run yet"
+        return f"<Program outputs {outputs}; feeds {feeds}{optimizer}; {compiled}>"
+
     def _expected(self) -> str:
         return "This program's placeholders: " + ", ".join(
             f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in self.placeholders) + "."
@@ -480,15 +494,19 @@ class Program:
             raise ValueError("this program has not run yet: call it once, or pass batch_size=N")
         return self._last.plan
 
-    def summary(self, batch_size: int | None = None, file=None) -> str:
-        """Print (and return) the instruction table: op (fused members listed), shapes, FLOPs,
-        bytes, arena offset and size, in place or not; then the totals (instruction count, FLOPs
-        per step, arena peak against the naive sum of intermediates)."""
+    def summary(self, batch_size: int | None = None, file=None, as_text: bool = False) -> str | None:
+        """Print the instruction table: op (fused members listed), shapes, FLOPs, bytes, arena
+        offset and size, in place or not; then the totals (instruction count, FLOPs per step,
+        arena peak against the naive sum of intermediates). Like Keras's model.summary() it prints
+        and returns None (so a notebook shows it once); as_text=True returns the table instead of
+        printing it."""
         from .summary import format_summary
         plan = self.plan(batch_size)
         text = format_summary(plan, self.profile_ns(plan))
+        if as_text:
+            return text
         print(text, file=file)
-        return text
+        return None
 
     def profile_ns(self, plan: Plan | None = None) -> np.ndarray | None:
         """With compile(..., profile=True): nanoseconds spent in each instruction of `plan` (the

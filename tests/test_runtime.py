@@ -163,11 +163,11 @@ def test_profile_mode_times_every_instruction_in_c():
         step(x=np.ones((16, 8), np.float32))
     ns = step.profile_ns()
     assert ns.shape == (len(step.plan().instructions),) and (ns > 0).all()
-    text = step.summary()
+    text = step.summary(as_text=True)
     assert "time" in text and "profile:" in text and "%" in text
     plain = gg.compile(loss)
     plain(x=np.ones((2, 8), np.float32))
-    assert plain.profile_ns() is None and "profile:" not in plain.summary()
+    assert plain.profile_ns() is None and "profile:" not in plain.summary(as_text=True)
 
 
 # ---- Program.run_steps: many steps over a data set in one C call ----------------------------
@@ -308,3 +308,32 @@ def test_run_steps_refuses_to_split_a_step_whose_updates_run_among_its_gradients
     assert not all(role == "update" for role in order[first_update:])   # the schedule interleaves them
     with pytest.raises(gg.GraphGradError, match="belongs to the update but runs before the last gradient"):
         program.run_steps({x: X, y: Y}, 4, n_steps=1, part="gradients")
+
+
+def test_summary_prints_once_and_returns_the_text_only_when_asked(capsys):
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w), optimizer=gg.optim.SGD(lr=0.1))
+    step(x=np.ones((4, 3), np.float32))
+    assert step.summary() is None                       # a REPL or notebook shows nothing more
+    printed = capsys.readouterr().out
+    assert "matmul" in printed and "FLOPs per step" in printed
+    text = step.summary(as_text=True)
+    assert capsys.readouterr().out == "" and text.strip() == printed.strip()
+
+
+def test_program_repr_names_outputs_feeds_optimizer_and_instructions():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w, name="loss"), optimizer="adam")     # a Keras-style name
+    assert type(step.optimizer) is gg.optim.Adam
+    assert repr(step) == '<Program outputs "loss"; feeds "x" (None, 3) float32, optimizer Adam; not run yet>'
+    step(x=np.ones((4, 3), np.float32))
+    assert repr(step).endswith(f"; {len(step.plan().instructions)} instructions for feeds (4, 3)>")
+
+
+def test_compile_with_an_optimizer_class_says_to_pass_an_instance():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    with pytest.raises(gg.errors.OptimizerError, match=r"pass an optimizer instance, e.g. gg.optim.Adam\(lr=1e-3\)"):
+        gg.compile(gg.mean(x @ w), optimizer=gg.optim.Adam)
