@@ -431,15 +431,12 @@ def test_divergence_stops_with_epoch_step_and_lr_and_keeps_finite_variables():
     assert opt.step_count == err.step - 1
 
 
-def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
+def test_divergence_restores_exactly_the_last_finite_state():
     """Replay a Python loop of single steps to find the last all-finite variables: fit must leave
     exactly those, even when an update (not a loss) was the first to overflow."""
     X, Y = regression_data(n=48)
     B, lr = 8, 1e300     # lr·g overflows float32 in the first update, before any loss does
     fitted = mlp(seed=3, activation="relu")
-    replays = []
-    real_replay = train._replay_finite
-    monkeypatch.setattr(train, "_replay_finite", lambda *args: replays.append(1) or real_replay(*args))
     with pytest.raises(gg.DivergenceError):
         gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=lr), epochs=3, batch_size=B, seed=1, verbose=0)
 
@@ -447,7 +444,7 @@ def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
     x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
     step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=lr))
     last_finite = params(looped)
-    done = False
+    done = update_first = False
     with np.errstate(all="ignore"):
         for epoch in range(3):
             order = np.random.default_rng([1, epoch]).permutation(len(X))
@@ -455,12 +452,12 @@ def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
                 loss = float(step(x=X[order[i:i + B]], y=Y[order[i:i + B]]))
                 current = params(looped)
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in current):
-                    done = True
+                    done, update_first = True, np.isfinite(loss)
                     break
                 last_finite = current
             if done:
                 break
-    assert done and replays        # an update overflowed before any loss did: undone by replay
+    assert done and update_first   # an update overflowed before any loss did: fit must undo it (by replay)
     for a, b in zip(params(fitted), last_finite):
         np.testing.assert_array_equal(a, b)
 
@@ -487,16 +484,34 @@ def test_check_numerics_names_the_node_and_render_highlights_it(tmp_path):
     assert (tmp_path / "bad.png").stat().st_size > 0
 
 def test_a_non_finite_loss_stops_its_step_before_any_update(monkeypatch):
-    """The loss is checked in C between the forward pass and the updates: no replay is needed."""
+    """The loss is checked in C between the forward pass and the updates: the failing step's
+    updates never run, so nothing is replayed (the epoch stays one C call)."""
     X, Y = regression_data(n=32)
+    v = float(Y[20, 0])
+
+    def bad_loss(p, y):                       # p / 0 in the batch holding row 20: the epoch's step 3
+        return gg.mse(gg.div(p, y - v), y)
+
     model, opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
-    gg.fit(model, X, Y, optimizer=opt, batch_size=8, verbose=0)
-    before, steps = params(model), opt.step_count
-    monkeypatch.setattr(train, "_replay_finite", lambda *args: pytest.fail("replayed"))
-    with pytest.raises(gg.DivergenceError, match=r"epoch 2, step 1 \(optimizer step 5\)"):
-        gg.fit(model, X, Y, loss=lambda p, y: gg.mse(gg.div(p, y - y), y), optimizer=opt, batch_size=8, verbose=0)
-    assert opt.step_count == steps
-    for a, b in zip(params(model), before):
+    twin, twin_opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
+    for m, o in ((model, opt), (twin, twin_opt)):
+        gg.fit(m, X, Y, optimizer=o, batch_size=8, seed=0, verbose=0)
+    gg.fit(twin, X[:16], Y[:16], loss=bad_loss, optimizer=twin_opt, batch_size=8, shuffle=False, verbose=0)
+    calls = []
+    real = runtime.lib
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "gg_program_run_steps":
+                calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(runtime, "lib", Counting())
+    with pytest.raises(gg.DivergenceError, match=r"epoch 2, step 3 \(optimizer step 7\)"):
+        gg.fit(model, X, Y, loss=bad_loss, optimizer=opt, batch_size=8, shuffle=False, verbose=0)
+    assert calls == ["gg_program_run_steps"]             # a replay would have run the good steps again
+    assert opt.step_count == twin_opt.step_count == 6    # the two good steps of the epoch, not the third
+    for a, b in zip(params(model), params(twin)):
         np.testing.assert_array_equal(a, b)
 
 
