@@ -91,9 +91,12 @@ def test_lowering_gives_one_instruction_per_op_node():
 def test_specialisation_per_batch_size_is_cached():
     x, y, *_, loss = _mlp()
     f = gg.compile(loss)
+    plans = []
     for batch in (4, 7, 4, 7, 4):
         f(x=np.ones((batch, 4)), y=np.ones((batch, 2)))
-    assert len(f._executables) == 2
+        plans.append(f.plan())           # the specialisation that just ran
+    assert plans[0] is plans[2] is plans[4] and plans[1] is plans[3] and plans[0] is not plans[1]
+    assert [p.shapes[x.id] for p in plans[:2]] == [(4, 4), (7, 4)]
 
 
 def test_summary_lists_instructions_and_totals(capsys):
