@@ -342,3 +342,18 @@ def test_compile_with_an_optimizer_class_says_to_pass_an_instance():
     w = gg.variable(np.ones((3, 2), np.float32), name="w")
     with pytest.raises(gg.errors.OptimizerError, match=r"pass an optimizer instance, e.g. gg.optim.Adam\(lr=1e-3\)"):
         gg.compile(gg.mean(x @ w), optimizer=gg.optim.Adam)
+
+
+def test_run_steps_reads_the_callers_arrays_in_place_and_converts_others_each_call():
+    program, x, y, _, X, Y, _ = _regression_step(None, n=8)
+    losses, again = np.zeros(2), np.zeros(2)
+    program.run_steps({x: X, y: Y}, 4, losses=losses)
+    Y += 1.0                                                  # the same arrays, new contents
+    program.run_steps({x: X, y: Y}, 4, losses=again)
+    assert np.all(again != losses)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4])[0], program(x=X[4:], y=Y[4:])[0]])
+    as_float64 = Y.astype(np.float64)                         # copied to float32 for the run, every run
+    program.run_steps({x: X, y: as_float64}, 4, losses=losses)
+    as_float64 += 1.0
+    program.run_steps({x: X, y: as_float64}, 4, losses=again)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4] + 1)[0], program(x=X[4:], y=Y[4:] + 1)[0]])
