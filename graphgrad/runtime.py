@@ -275,7 +275,9 @@ class Program:
 
         Errors: DivergenceError (above), NumericsError (check_numerics), FeedError (a class label
         out of range, a missing or mis-shaped array), GraphGradError (a row index in order out of
-        range); each carries err.steps_done, the steps of this call that completed.
+        range). An error raised by a step that ran carries err.steps_done, the steps of this call
+        that completed before it; one raised by a check before any step ran (ValueError,
+        FeedError, ShapeError) does not.
         """
         if part not in STEP_PARTS:
             raise ValueError(f"part must be one of {STEP_PARTS}, got {part!r}")

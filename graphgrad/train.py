@@ -145,8 +145,6 @@ class _Steps:
                                correct=correct if accuracy else None)
 
 
-# ---- evaluation and prediction -------------------------------------------------------------
-
 # ---- data ----------------------------------------------------------------------------------
 
 def _as_rows(array, dtype, what: str) -> np.ndarray:
@@ -543,6 +541,8 @@ def _bar_update(bar, samples: int, losses, sizes, correct, accuracy: bool) -> No
     bar.set_postfix(post, refresh=False)
     bar.update(samples)
 
+
+# ---- evaluation and prediction -------------------------------------------------------------
 
 class _Evaluator:
     """The loss and metrics of a model on fixed data, forward only, in one C call per specialisation."""
