@@ -4,6 +4,7 @@ Build a graph of tensor ops, let gg.grad add the backward pass and an optimizer 
 compile it, and run a whole training step — forward, backward, update — in one call into C.
 """
 from . import datasets, errors, init, nn, ops, optim, schedules
+from . import onnx  # noqa: F401  (the onnx package itself is imported only when gg.onnx is used)
 from .autodiff import grad
 from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, NumericsError,
                      OptimizerError, ShapeError)
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
-    "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
+    "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "onnx", "schedules", "ops", "errors", "datasets",
     "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "ModelCheckpoint", "save", "load", "Checkpoint",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
     "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",

@@ -12,8 +12,8 @@ from .common import (EXPORT_OPSET, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, OnnxError
 
 
 def export(model_or_outputs, path=None, **options):
-    """Export a gg.nn model or output Tensor(s) to ONNX (opset 17). See graphgrad.onnx.export.export."""
-    from .export import export as _export
+    """Export a gg.nn model or output Tensor(s) to ONNX (opset 17). See graphgrad.onnx.exporter.export."""
+    from .exporter import export as _export
     return _export(model_or_outputs, path, **options)
 
 
@@ -34,7 +34,7 @@ def supported_operators() -> list[str]:
 
 def exported_ops() -> list[str]:
     """The graphgrad ops gg.onnx.export writes."""
-    from .export import EXPORTERS
+    from .exporter import EXPORTERS
     return sorted(EXPORTERS)
 
 

@@ -337,7 +337,7 @@ def _reshape_spec(n, x: Tensor, spec: list, allowzero: bool) -> tuple:
         known = [s for s in out if s is not None and s != -1]
         if out.count(None) == 1 and out.count(-1) == 1 and x.shape.count(None) == 1:
             rest = math.prod(d for d in x.shape if d is not None)
-            if known and rest % math.prod(known) == 0:
+            if math.prod(known) and rest % math.prod(known) == 0:
                 return tuple(rest // math.prod(known) if s == -1 else s for s in out)
         raise OnnxShapeError(f"{n.label}: shape {spec} for an input of shape {x.shape} leaves more than one "
                              "size unknown until run time")
@@ -436,7 +436,7 @@ def _gather(n):
     axis = int(n.attr("axis", 0))
     if n.is_static(0):
         data = n.value(0)
-        return [np.take(data, indices.astype(np.int64), axis=axis)]
+        return [np.array(np.take(data, indices.astype(np.int64), axis=axis), dtype=data.dtype)]
     x = n.tensor(0)
     axis = axis + x.ndim if axis < 0 else axis
     size = x.shape[axis]
