@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Graph", "Program", "placeholder", "variable", "constant", "grad", "gradcheck", "compile",
-    "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "onnx", "schedules", "ops", "errors", "datasets",
+    "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
     "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "ModelCheckpoint", "save", "load", "Checkpoint",
     "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
     "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",

@@ -233,7 +233,7 @@ def _gemm(n):
     return [y]
 
 
-@importer("MatMul", (9, 13))
+@importer("MatMul", (1, 9, 13))
 def _matmul(n):
     a, b = n.tensor(0), n.tensor(1)
     if b.ndim > 2:
@@ -357,7 +357,7 @@ def _reshape(n):
     return [_ops.reshape(x, _reshape_spec(n, x, spec, allowzero))]
 
 
-@importer("Flatten", (9, 11, 13, 21, 23, 24, 25))
+@importer("Flatten", (1, 9, 11, 13, 21, 23, 24, 25))
 def _flatten(n):
     x = n.tensor(0)
     axis = int(n.attr("axis", 1))
