@@ -194,6 +194,11 @@ def _value_info(helper, name: str, t: Tensor):
 
 def _model_input_shape(model) -> tuple:
     from ..nn import Dense, Sequential
+    from .importer import ImportedModel
+    if isinstance(model, ImportedModel) and len(model.inputs) == 1:
+        (x,) = model.inputs.values()
+        if x.ndim and x.shape[0] is None and None not in x.shape[1:]:
+            return tuple(x.shape[1:])
     first = model
     while isinstance(first, Sequential) and len(first):
         first = first[0]

@@ -531,11 +531,11 @@ def _constant(n):
 def _read_model(onnx, source):
     if isinstance(source, onnx.ModelProto):
         return source, "the given ModelProto"
+    where = "the given bytes" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
     try:
         if isinstance(source, (bytes, bytearray)):
-            model, where = onnx.load_model_from_string(bytes(source)), "the given bytes"
+            model = onnx.load_model_from_string(bytes(source))
         else:
-            where = os.fspath(source)
             model = onnx.load(where)
     except (OSError, FileNotFoundError):
         raise
