@@ -225,7 +225,7 @@ def test_imported_graph_renders_and_summarises(trained_mlp, tmp_path):
     imported = go.load(go.export(trained_mlp))
     path = gg.render(imported.outputs["output"], str(tmp_path / "imported.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert "matmul" in gg.compile(imported.outputs["output"]).summary(batch_size=4)
+    assert "matmul" in gg.compile(imported.outputs["output"]).summary(batch_size=4, as_text=True)
 
 
 def _model(nodes, inputs, outputs, initializers=(), opset=17):

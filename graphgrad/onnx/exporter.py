@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import describe_node
+from ..files import atomic_write
 from ..graph import Tensor, ancestors, placeholder
 from .common import EXPORT_OPSET, ONNX_TYPE, OnnxError, OnnxOpsetError, UnsupportedOpError, require_onnx
 
@@ -320,14 +320,6 @@ def export(model_or_outputs, path: str | os.PathLike | None = None, *, input_sha
     if check:
         onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".onnx-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model.SerializeToString())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(os.fspath(path)) as f:
+            f.write(model.SerializeToString())
     return model
