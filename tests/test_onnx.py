@@ -201,7 +201,7 @@ def test_random_mlps_roundtrip_through_onnxruntime(sizes, activations, batch, dt
 
 def test_imported_graph_takes_gradients_and_an_optimizer(trained_mlp):
     imported = go.load(go.export(trained_mlp))
-    x, y = imported.inputs["input"], gg.placeholder((None,), name="y", dtype="int64")
+    y = gg.placeholder((None,), name="y", dtype="int64")
     loss = gg.softmax_cross_entropy(imported.outputs["output"], y)
     grads = gg.grad(loss, imported.parameters())
     X = np.random.default_rng(0).random((8, 784), dtype=np.float32)

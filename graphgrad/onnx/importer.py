@@ -50,9 +50,9 @@ class Importer:
 IMPORTERS: dict[str, Importer] = {}
 
 
-def importer(op_type: str, versions: Iterable[int], static: bool = False):
-    """Register fn as the importer of op_type. static=True: it also evaluates the node on values
-    known at import time (the shape glue), in NumPy."""
+def importer(op_type: str, versions: Iterable[int]):
+    """Register fn as the importer of op_type's `versions`. The shape-glue importers also
+    evaluate a node in NumPy when its inputs are values known at import time."""
     def register(fn):
         IMPORTERS[op_type] = Importer(fn, tuple(versions))
         return fn
@@ -298,10 +298,6 @@ importer("ReduceMax", (1, 11, 12, 13, 18, 20))(_reduce(_ops.max, 18))
 
 # ---- shapes -------------------------------------------------------------------------------------
 
-def _shape_of(x) -> tuple:
-    return x.shape
-
-
 def _static_shape_value(shape) -> np.ndarray:
     """A shape as a value known at import time: int64, or object with BATCH for None."""
     if any(d is None for d in shape):
@@ -309,7 +305,7 @@ def _static_shape_value(shape) -> np.ndarray:
     return np.array(shape, dtype=np.int64)
 
 
-@importer("Shape", (1, 13, 15, 19, 21, 23, 24, 25), static=True)
+@importer("Shape", (1, 13, 15, 19, 21, 23, 24, 25))
 def _shape(n):
     shape = tuple(n.value(0).shape)
     rank = len(shape)
@@ -344,7 +340,7 @@ def _reshape_spec(n, x: Tensor, spec: list, allowzero: bool) -> tuple:
     return tuple(out)
 
 
-@importer("Reshape", (5, 13, 14, 19, 21, 23, 24, 25), static=True)
+@importer("Reshape", (5, 13, 14, 19, 21, 23, 24, 25))
 def _reshape(n):
     spec = list(n.static(1, "shape").reshape(-1))
     allowzero = bool(n.attr("allowzero", 0))
@@ -370,7 +366,7 @@ def _flatten(n):
     return [_ops.reshape(x, (rows, cols))]
 
 
-@importer("Transpose", (1, 13, 21, 23, 24, 25), static=True)
+@importer("Transpose", (1, 13, 21, 23, 24, 25))
 def _transpose(n):
     perm = n.attr("perm", None)
     if n.is_static(0):
@@ -386,7 +382,7 @@ def _axes(n, k: int, attr_before: int) -> list[int] | None:
     return n.ints(k, "axes") if n.has(k) else None
 
 
-@importer("Unsqueeze", (1, 11, 13, 21, 23, 24, 25), static=True)
+@importer("Unsqueeze", (1, 11, 13, 21, 23, 24, 25))
 def _unsqueeze(n):
     axes = _axes(n, 1, 13)
     if axes is None:
@@ -402,7 +398,7 @@ def _unsqueeze(n):
     return [_ops.reshape(v, tuple(shape))]
 
 
-@importer("Squeeze", (1, 11, 13, 21, 23, 24, 25), static=True)
+@importer("Squeeze", (1, 11, 13, 21, 23, 24, 25))
 def _squeeze(n):
     v = n.value(0)
     axes = _axes(n, 1, 13)
@@ -419,7 +415,7 @@ def _squeeze(n):
     return [_ops.reshape(v, tuple(shape))]
 
 
-@importer("Concat", (4, 11, 13), static=True)
+@importer("Concat", (4, 11, 13))
 def _concat(n):
     axis = int(n.attr("axis"))
     if all(n.is_static(k) for k in range(len(n))):
@@ -428,7 +424,7 @@ def _concat(n):
     return [parts[0] if len(parts) == 1 else _ops.concat(parts, axis=axis)]
 
 
-@importer("Gather", (1, 11, 13), static=True)
+@importer("Gather", (1, 11, 13))
 def _gather(n):
     indices = n.static(1, "indices")
     if indices.dtype.kind not in "iu":
@@ -459,7 +455,7 @@ def _gather(n):
     return [y]
 
 
-@importer("Slice", (10, 11, 13), static=True)
+@importer("Slice", (10, 11, 13))
 def _slice(n):
     v = n.value(0)
     rank = len(v.shape)
@@ -476,7 +472,7 @@ def _slice(n):
     return [v[tuple(key)]]
 
 
-@importer("Cast", (6, 9, 13, 19, 21, 23, 24, 25, 28), static=True)
+@importer("Cast", (6, 9, 13, 19, 21, 23, 24, 25, 28))
 def _cast(n):
     to = int(n.attr("to"))
     v = n.value(0)
@@ -492,12 +488,12 @@ def _cast(n):
     raise n.unsupported(f"a cast of a {v.dtype.name} tensor to ONNX type {to}")
 
 
-@importer("Identity", (1, 13, 14, 16, 19, 21, 23, 24, 25), static=True)
+@importer("Identity", (1, 13, 14, 16, 19, 21, 23, 24, 25))
 def _identity(n):
     return [n.value(0)]
 
 
-@importer("Dropout", (7, 10, 12, 13, 22), static=True)
+@importer("Dropout", (7, 10, 12, 13, 22))
 def _dropout(n):
     # inference: the identity. In training mode only a zero ratio is deterministic.
     if n.version >= 12 and n.has(2) and bool(n.static(2, "training_mode").reshape(-1)[0]):
@@ -513,7 +509,7 @@ def _dropout(n):
     return [x]
 
 
-@importer("Constant", (1, 9, 11, 12, 13, 19, 21, 23, 24, 25), static=True)
+@importer("Constant", (1, 9, 11, 12, 13, 19, 21, 23, 24, 25))
 def _constant(n):
     onnx = n.ctx.onnx
     (key, value), = n.attrs.items()
