@@ -6,12 +6,14 @@ RUNTIME_DEPS := numpy cffi networkx graphviz tqdm setuptools wheel
 TEST_DEPS := pytest hypothesis matplotlib nbclient nbformat ipykernel
 # the notebook's progress bar is an ipywidgets widget (gg.fit falls back to text, with a warning, without it)
 NOTEBOOK_DEPS := ipywidgets
+# ONNX export/import tests: onnx (the optional extra) and onnxruntime to check the files
+ONNX_DEPS := onnx onnxruntime
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fopenmp -std=c11
 
 .PHONY: install deps dot build test demo bench asan valgrind clean
 
 deps:
-	$(PIP) install $(PIP_FLAGS) $(RUNTIME_DEPS) $(TEST_DEPS) $(NOTEBOOK_DEPS)
+	$(PIP) install $(PIP_FLAGS) $(RUNTIME_DEPS) $(TEST_DEPS) $(NOTEBOOK_DEPS) $(ONNX_DEPS)
 
 # the Graphviz `dot` program renders the PNGs; install it when we can, else say what to do
 dot:

@@ -10,6 +10,7 @@ setup(
     python_requires=">=3.10",
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy", "cffi>=1.15", "networkx", "graphviz", "tqdm"],
+    extras_require={"onnx": ["onnx"]},
     cffi_modules=["graphgrad/_build_ffi.py:ffibuilder"],
     entry_points={"console_scripts": ["graphgrad=graphgrad.cli:main"]},
     zip_safe=False,

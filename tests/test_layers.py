@@ -18,7 +18,7 @@ LAYERS = [
     ("model", {"autodiff", "optim", "schedules", "nn", "init"}),
     ("compiler", {"compiler"}),
     ("runtime", {"runtime"}),
-    ("training", {"train", "checkpoint", "gradcheck", "datasets"}),
+    ("training", {"train", "checkpoint", "gradcheck", "datasets", "onnx"}),
     ("drawing", {"viz", "summary"}),
     ("application", {"cli", "__main__", "demo", "__init__"}),
 ]
