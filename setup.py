@@ -10,8 +10,8 @@ setup(
     python_requires=">=3.10",
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy", "cffi>=1.15", "networkx", "graphviz", "tqdm"],
-    # pip install graphgrad[distributed]: data-parallel training over MPI (mpi4py + MPICH wheels)
-    extras_require={"distributed": ["mpi4py", "mpich"]},
+    # optional extras: ONNX export/import; data-parallel training over MPI (mpi4py + MPICH wheels)
+    extras_require={"onnx": ["onnx"], "distributed": ["mpi4py", "mpich"]},
     cffi_modules=["graphgrad/_build_ffi.py:ffibuilder"],
     entry_points={"console_scripts": ["graphgrad=graphgrad.cli:main"]},
     zip_safe=False,

@@ -115,6 +115,16 @@ def docstring(obj) -> str:
     return "\n".join(out).strip()
 
 
+def _documented_in_graphgrad(cls, name: str) -> bool:
+    """Whether the docstring a method shows is graphgrad's: its own, or one inherited from a
+    graphgrad base class — not a builtin's (dict.update's text under ParamGroup.update)."""
+    for base in cls.__mro__:
+        member = vars(base).get(name)
+        if member is not None and getattr(member, "__doc__", None):
+            return base.__module__.startswith("graphgrad")
+    return False
+
+
 def methods(cls) -> list[tuple[str, object]]:
     found = []
     for name, member in vars(cls).items():
@@ -135,7 +145,7 @@ def entry(qualified: str, obj) -> str:
                 text += [f"- **`.{name}`** — {docstring(member.fget) or ''}".rstrip(" —")]
             else:
                 fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
-                doc = docstring(fn).replace("\n", "\n  ")
+                doc = docstring(fn).replace("\n", "\n  ") if _documented_in_graphgrad(obj, name) else ""
                 text += [f"- **`.{name}{signature(fn).replace('(self, ', '(').replace('(self)', '()')}`**"
                          + (f" — {doc}" if doc else "")]
         if methods(obj):

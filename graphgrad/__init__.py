@@ -4,6 +4,7 @@ Build a graph of tensor ops, let gg.grad add the backward pass and an optimizer 
 compile it, and run a whole training step — forward, backward, update — in one call into C.
 """
 from . import datasets, distributed, errors, init, nn, ops, optim, schedules
+from . import onnx  # noqa: F401  (the onnx package itself is imported only when gg.onnx is used)
 from .autodiff import grad
 from .errors import (CycleError, DistributedError, DivergenceError, FeedError, GradientError, GraphGradError,
                      NumericsError, OptimizerError, ShapeError)

@@ -188,7 +188,7 @@ def _graph_lines(program) -> list[str]:
     for k, n in enumerate(program.order):
         attrs = ", ".join(f"{key}={n.attrs[key]!r}" for key in sorted(n.attrs))
         inputs = [index.get(i.id, -1) for i in n.inputs]
-        lines.append(f"node {k}: {n.op} {n.shape} {n.dtype.name} {n.role} inputs={inputs} {attrs}")
+        lines.append(f"node {k}: {n.op} {n.shape} {n.dtype.name} {n.role} inputs={inputs} {attrs}".rstrip())
     return lines
 
 

@@ -115,7 +115,8 @@ class Tensor:
     # ---- values of leaves ----
     @property
     def value(self) -> np.ndarray:
-        """The current value of a variable or constant (a copy)."""
+        """The current value of a variable or constant, as a copy: changing it (w.value[0] = 0)
+        changes only the copy, never the variable. To change a variable, use w.assign(new_value)."""
         if self.data is None:
             raise GraphGradError(
                 f'"{self.name}" is a {self.op} node: it has no stored value; compute it with gg.compile([...])')

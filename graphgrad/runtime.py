@@ -25,6 +25,7 @@ from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, R
 from .graph import Graph, Tensor, source_text
 from .ops import REGISTRY
 from .ops.registry import _fmt_shape
+from .optim import get as get_optimizer
 
 
 #: spare elements after a split_gradients program's gradients (see _Executable.gradient_region)
@@ -127,7 +128,8 @@ class Program:
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
             raise TypeError("gg.compile takes a Tensor or a non-empty list of Tensors")
-        self.optimizer = optimizer
+        # an instance, or a Keras-style name ("adam"); a class is an error saying what to pass
+        self.optimizer = optimizer = get_optimizer(optimizer) if optimizer is not None else None
         started = time.perf_counter()
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
         graph_built = time.perf_counter()
@@ -314,11 +316,13 @@ class Program:
 
         Errors: DivergenceError (above), NumericsError (check_numerics), FeedError (a class label
         out of range, a missing or mis-shaped array), GraphGradError (a row index in order out of
-        range); each carries err.steps_done, the steps of this call that completed.
+        range). An error raised by a step that ran carries err.steps_done, the steps of this call
+        that completed before it; one raised by a check before any step ran (ValueError,
+        FeedError, ShapeError) does not.
         """
         if part not in STEP_PARTS:
             raise ValueError(f"part must be one of {STEP_PARTS}, got {part!r}")
-        arrays, n = self._step_sources(data)
+        arrays, n, own = self._step_sources(data)
         size, steps_in_epoch, tail = epoch_steps(n, batch_size, drop_last)
         first_step = int(first_step)
         n_steps = steps_in_epoch - first_step if n_steps is None else int(n_steps)
@@ -351,7 +355,7 @@ class Program:
             runs.append((tail, n_full * size, 1))
         done = 0
         for batch, pos, k in runs:
-            record = self._steps_record(arrays, batch, want_loss, accuracy, threshold, predictions,
+            record = self._steps_record(arrays, own, batch, want_loss, accuracy, threshold, predictions,
                                         stop_on_nonfinite, part)
             if k == 0:
                 continue                # n_steps=0: the C description is built and checked, nothing runs
@@ -359,12 +363,16 @@ class Program:
                 record.run(pos, k, order, losses, correct, done)
             except GraphGradError as err:
                 err.steps_done = done + getattr(err, "steps_done", 0)
+                if isinstance(err, DivergenceError):
+                    err.args = (f"run_steps: the loss became {err.loss} at step {first_step + err.steps_done} of "
+                                "the epoch (counting from 0)",)
                 raise
             done += k
         return done
 
-    def _step_sources(self, data: dict) -> tuple[list[np.ndarray], int]:
-        """run_steps' full arrays, one per placeholder in self.placeholders' order, and their rows."""
+    def _step_sources(self, data: dict) -> tuple[list[np.ndarray], int, bool]:
+        """run_steps' full arrays, one per placeholder in self.placeholders' order, their rows, and
+        whether they are all the caller's own arrays (none needed a converted copy)."""
         if not isinstance(data, dict):
             raise TypeError(f"run_steps takes a dict {{placeholder or name: array}}, got {type(data).__name__}")
         given: dict[int, object] = {}
@@ -382,13 +390,14 @@ class Program:
         if missing:
             names = ", ".join(f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in missing)
             raise FeedError(f"missing feed for {names}. {self._expected()}")
-        arrays = []
+        arrays, own = [], True
         for p in self.placeholders:
             arr = np.asarray(given[p.id])
             if arr.ndim == 0 or arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, p.dtype, "same_kind"):
                 raise FeedError(f'run_steps: the data for "{p.name}" must be an array of rows (n, ...) of '
                                 f"{p.dtype.name} numbers; got {arr.dtype} {arr.shape}")
             arrays.append(np.ascontiguousarray(arr, dtype=p.dtype))
+            own = own and arrays[-1] is given[p.id]
         rows = {len(a) for a in arrays}
         if len(rows) > 1:
             raise FeedError(f"run_steps: the arrays have different numbers of rows: "
@@ -396,11 +405,13 @@ class Program:
         n = rows.pop() if rows else 0
         if n == 0:
             raise FeedError("run_steps: the data holds no rows")
-        return arrays, n
+        return arrays, n, own
 
-    def _steps_record(self, arrays, batch, want_loss, accuracy, threshold, predictions, stop_on_nonfinite,
-                      part) -> "_StepsRecord":
-        """The cached C description of running these arrays at this batch size (made on first use)."""
+    def _steps_record(self, arrays, own: bool, batch, want_loss, accuracy, threshold, predictions,
+                      stop_on_nonfinite, part) -> "_StepsRecord":
+        """The C description of running these arrays at this batch size: cached while the caller
+        passes the same arrays (a converted copy is never cached: it would miss later changes to
+        the caller's array, and pin a copy of the data)."""
         key = (batch, part, want_loss, stop_on_nonfinite, float(threshold), tuple(map(id, arrays)),
                None if accuracy is None else tuple(map(id, accuracy)),
                None if predictions is None else tuple(map(id, predictions)))
@@ -412,9 +423,10 @@ class Program:
             exe = self.executable(feed_shapes)
             record = _StepsRecord(self, exe, arrays, batch, want_loss, accuracy, threshold, predictions,
                                   stop_on_nonfinite, part)
-            if len(self._step_records) >= 16:            # keep the few recent ones (each pins its arrays)
-                self._step_records.pop(next(iter(self._step_records)))
-            self._step_records[key] = record
+            if own and record.own_targets:
+                if len(self._step_records) >= 16:        # keep the few recent ones (each pins its arrays)
+                    self._step_records.pop(next(iter(self._step_records)))
+                self._step_records[key] = record
         return record
 
     @staticmethod
@@ -475,6 +487,18 @@ class Program:
                                         f"(first at index {np.argwhere(~np.isfinite(arr))[0].tolist()})")
         return arrays
 
+    def __repr__(self) -> str:
+        outputs = ", ".join(f'"{o.name}"' for o in self.outputs)
+        feeds = ", ".join(f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in self.placeholders) or "none"
+        optimizer = f", optimizer {type(self.optimizer).__name__}" if self.optimizer is not None else ""
+        if self._last is not None:
+            plan = self._last.plan
+            batch = ", ".join(str(s) for s in self._last.feed_shapes) or "()"
+            compiled = f"{len(plan.instructions)} instructions for feeds {batch}"
+        else:
+            compiled = "not run yet"
+        return f"<Program outputs {outputs}; feeds {feeds}{optimizer}; {compiled}>"
+
     def _expected(self) -> str:
         return "This program's placeholders: " + ", ".join(
             f'"{p.name}" {_fmt_shape(p.shape)} {p.dtype.name}' for p in self.placeholders) + "."
@@ -521,15 +545,19 @@ class Program:
             raise ValueError("this program has not run yet: call it once, or pass batch_size=N")
         return self._last.plan
 
-    def summary(self, batch_size: int | None = None, file=None) -> str:
-        """Print (and return) the instruction table: op (fused members listed), shapes, FLOPs,
-        bytes, arena offset and size, in place or not; then the totals (instruction count, FLOPs
-        per step, arena peak against the naive sum of intermediates)."""
+    def summary(self, batch_size: int | None = None, file=None, as_text: bool = False) -> str | None:
+        """Print the instruction table: op (fused members listed), shapes, FLOPs, bytes, arena
+        offset and size, in place or not; then the totals (instruction count, FLOPs per step,
+        arena peak against the naive sum of intermediates). Like Keras's model.summary() it prints
+        and returns None (so a notebook shows it once); as_text=True returns the table instead of
+        printing it."""
         from .summary import format_summary
         plan = self.plan(batch_size)
         text = format_summary(plan, self.profile_ns(plan))
+        if as_text:
+            return text
         print(text, file=file)
-        return text
+        return None
 
     def profile_ns(self, plan: Plan | None = None) -> np.ndarray | None:
         """With compile(..., profile=True): nanoseconds spent in each instruction of `plan` (the
@@ -720,17 +748,21 @@ class _StepsRecord:
         sources = list(arrays)
         s = self.c_steps = ffi.new("gg_steps *")
         s.loss_buf = s.pred_buf = s.out_buf = -1
-        s.dtype = C_CODES[program.outputs[0].dtype]
+        s.dtype = C_CODES[np.dtype(np.float32)]        # of the loss and predictions C reads, when it reads any
+        self.own_targets = True
         if want_loss:
+            s.dtype = C_CODES[program.outputs[0].dtype]
             s.loss_buf = buffer_of[program.outputs[0].id]
         if accuracy is not None:
             pred, targets = accuracy
             pred_cols = self._output_columns(pred, batch, "accuracy")
             target = next((k for k, a in enumerate(arrays) if a is targets), None)
+            given = targets
             targets = np.asarray(targets)
             labels = targets.dtype.kind in "iu"
             if target is None:
                 targets = np.ascontiguousarray(targets, dtype=np.int64 if labels else pred.dtype)
+                self.own_targets = targets is given
                 sources.append(targets)
                 target = len(sources) - 1
             if len(targets) != n or (labels and targets.ndim != 1):
@@ -810,7 +842,7 @@ class _StepsRecord:
                     for (var, amount), start in zip(self.early_counters, counters):
                         var.data[...] = start + amount * done
                 loss = float(losses[offset + done])
-                err = DivergenceError(f"the loss became {loss} at step {done + 1} of this run")
+                err = DivergenceError(f"the loss became {loss}")
                 err.loss, err.before_update = loss, self.early_counters is not None
             elif status == lib.GG_ERR_BAD_STEPS:
                 err = GraphGradError("gg_program_run_steps rejected its arguments (a row index or buffer out of range)")

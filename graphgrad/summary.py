@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 from .compiler import Plan
 from .errors import GraphGradError
+from .files import atomic_write
 from .ops.registry import _fmt_shape
 
 ROLE_COLOURS = {"forward": "#cfe2ff", "backward": "#ffd8a8", "update": "#c3f0c8"}
@@ -147,12 +147,8 @@ def plan_json(plan: Plan) -> str:
 # ---- pictures ------------------------------------------------------------------------------
 
 def _write(data: bytes, path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")   # beside the target, then renamed: never half a file
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-    os.replace(tmp, path)
     return path
 
 
@@ -259,15 +255,9 @@ def render_memory(program, path: str, batch_size: int | None = None, title: str 
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=110)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            fig.savefig(f, format=fmt, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -123,6 +124,28 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
     graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
     cache[key] = graph
     return graph
+
+
+class _Steps:
+    """A compiled graph's Program.run_steps over fixed data: fit's training steps, evaluate's."""
+
+    def __init__(self, graph: _Graph, data: dict, batch_size: int, drop_last: bool, accuracy: bool,
+                 stop_on_nonfinite: bool = False):
+        program = graph.program
+        missing = [p.name for p in program.placeholders if p not in data]
+        if missing:
+            raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
+        self.program, self.data, self.batch_size, self.drop_last = program, data, batch_size, drop_last
+        self.accuracy = (graph.pred, data[graph.y]) if accuracy else None
+        self.threshold, self.stop_on_nonfinite = graph.threshold, stop_on_nonfinite
+        self.run(None, 0, 0, np.zeros(0), np.zeros(0, np.int64))   # builds and checks the C side now
+
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None) -> None:
+        accuracy = self.accuracy if correct is not None else None
+        self.program.run_steps(self.data, self.batch_size, first_step=first_step, n_steps=n_steps, order=order,
+                               drop_last=self.drop_last, losses=losses, stop_on_nonfinite=self.stop_on_nonfinite,
+                               accuracy=accuracy, threshold=self.threshold,
+                               correct=correct if accuracy else None)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -280,14 +303,16 @@ class _Snapshot:
 
 def progress_bar_class():
     """tqdm's notebook bar (a widget) inside a Jupyter kernel that has ipywidgets; the text bar
-    everywhere else, including a kernel without ipywidgets (tqdm.auto would warn there)."""
+    everywhere else. A kernel without ipywidgets gets the text bar and, once, a warning saying
+    what to install (`make install` installs it)."""
     if "ipykernel.zmqshell" in sys.modules:
         try:
             import ipywidgets  # noqa: F401  (the notebook bar is an ipywidgets widget)
             from tqdm.notebook import tqdm
             return tqdm
         except ImportError:
-            pass
+            warnings.warn("graphgrad: the notebook progress bar needs ipywidgets (pip install ipywidgets); "
+                          "showing the text bar instead", stacklevel=3)
     from tqdm.std import tqdm
     return tqdm
 
@@ -340,84 +365,171 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                                callbacks=callbacks, drop_last=drop_last, verbose=verbose,
                                check_numerics=check_numerics, initial_epoch=initial_epoch)
     _check_model(model)
-    if optimizer is None:
-        optimizer = SGD(lr=0.01)
+    optimizer = SGD(lr=0.01) if optimizer is None else optimizer
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     metric_names = _metric_names(metrics)
+    X, Y = _training_data(model, X, Y)
+    trainer = _Trainer(model, X, Y, loss, optimizer, batch_size, drop_last, "accuracy" in metric_names,
+                       check_numerics)
+    validation = _validation(model, validation_data, loss, metric_names, check_numerics)
+    first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
+    epochs = range(first, first + int(epochs))
+    orders = _epoch_orders(len(X), shuffle, seed)
+    return _run_epochs(model, trainer, validation, epochs, orders, _bind_callbacks(callbacks, model), verbose)
+
+
+def _run_epochs(model, trainer: "_Trainer", validation: "_Evaluator | None", epochs: range, orders: Callable,
+                callbacks: list, verbose: int) -> History:
+    """fit's loop: each epoch in the C step loop, then its logs (validation included), History,
+    report line and callbacks; stops early when a callback sets model.stop_training."""
+    model.stop_training = False
+    history = History()
+    _call(callbacks, "on_train_begin", {})
+    for epoch in epochs:
+        _call(callbacks, "on_epoch_begin", epoch, {})
+        title = f"epoch {epoch + 1}/{epochs.stop}"
+        logs, losses, rate = trainer.run_epoch(epoch, orders(epoch), _make_bar(verbose, trainer.samples, title))
+        model.epochs_trained = epoch + 1
+        if validation is not None:
+            logs.update({f"val_{k}": v for k, v in validation.run().items()})
+        history._record(epoch, logs, losses, rate)
+        if verbose == 2:
+            print(f"{title} - {_format_logs(logs)} - {rate:,.0f} samples/s", file=sys.stderr)
+        _call(callbacks, "on_epoch_end", epoch, logs)
+        if model.stop_training:
+            break
+    _call(callbacks, "on_train_end", {})
+    return history
+
+
+def _training_data(model, X, Y) -> tuple[np.ndarray, np.ndarray]:
+    """fit's X and Y as contiguous arrays of rows, refused when they hold NaN or Inf."""
     X, Y = _prepare(model, X, Y)
     for name, arr in (("X", X), ("Y", Y)):
         # a NaN input would surface as a "divergence" blamed on the learning rate: name it here
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             row = int(np.argwhere(~np.isfinite(arr))[0][0])
             raise FeedError(f"{name} holds NaN or Inf (first in sample {row}); clean the data before training")
-    n = len(X)
-    B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
-    n_full = n_steps - (1 if tail else 0)
-    accuracy = "accuracy" in metric_names
-    graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
-    steps = _Steps(graph, {graph.x: X, graph.y: Y}, B, drop_last, accuracy, stop_on_nonfinite=True)
-    snapshot = _Snapshot(graph.program)
-    validation = None
-    if validation_data is not None:
-        Xv, Yv = _prepare(model, *validation_data)
-        validation = _Evaluator(model, Xv, Yv, loss, min(PREDICT_BATCH, len(Xv)), metric_names, check_numerics)
+    return X, Y
 
-    first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
-    last = first + int(epochs)
+
+def _validation(model, validation_data, loss, metric_names: list[str], check_numerics: bool):
+    """The compiled forward pass fit runs on validation_data after every epoch (None without)."""
+    if validation_data is None:
+        return None
+    Xv, Yv = _prepare(model, *validation_data)
+    return _Evaluator(model, Xv, Yv, loss, min(PREDICT_BATCH, len(Xv)), metric_names, check_numerics)
+
+
+def _epoch_orders(n: int, shuffle: bool, seed: int | None) -> Callable[[int], np.ndarray | None]:
+    """epoch -> the order its steps read the n rows in: a permutation drawn from (seed, epoch),
+    so a resumed run draws the same ones; None (in order) without shuffle."""
     base_seed = np.random.SeedSequence().entropy if seed is None else seed
+
+    def order(epoch: int) -> np.ndarray | None:
+        return np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle else None
+    return order
+
+
+def _bind_callbacks(callbacks, model) -> list:
     callbacks = list(callbacks or ())
     for cb in callbacks:
         if isinstance(cb, Callback):
             cb.model = model
-    model.stop_training = False
-    history = History()
-    _call(callbacks, "on_train_begin", {})
-    sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.float64)
-    for epoch in range(first, last):
-        _call(callbacks, "on_epoch_begin", epoch, {})
-        lr_used = optimizer.lr
-        order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle else None)
+    return callbacks
+
+
+class _Trainer:
+    """fit's compiled training step over its data: runs an epoch through Program.run_steps, in
+    chunks when a progress bar is shown, and turns a NaN/Inf loss into DivergenceError with the
+    variables at their last finite values."""
+
+    def __init__(self, model, X, Y, loss, optimizer, batch_size, drop_last: bool, accuracy: bool,
+                 check_numerics: bool):
+        graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
+        size, n_steps, tail = epoch_steps(len(X), batch_size, drop_last)
+        self.steps = _Steps(graph, {graph.x: X, graph.y: Y}, size, drop_last, accuracy, stop_on_nonfinite=True)
+        self.snapshot = _Snapshot(graph.program)
+        self.optimizer, self.accuracy = optimizer, accuracy
+        self.sizes = np.array([size] * (n_steps - (1 if tail else 0)) + ([tail] if tail else []), dtype=np.float64)
+        self.samples = int(self.sizes.sum())     # rows trained on per epoch
+
+    def run_epoch(self, epoch: int, order, bar) -> tuple[dict, np.ndarray, float]:
+        """(logs: loss, accuracy, lr; every step's loss; samples per second) of one epoch."""
+        lr_used = self.optimizer.lr
+        n_steps = len(self.sizes)
         losses = np.zeros(n_steps)
         correct = np.zeros(n_steps, dtype=np.int64)
-        bar = _make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
         started = time.perf_counter()
         try:
-            step = 0
-            chunk = n_full if verbose != 1 else min(n_full, 8)
-            while step < n_full:
-                k = min(chunk, n_full - step)
+            step, chunk = 0, (n_steps if bar is None else min(n_steps, 8))
+            while step < n_steps:
+                k = min(chunk, n_steps - step)
                 t0 = time.perf_counter()
-                _run_chunk(steps, snapshot, order, step, k, losses, correct, epoch, optimizer)
+                self._run_chunk(order, step, k, losses, correct, epoch)
                 step += k
                 if bar is not None:
                     chunk = max(1, int(CHUNK_SECONDS * k / max(time.perf_counter() - t0, 1e-9)))
-                    _bar_update(bar, k * B, losses[:step], sizes[:step], correct[:step], accuracy)
-            if tail:
-                _run_chunk(steps, snapshot, order, n_full, 1, losses, correct, epoch, optimizer)
-                if bar is not None:
-                    _bar_update(bar, tail, losses, sizes, correct, accuracy)
+                    _bar_update(bar, int(self.sizes[step - k:step].sum()), losses[:step], self.sizes[:step],
+                                correct[:step], self.accuracy)
         finally:
             if bar is not None:
                 bar.close()
         elapsed = time.perf_counter() - started
-        model.epochs_trained = epoch + 1
-        seen = sizes.sum()
-        logs = {"loss": float((losses * sizes).sum() / seen)}
-        if accuracy:
-            logs["accuracy"] = float(correct.sum() / seen)
+        logs = {"loss": float((losses * self.sizes).sum() / self.samples)}
+        if self.accuracy:
+            logs["accuracy"] = float(correct.sum() / self.samples)
         logs["lr"] = lr_used
-        if validation is not None:
-            logs.update({f"val_{k}": v for k, v in validation.run().items()})
-        rate = seen / elapsed if elapsed > 0 else math.inf
-        history._record(epoch, logs, losses, rate)
-        if verbose == 2:
-            print(f"epoch {epoch + 1}/{last} - {_format_logs(logs)} - {rate:,.0f} samples/s", file=sys.stderr)
-        _call(callbacks, "on_epoch_end", epoch, logs)
-        if model.stop_training:
-            break
-    _call(callbacks, "on_train_end", {})
-    return history
+        return logs, losses, (self.samples / elapsed if elapsed > 0 else math.inf)
+
+    def _run_chunk(self, order, step: int, k: int, losses, correct, epoch: int) -> None:
+        """Steps [step, step + k) of the epoch; on a NaN/Inf loss or a numerics error, put the
+        variables back to their last finite state and raise."""
+        self.snapshot.take()
+        try:
+            self.steps.run(order, step, k, losses[step:], correct[step:])
+        except GraphGradError as err:
+            if not hasattr(err, "steps_done"):
+                raise                       # a check before any step ran
+            bad = step + err.steps_done     # the epoch's step that failed
+            context = f"at epoch {epoch + 1}, step {bad + 1}"
+            diverged = isinstance(err, DivergenceError)
+            if diverged and err.before_update and self.snapshot.all_finite():
+                pass     # the failing step stopped before its updates: the variables are the last finite ones
+            elif diverged or isinstance(err, NumericsError):
+                self._replay_finite(order, step, err.steps_done)
+            if diverged:
+                raise self._divergence(losses[bad], context, epoch, bad) from None
+            err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
+            raise
+
+    def _divergence(self, loss: float, context: str, epoch: int, step: int) -> DivergenceError:
+        lr = self.optimizer.lr
+        err = DivergenceError(
+            f"training diverged: the loss became {loss} {context} (optimizer step "
+            f"{self.optimizer.step_count + 1}) with learning rate {lr:g}. The variables keep their last finite "
+            f"values. The learning rate is probably too large: try a smaller one, e.g. lr={lr / 10:g}.")
+        err.epoch, err.step, err.lr, err.loss = epoch + 1, step + 1, lr, float(loss)
+        return err
+
+    def _replay_finite(self, order, step: int, good_steps: int) -> None:
+        """Restore the chunk's snapshot and redo its good steps one at a time, stopping before any
+        step that would leave a variable non-finite (the runs are deterministic, so this retraces
+        the original run exactly)."""
+        snapshot = self.snapshot
+        snapshot.restore()
+        for s in range(good_steps):
+            before = snapshot.copy()
+            try:
+                self.steps.run(order, step + s, 1)
+                finite = snapshot.all_finite()
+            except GraphGradError:
+                finite = False
+            if not finite:
+                for v, value in zip(snapshot.variables, before):
+                    np.copyto(v.data, value)
+                return
 
 
 def _call(callbacks, method: str, *args) -> None:
@@ -440,75 +552,6 @@ def _bar_update(bar, samples: int, losses, sizes, correct, accuracy: bool) -> No
         post["accuracy"] = f"{correct.sum() / seen:.4f}"
     bar.set_postfix(post, refresh=False)
     bar.update(samples)
-
-
-def _run_chunk(steps: _Steps, snapshot: _Snapshot, order, step: int, k: int, losses, correct, epoch: int,
-               optimizer) -> None:
-    """Steps [step, step + k) of the epoch; on a NaN/Inf loss or a numerics error, put the
-    variables back to their last finite state and raise."""
-    snapshot.take()
-    try:
-        steps.run(order, step, k, losses[step:], correct[step:])
-    except GraphGradError as err:
-        if not hasattr(err, "steps_done"):
-            raise                       # a check before any step ran
-        bad = step + err.steps_done     # the epoch's step that failed
-        context = f"at epoch {epoch + 1}, step {bad + 1}"
-        diverged = isinstance(err, DivergenceError)
-        if diverged and err.before_update and snapshot.all_finite():
-            pass     # the failing step stopped before its updates: the variables are the last finite ones
-        elif diverged or isinstance(err, NumericsError):
-            _replay_finite(steps, snapshot, order, step, err.steps_done)
-        if diverged:
-            lr = optimizer.lr
-            diverged = DivergenceError(
-                f"training diverged: the loss became {losses[bad]} {context} (optimizer step "
-                f"{optimizer.step_count + 1}) with learning rate {lr:g}. The variables keep their last finite "
-                f"values. The learning rate is probably too large: try a smaller one, e.g. lr={lr / 10:g}.")
-            diverged.epoch, diverged.step, diverged.lr, diverged.loss = epoch + 1, bad + 1, lr, float(losses[bad])
-            raise diverged from None
-        err.args = (f"{err.args[0]}\n  {context}",) + err.args[1:]
-        raise
-
-
-def _replay_finite(steps: _Steps, snapshot: _Snapshot, order, step: int, good_steps: int) -> None:
-    """Restore the chunk's snapshot and redo its good steps one at a time, stopping before any
-    step that would leave a variable non-finite (the runs are deterministic, so this retraces
-    the original run exactly)."""
-    snapshot.restore()
-    for s in range(good_steps):
-        before = snapshot.copy()
-        try:
-            steps.run(order, step + s, 1)
-            finite = snapshot.all_finite()
-        except GraphGradError:
-            finite = False
-        if not finite:
-            for v, value in zip(snapshot.variables, before):
-                np.copyto(v.data, value)
-            return
-
-
-class _Steps:
-    """A compiled graph's Program.run_steps over fixed data: fit's training steps, evaluate's."""
-
-    def __init__(self, graph: _Graph, data: dict, batch_size: int, drop_last: bool, accuracy: bool,
-                 stop_on_nonfinite: bool = False):
-        program = graph.program
-        missing = [p.name for p in program.placeholders if p not in data]
-        if missing:
-            raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
-        self.program, self.data, self.batch_size, self.drop_last = program, data, batch_size, drop_last
-        self.accuracy = (graph.pred, data[graph.y]) if accuracy else None
-        self.threshold, self.stop_on_nonfinite = graph.threshold, stop_on_nonfinite
-        self.run(None, 0, 0, np.zeros(0), np.zeros(0, np.int64))   # builds and checks the C side now
-
-    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None) -> None:
-        accuracy = self.accuracy if correct is not None else None
-        self.program.run_steps(self.data, self.batch_size, first_step=first_step, n_steps=n_steps, order=order,
-                               drop_last=self.drop_last, losses=losses, stop_on_nonfinite=self.stop_on_nonfinite,
-                               accuracy=accuracy, threshold=self.threshold,
-                               correct=correct if accuracy else None)
 
 
 # ---- evaluation and prediction -------------------------------------------------------------
@@ -544,7 +587,11 @@ def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None =
 
 
 def predict(model, X, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
-    """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...)."""
+    """The model's outputs for X (n, ...), computed in batches with no gradients: (n, outputs...).
+
+    These are what the model's last layer outputs — logits for a classifier whose last Dense has
+    no activation (as softmax_cross_entropy expects). For probabilities, predict with a softmax
+    appended: gg.predict(gg.nn.Sequential(model, gg.nn.Softmax()), X)."""
     X, _ = _prepare(model, X)
     B, _, _ = epoch_steps(len(X), len(X) if batch_size is None else batch_size)
     graph = _build(model, "predict", X.shape[1:], None, None, None, None, False)

@@ -20,6 +20,7 @@ import numpy as np
 from .compiler import Plan
 from .compiler.memory import MemoryPlan
 from .errors import GraphGradError
+from .files import atomic_write
 from .graph import Tensor, ancestors, building, constant
 from .ops import REGISTRY, make
 from .ops.registry import _fmt_shape
@@ -40,7 +41,7 @@ def _fmt_value(v) -> str:
         return f"{float(v.reshape(())):.4g}"
     if v.size <= 4:
         return "[" + ", ".join(f"{float(x):.3g}" for x in v.ravel()) + "]"
-    return f"mean {float(v.mean()):.3g}"
+    return f"{v.size} values, mean {float(v.mean()):.3g}"
 
 
 def _node_label(node: Tensor) -> str:
@@ -231,6 +232,9 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
                 label = f"{inp.name} = {_fmt_value(values[inp.id])}"
                 if (inp.id, node.id) in grads:
                     label += f"\n∂{node.name}/∂{inp.name} = {_fmt_value(grads[(inp.id, node.id)])}"
+                    size = np.size(values[node.id]) if node.id in values else 1
+                    if size != 1:   # the local derivative of a non-scalar is summed (see _local_gradients)
+                        label += f"\n(each summed over {node.name}'s {size} elements)"
             else:
                 label = _fmt_shape(inp.shape)
             colour = "#e8590c" if node.role == "backward" else "#2b8a3e" if node.role == "update" else "#495057"
@@ -239,7 +243,10 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         dot.subgraph(cluster)
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="legend", fontsize="9", style="dashed", color="#adb5bd")
+        present = {n.role for n in nodes if not n.is_leaf}
         for role, colour in ROLE_COLOURS.items():
+            if role not in present:   # name only the kinds of node this picture has
+                continue
             legend.node(f"legend_{role}", role, shape="box", style="filled,rounded", fillcolor=colour, fontsize="9")
     return dot
 
@@ -266,13 +273,8 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = Fa
         except graphviz.ExecutableNotFound:
             raise GraphGradError("rendering needs the Graphviz `dot` program: apt-get install graphviz "
                                  "(or brew install graphviz)") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # write beside the target and rename, so a failure never leaves half a file
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-    os.replace(tmp, path)
     return path
 
 

@@ -70,7 +70,8 @@ elif CASE == "uneven":
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
     model, opt = small_mlp(), gg.optim.SGD(lr=0.1, momentum=0.5)
-    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0, distributed=True)
+    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=2, distributed=True)
+    gg.save(os.path.join(OUT, f"saved_by_rank{RANK}.npz"), model, opt)     # only rank 0's call writes
     save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]))
 
 elif CASE == "mismatch":

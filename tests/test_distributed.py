@@ -220,6 +220,9 @@ def test_uneven_split_gives_the_exact_mean_gradient(tmp_path):
         # ranks' means instead of the sample-weighted sum would be off by ~1e-2
         np.testing.assert_allclose(r0[key], value, rtol=1e-12, atol=1e-14, err_msg=key)
     np.testing.assert_allclose(r0["loss"], h.history["loss"], rtol=1e-12)
+    # rank 0 alone logs (verbose=2: one line per epoch) and writes checkpoints
+    assert [l.split(" - ")[0] for l in job.stderr.splitlines() if l.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    assert sorted(f for f in os.listdir(str(tmp_path)) if f.startswith("saved_by")) == ["saved_by_rank0.npz"]
 
 
 def test_different_models_raise_the_typed_error_on_every_rank(tmp_path):

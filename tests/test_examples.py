@@ -83,3 +83,11 @@ def test_batch_vs_minibatch(tmp_path, capsys):
     assert mini[-1] < full[-1] and sgd[-1] < full[-1]                  # more updates per epoch: faster per epoch
     out = capsys.readouterr().out
     assert "1 iterations per epoch" in out and "400 iterations per epoch" in out
+
+
+def test_onnx_roundtrip_quick(tmp_path):
+    result = run_example("onnx_roundtrip", "--out", str(tmp_path), "--quick")
+    assert result["allclose"] and result["same_class"] == 1.0   # onnxruntime agrees (rtol 1e-5, atol 1e-6)
+    assert result["imported_accuracy"] == result["accuracy"] > 0.8     # the imported graph is the same model
+    assert result["tuned_accuracy"] > 0.8                              # and it trains
+    assert (tmp_path / "onnx_imported.png").stat().st_size > 1000

@@ -13,14 +13,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "graphgrad"
 #: top to bottom; a module may import its own layer and the layers above it. A package
 #: (ops, compiler, datasets) is one entry: its submodules share its layer.
 LAYERS = [
-    ("foundation", {"errors", "dtypes", "_core", "_build_ffi"}),
+    ("foundation", {"errors", "dtypes", "files", "_core", "_build_ffi"}),
     ("graph", {"graph", "ops"}),
     ("model", {"autodiff", "optim", "schedules", "nn", "init"}),
     ("compiler", {"compiler"}),
     ("runtime", {"runtime"}),
-    ("training", {"train", "checkpoint", "gradcheck", "datasets", "distributed"}),
+    ("training", {"train", "checkpoint", "gradcheck", "datasets", "onnx", "distributed"}),
     ("drawing", {"viz", "summary"}),
-    ("application", {"cli", "demo", "__init__"}),
+    ("application", {"cli", "__main__", "demo", "__init__"}),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 

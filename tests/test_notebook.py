@@ -5,7 +5,6 @@ import json
 import os
 import sys
 import types
-import warnings
 
 import graphviz
 import nbformat
@@ -98,12 +97,8 @@ def test_fit_progress_bar_in_the_kernel(executed):
     err = _text(executed, "stderr")
     assert "IProgress not found" not in err and "Warning" not in err
     widgets = [out for _, out in _outputs(executed) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:                                        # gg.fit's bar falls back to text, silently
-        assert "epoch 1/2" in err and not widgets
-    else:                                                      # the notebook widget
-        assert widgets and "epoch 1/2" not in err
+    # the Makefile installs ipywidgets with the notebook's dependencies: the bar is the widget
+    assert widgets and "epoch 1/2" not in err
 
 
 # ---- inline displays -------------------------------------------------------------------------
@@ -204,12 +199,11 @@ def test_progress_bar_is_text_outside_jupyter(monkeypatch):
     assert progress_bar_class() is tqdm
 
 
-def test_progress_bar_in_a_kernel_without_ipywidgets_is_text_and_silent(monkeypatch):
+def test_progress_bar_in_a_kernel_without_ipywidgets_is_text_and_says_what_to_install(monkeypatch):
     from tqdm.std import tqdm
     monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
     monkeypatch.setitem(sys.modules, "ipywidgets", None)        # importing it raises ImportError
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match=r"needs ipywidgets \(pip install ipywidgets\)"):
         assert progress_bar_class() is tqdm
 
 

@@ -110,10 +110,11 @@ def test_learning_rate_is_a_runtime_scalar():
     opt = gg.optim.SGD(lr=0.1)
     step = gg.compile(gg.sum(w * w), optimizer=opt)
     step()
+    compiled = step.plan()
     opt.lr = 0.0
     step()
     np.testing.assert_allclose(w.value, [0.8])
-    assert opt.step_count == 2 and len(step._executables) == 1
+    assert opt.step_count == 2 and step.plan() is compiled    # the same specialisation: nothing recompiled
     with pytest.raises(ValueError):
         opt.lr = float("nan")
 
@@ -136,14 +137,18 @@ def test_threads_setting_round_trips():
     assert gg.get_num_threads() == before
 
 
-def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds():
+def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds(monkeypatch):
     x = gg.placeholder((None, 2), name="x")
     f = gg.compile(gg.sum(x, axis=1))
     X = np.ones((3, 2), np.float32)
     assert f({x: X}).tolist() == [2.0, 2.0, 2.0]
-    assert f._fast is not None                                   # keys remembered after a checked call
+    checked = []
+    real_collect = runtime.Program._collect_feeds
+    monkeypatch.setattr(runtime.Program, "_collect_feeds", lambda *a: checked.append(1) or real_collect(*a))
     X[:] = 2.0                                                   # same array, new contents
     assert f({x: X}).tolist() == [4.0, 4.0, 4.0]
+    assert f({x: np.full((3, 2), 3.0, np.float32)}).tolist() == [6.0, 6.0, 6.0]   # a new array of the same kind
+    assert checked == []                                         # both took the fast path: no feed checks
     assert f({x: np.ones((1, 2), np.float64)}).tolist() == [2.0]  # other dtype: cast on the checked path
     with pytest.raises(gg.FeedError, match=r"shape \(3, 3\)"):
         f({x: np.ones((3, 3), np.float32)})
@@ -163,11 +168,11 @@ def test_profile_mode_times_every_instruction_in_c():
         step(x=np.ones((16, 8), np.float32))
     ns = step.profile_ns()
     assert ns.shape == (len(step.plan().instructions),) and (ns > 0).all()
-    text = step.summary()
+    text = step.summary(as_text=True)
     assert "time" in text and "profile:" in text and "%" in text
     plain = gg.compile(loss)
     plain(x=np.ones((2, 8), np.float32))
-    assert plain.profile_ns() is None and "profile:" not in plain.summary()
+    assert plain.profile_ns() is None and "profile:" not in plain.summary(as_text=True)
 
 
 # ---- Program.run_steps: many steps over a data set in one C call ----------------------------
@@ -308,3 +313,47 @@ def test_run_steps_refuses_to_split_a_step_whose_updates_run_among_its_gradients
     assert not all(role == "update" for role in order[first_update:])   # the schedule interleaves them
     with pytest.raises(gg.GraphGradError, match="belongs to the update but runs before the last gradient"):
         program.run_steps({x: X, y: Y}, 4, n_steps=1, part="gradients")
+
+
+def test_summary_prints_once_and_returns_the_text_only_when_asked(capsys):
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w), optimizer=gg.optim.SGD(lr=0.1))
+    step(x=np.ones((4, 3), np.float32))
+    assert step.summary() is None                       # a REPL or notebook shows nothing more
+    printed = capsys.readouterr().out
+    assert "matmul" in printed and "FLOPs per step" in printed
+    text = step.summary(as_text=True)
+    assert capsys.readouterr().out == "" and text.strip() == printed.strip()
+
+
+def test_program_repr_names_outputs_feeds_optimizer_and_instructions():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w, name="loss"), optimizer="adam")     # a Keras-style name
+    assert type(step.optimizer) is gg.optim.Adam
+    assert repr(step) == '<Program outputs "loss"; feeds "x" (None, 3) float32, optimizer Adam; not run yet>'
+    step(x=np.ones((4, 3), np.float32))
+    assert repr(step).endswith(f"; {len(step.plan().instructions)} instructions for feeds (4, 3)>")
+
+
+def test_compile_with_an_optimizer_class_says_to_pass_an_instance():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    with pytest.raises(gg.errors.OptimizerError, match=r"pass an optimizer instance, e.g. gg.optim.Adam\(lr=1e-3\)"):
+        gg.compile(gg.mean(x @ w), optimizer=gg.optim.Adam)
+
+
+def test_run_steps_reads_the_callers_arrays_in_place_and_converts_others_each_call():
+    program, x, y, _, X, Y, _ = _regression_step(None, n=8)
+    losses, again = np.zeros(2), np.zeros(2)
+    program.run_steps({x: X, y: Y}, 4, losses=losses)
+    Y += 1.0                                                  # the same arrays, new contents
+    program.run_steps({x: X, y: Y}, 4, losses=again)
+    assert np.all(again != losses)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4])[0], program(x=X[4:], y=Y[4:])[0]])
+    as_float64 = Y.astype(np.float64)                         # copied to float32 for the run, every run
+    program.run_steps({x: X, y: as_float64}, 4, losses=losses)
+    as_float64 += 1.0
+    program.run_steps({x: X, y: as_float64}, 4, losses=again)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4] + 1)[0], program(x=X[4:], y=Y[4:] + 1)[0]])
