@@ -100,8 +100,11 @@ def launch(name: str, ranks: int, threads: int, distributed: bool, repeats: int,
         cmd = [launcher, "-n", str(ranks)] + cmd
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith("{") and line != "{}":
-            return json.loads(line)
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
 
 
@@ -134,7 +137,10 @@ def main():
     args = parser.parse_args()
     if args.worker:
         try:
-            print(json.dumps(worker(args.worker, args.distributed, args.repeats)))
+            result = worker(args.worker, args.distributed, args.repeats)
+            import graphgrad as gg
+            if result and gg.distributed.is_main():   # rank 0 (or the only process) reports; the others stay quiet
+                print(json.dumps(result), flush=True)
         except Exception as err:  # noqa: BLE001  (reported in the table, not fatal to the others)
             print(json.dumps({"error": f"{type(err).__name__}: {err}"[:200]}))
         return

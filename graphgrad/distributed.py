@@ -71,15 +71,11 @@ class Context:
         MPI = self.MPI = _mpi()
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        hosts = self.comm.allgather(MPI.Get_processor_name())
-        self.hosts = len(set(hosts))
-        self.local_size = hosts.count(hosts[self.rank])     # ranks sharing this host's cores
         if timeout is None:
             timeout = float(os.environ.get("GRAPHGRAD_DIST_TIMEOUT", DEFAULT_TIMEOUT))
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.timeout = float(timeout)
-        self.threads = self._set_threads(threads)
         self.deadline = math.inf    # set while this rank waits in a collective
         self.waiting_in = ""
         if self.size > 1:
@@ -90,6 +86,10 @@ class Context:
                 previous(kind, value, tb)
                 self.abort(f"uncaught {kind.__name__}")
             sys.excepthook = abort_on_uncaught
+        hosts = self.collective("joining the job", self.comm.allgather, MPI.Get_processor_name())
+        self.hosts = len(set(hosts))
+        self.local_size = hosts.count(hosts[self.rank])     # ranks sharing this host's cores
+        self.threads = self._set_threads(threads)
 
     def _set_threads(self, threads: int | None) -> int:
         """Threads per rank: `threads`, else GRAPHGRAD_NUM_THREADS, else this host's cores shared
