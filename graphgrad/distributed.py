@@ -116,6 +116,7 @@ class Context:
         print(f"graphgrad.distributed: rank {self.rank} of {self.size} ends the job: {why}", file=sys.stderr,
               flush=True)
         sys.stderr.flush()
+        time.sleep(0.5)       # let the launcher forward what this rank wrote before it tears the job down
         self.comm.Abort(code)
         os._exit(code)        # MPI_Abort can return (MPICH may, when the launcher already tears down)
 
@@ -455,7 +456,7 @@ def _stop(error: Exception | None, failed: float, step_loss: float, epoch: int, 
             error.args = (f"{error.args[0]}\n  on rank {me}, {where}",) + error.args[1:]
             error.collective = True        # the other ranks know, and raise DistributedError
             raise error
-        raise DistributedError(f"{int(failed)} other rank(s) failed {where} (their error is on their stderr); "
+        raise DistributedError(f"{int(failed)} other rank(s) failed {where} (each raises its own error there); "
                                "no update was made")
     lr = optimizer.lr
     err = DivergenceError(

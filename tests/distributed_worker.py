@@ -87,6 +87,32 @@ elif CASE == "mismatch":
     with open(os.path.join(OUT, f"rank{RANK}.txt"), "w") as f:
         f.write(message)
 
+elif CASE == "collective_errors":
+    # errors decided together: a diverging loss, and a bad class label in one rank's share
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 12)) * 100
+    Y = rng.normal(size=(40, 3)) * 100
+    model, opt = small_mlp(), gg.optim.SGD(lr=1e6)
+    before = [p.value for p in model.parameters()]
+    lines = []
+    try:
+        gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=50, batch_size=8, seed=1, verbose=0, distributed=True)
+        lines.append("no divergence")
+    except gg.DivergenceError as err:
+        finite = all(np.isfinite(p.value).all() for p in model.parameters())
+        lines.append(f"DivergenceError at epoch {err.epoch} step {err.step}, finite {finite}")
+    Xm, y = mnist(64)
+    y = y.copy()
+    y[5] = 99                           # rows 0-31 are rank 0's in the first step (no shuffle)
+    try:
+        gg.fit(mnist_mlp(hidden=16), Xm, y, loss="softmax_cross_entropy", optimizer=gg.optim.Adam(),
+               batch_size=64, shuffle=False, verbose=0, distributed=True)
+        lines.append("no error")
+    except gg.GraphGradError as err:
+        lines.append(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+    with open(os.path.join(OUT, f"rank{RANK}.txt"), "w") as f:
+        f.write("\n".join(lines))
+
 elif CASE in ("raise", "hang", "exit"):
     # rank 1 fails half a second into a long epoch: it raises, blocks forever, or dies
     X, y = mnist(4000)

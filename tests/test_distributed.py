@@ -234,6 +234,18 @@ def test_different_models_raise_the_typed_error_on_every_rank(tmp_path):
         assert "(784, 64)" in text and "(784, 96)" in text
 
 
+def test_divergence_and_a_failing_step_raise_on_every_rank(tmp_path):
+    job = mpirun("collective_errors", tmp_path)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = (open(os.path.join(str(tmp_path), f"rank{r}.txt")).read().splitlines() for r in range(2))
+    # the same DivergenceError everywhere, before the update: the variables stay finite
+    assert r0[0] == r1[0] and r0[0].startswith("DivergenceError at epoch") and r0[0].endswith("finite True")
+    # the bad label is in rank 0's share: it raises the FeedError, rank 1 learns of it from the allreduce
+    assert r0[1].startswith("FeedError: ") and "class label is outside" in r0[1]
+    assert r1[1] == ("DistributedError: 1 other rank(s) failed at epoch 1, step 1 (each raises its own error "
+                     "there); no update was made")
+
+
 @pytest.mark.parametrize("fault", ["raise", "exit", "hang"])
 def test_a_failing_rank_ends_the_job(tmp_path, fault):
     started = time.monotonic()
