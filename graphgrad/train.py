@@ -329,17 +329,23 @@ def _format_logs(logs: dict) -> str:
 def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
         shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
         metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
-        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None) -> History:
+        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None,
+        validation_split: float = 0.0) -> History:
     """Train `model` (a gg.nn module) on X (n, ...) and Y (n, ...), or integer labels Y (n,).
 
     loss: a name ("mse", "l1", and the losses this build has) or a function (pred, y) -> scalar.
-    optimizer: a gg.optim optimizer (default SGD(lr=0.01)); its state persists across fit calls.
+    optimizer: a gg.optim optimizer (default SGD(lr=0.01)), or a name such as "adam" for one with
+    its default hyperparameters (as Keras); its state persists across fit calls.
     batch_size: rows per step; 1 = stochastic GD, None = full-batch GD. The short last batch is
-    kept (drop_last=False) or dropped. shuffle draws a new permutation every epoch from
+    kept (drop_last=False) or dropped. A batch_size above the number of samples is clipped to it,
+    drop_last=True included (one full-batch step per epoch, as Keras does; PyTorch's DataLoader
+    would yield no batch at all). shuffle draws a new permutation every epoch from
     (seed, epoch number), so per-epoch results are reproducible and a resumed run matches.
     initial_epoch: the epoch number to start counting from (default: the epochs this model has
     already been trained by fit, so two fits of 2 epochs equal one of 4).
     validation_data=(Xv, Yv): evaluated after every epoch (val_loss, val_<metric>).
+    validation_split: a fraction in [0, 1) of the samples held out as validation data instead:
+    the LAST ones, before any shuffling (as Keras); not together with validation_data.
     metrics: ["accuracy"] (argmax for several outputs, pred > 0.5 for one — logit > 0 with
     binary_cross_entropy; one-hot or integer label targets).
     callbacks: Callback objects, learning-rate schedules from gg.schedules (stepped after each
@@ -351,13 +357,16 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     Raises DivergenceError when the loss becomes NaN/Inf; the variables keep their last finite
     values. Returns a History.
     """
-    from .optim import SGD
+    from .optim import SGD, get
     _check_model(model)
-    optimizer = SGD(lr=0.01) if optimizer is None else optimizer
+    optimizer = SGD(lr=0.01) if optimizer is None else get(optimizer)
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     metric_names = _metric_names(metrics)
     X, Y = _training_data(model, X, Y)
+    if validation_split:
+        X, Y, validation_data = _split_validation(X, Y, validation_split, validation_data)
+    model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
     trainer = _Trainer(model, X, Y, loss, optimizer, batch_size, drop_last, "accuracy" in metric_names,
                        check_numerics)
     validation = _validation(model, validation_data, loss, metric_names, check_numerics)
@@ -365,6 +374,20 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     epochs = range(first, first + int(epochs))
     orders = _epoch_orders(len(X), shuffle, seed)
     return _run_epochs(model, trainer, validation, epochs, orders, _bind_callbacks(callbacks, model), verbose)
+
+
+def _split_validation(X, Y, fraction, validation_data) -> tuple:
+    """(X, Y, (Xv, Yv)) with the last `fraction` of the samples held out, as Keras's validation_split."""
+    if validation_data is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_split must be a fraction in [0, 1), got {fraction!r}")
+    held = int(len(X) * fraction)
+    if held == 0 or held == len(X):
+        raise ValueError(f"validation_split={fraction} of {len(X)} samples leaves "
+                         f"{'no validation' if held == 0 else 'no training'} samples")
+    cut = len(X) - held
+    return X[:cut], Y[:cut], (X[cut:], Y[cut:])
 
 
 def _run_epochs(model, trainer: "_Trainer", validation: "_Evaluator | None", epochs: range, orders: Callable,
@@ -565,10 +588,15 @@ class _Evaluator:
         return logs
 
 
-def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None = PREDICT_BATCH,
+def evaluate(model, X, Y, loss: str | Callable | None = None, batch_size: int | None = PREDICT_BATCH,
              metrics: Sequence[str] | None = None, check_numerics: bool = False) -> dict[str, float]:
     """The model's mean loss (and metrics, e.g. ["accuracy"]) on X, Y, computed in batches with no
-    gradients: {"loss": ..., "accuracy": ...}. The mean is over samples, whatever the batching."""
+    gradients: {"loss": ..., "accuracy": ...}. The mean is over samples, whatever the batching.
+
+    loss: None (default) uses the loss the model was last trained with by gg.fit — as Keras's
+    evaluate uses the compiled loss — and fit's own default, "mse", for a model fit never saw."""
+    if loss is None:
+        loss = getattr(model, "fitted_loss", "mse")
     X, Y = _prepare(model, X, Y)
     batch = len(X) if batch_size is None else batch_size
     return _Evaluator(model, X, Y, loss, batch, _metric_names(metrics), check_numerics).run()
