@@ -85,19 +85,26 @@ def plot_lr_find(result, path: str) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     ax.semilogx(result.lrs, result.losses, color="#1971c2", label="smoothed loss")
     ax.semilogx(result.lrs, result.raw_losses, color="#1971c2", alpha=0.25, lw=0.8, label="loss per step")
+    if result.lr_at_min is not None:
+        k = int(np.argmin(np.abs(np.log(result.lrs) - np.log(result.lr_at_min))))
+        ax.plot([result.lr_at_min], [result.losses[k]], marker="v", ms=8, color="#868e96", ls="none",
+                label=f"minimum of the smoothed loss (lr {result.lr_at_min:.2g})")
     if result.suggestion is not None:
-        k = int(np.argmin(np.abs(np.log(result.lrs) - np.log(result.suggestion))))
-        ax.plot([result.suggestion], [result.losses[k]], marker="o", ms=9, color="#e03131",
-                label=f"suggested lr {result.suggestion:.2g} ({result.rule})")
+        ax.axvline(result.suggestion, color="#e03131", lw=1.5,
+                   label=f"suggested lr {result.suggestion:.2g} ({result.rule})")
     finite = result.losses[np.isfinite(result.losses)]
+    raw = result.raw_losses[np.isfinite(result.raw_losses)]
     if finite.size:
-        top = min(float(finite.max()), 4 * float(finite[0]) if finite[0] > 0 else float(finite.max()))
-        ax.set_ylim(float(finite.min()) - 0.05 * abs(top - finite.min()), top + 0.05 * abs(top - finite.min()))
+        # from the low end of the per-step losses to the smoothed curve's start (the blow-up is cut)
+        bottom = min(float(finite.min()), float(np.percentile(raw, 2)))
+        top = max(float(finite[0]), float(np.percentile(finite, 90)))
+        pad = 0.05 * (top - bottom) if top > bottom else 0.1 * abs(top) + 1e-3
+        ax.set_ylim(bottom - pad, top + 3 * pad)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title("learning-rate range test")
-    ax.legend(fontsize=9)
-    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
