@@ -105,7 +105,8 @@ class Program:
     returns the loss (the first output) as it was before the update. Calls from several threads
     are safe: they take turns (different Programs run in parallel)."""
 
-    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False):
+    def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False,
+                 after_update=None):
         self._single = isinstance(outputs, Tensor)
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
@@ -114,6 +115,10 @@ class Program:
         self.optimizer = optimizer = get_optimizer(optimizer) if optimizer is not None else None
         started = time.perf_counter()
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
+        if after_update is not None:
+            # outputs built from the update nodes (e.g. gradient statistics), computed in the same step
+            self._single = False
+            self.outputs += list(after_update(self.updates))
         graph_built = time.perf_counter()
         graph = Graph(self.outputs + self.updates)
         # the user's feeds: every placeholder of the graph as written, in id order (a pass may
