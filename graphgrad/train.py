@@ -32,7 +32,7 @@ import numpy as np
 from . import ops
 from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, ShapeError
 from .graph import Tensor, placeholder
-from .runtime import Program, epoch_steps
+from .runtime import Program, epoch_steps, record_count
 
 #: loss names fit and evaluate accept -> the gg function (looked up when used, so ops added later work)
 LOSSES = {
@@ -85,15 +85,18 @@ class _Graph:
     loss: Tensor | None
     labels: bool          # the targets are integer class labels
     threshold: float      # accuracy with one output column: class = pred > threshold
+    record: Tensor | None = None   # a float64 vector the step computes for a recording callback
 
 
 def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, optimizer,
-           check_numerics: bool) -> _Graph:
-    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"."""
+           check_numerics: bool, recorder: "Callback | None" = None) -> _Graph:
+    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict";
+    with a recorder, the train step also computes recorder.step_record(updates)."""
     cache = model.__dict__.setdefault("_gg_graphs", {})
     # one entry per kind and shapes: a train graph for another optimizer replaces the old one
     # (keyed by the optimizer, every gg.fit(..., optimizer=New()) would keep a program alive)
-    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics)
+    key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics,
+           None if recorder is None else type(recorder).__name__)
     hit = cache.get(key)
     if hit is not None and (kind != "train" or hit.program.optimizer is optimizer):
         return hit
@@ -117,8 +120,11 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
         labels = np.dtype(y_dtype).kind in "iu"
         threshold = 0.0 if any(fn is getattr(ops, name, None) for name in LOGIT_LOSSES) else 0.5
     outputs = [pred] if loss_t is None else [loss_t, pred]
-    program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics)
-    graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
+    record_hook = (lambda updates: [recorder.step_record(updates)]) if recorder is not None else None
+    program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics,
+                      after_update=record_hook)
+    record = program.outputs[len(outputs)] if recorder is not None else None
+    graph = _Graph(program, x, y, pred, loss_t, labels, threshold, record)
     cache[key] = graph
     return graph
 
@@ -132,17 +138,91 @@ class _Steps:
         missing = [p.name for p in program.placeholders if p not in data]
         if missing:
             raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
-        self.program, self.data, self.batch_size, self.drop_last = program, data, batch_size, drop_last
+        self.graph, self.program, self.data, self.batch_size, self.drop_last = graph, program, data, batch_size, drop_last
         self.accuracy = (graph.pred, data[graph.y]) if accuracy else None
         self.threshold, self.stop_on_nonfinite = graph.threshold, stop_on_nonfinite
         self.run(None, 0, 0, np.zeros(0), np.zeros(0, np.int64))   # builds and checks the C side now
 
-    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None) -> None:
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None, record=None) -> None:
         accuracy = self.accuracy if correct is not None else None
         self.program.run_steps(self.data, self.batch_size, first_step=first_step, n_steps=n_steps, order=order,
                                drop_last=self.drop_last, losses=losses, stop_on_nonfinite=self.stop_on_nonfinite,
                                accuracy=accuracy, threshold=self.threshold,
-                               correct=correct if accuracy else None)
+                               correct=correct if accuracy else None, record=record)
+
+
+#: a recording callback with record_every below this runs the recording step every step (one C
+#: call per chunk); from it on, the plain step runs between the recorded ones (two calls per record)
+ALTERNATE_FROM = 8
+
+
+class _RecordingSteps:
+    """fit's steps with a recording callback: the program that also computes the recorded vector
+    runs only for the steps that record (when they are sparse enough, see ALTERNATE_FROM); the
+    plain training program, which shares every variable, runs the others. Same steps, same
+    updates (both compile the same update rules); the statistics cost only where they are kept."""
+
+    def __init__(self, plain: _Steps, recording: _Steps):
+        self.plain, self.recording, self.graph = plain, recording, recording.graph
+        self.program = plain.program
+
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None, record=None) -> None:
+        if record is None:
+            return self.plain.run(order, first_step, n_steps, losses, correct)
+        output, values, every, count = record
+        if every < ALTERNATE_FROM:
+            return self.recording.run(order, first_step, n_steps, losses, correct, record)
+        done, rows = 0, 0
+        while done < n_steps:
+            phase = (count + done) % every
+            part = 1 if phase == 0 else min(n_steps - done, every - phase)
+            try:
+                if phase == 0:
+                    self.recording.run(order, first_step + done, 1, _tail(losses, done), _tail(correct, done),
+                                       (output, values[rows:rows + 1], every, count + done))
+                    rows += 1
+                else:
+                    self.plain.run(order, first_step + done, part, _tail(losses, done), _tail(correct, done))
+            except GraphGradError as err:
+                if hasattr(err, "steps_done"):
+                    err.steps_done += done
+                raise
+            done += part
+
+
+def _tail(array, start: int):
+    return None if array is None else array[start:]
+
+
+class _Recording:
+    """Where one chunk's records go (a recording callback's): a row for every step of the chunk
+    whose optimizer step count is a multiple of the callback's record_every."""
+
+    def __init__(self, recorder: Callback, graph: _Graph, optimizer, k: int):
+        self.recorder, self.output, self.updates = recorder, graph.record, graph.program.updates
+        self.every, self.count = int(recorder.record_every), optimizer.step_count
+        self.values = np.empty((max(record_count(self.count, k, self.every), 1), math.prod(graph.record.shape)))
+
+    def request(self) -> tuple:
+        return (self.output, self.values, self.every, self.count)
+
+    def deliver(self, steps_done: int) -> None:
+        """Hand the rows of the first steps_done steps to the callback."""
+        steps = np.arange(self.count, self.count + steps_done)
+        steps = steps[steps % self.every == 0]
+        if len(steps):
+            self.recorder.on_step_records(steps + 1, self.values[:len(steps)], self.updates)
+
+
+def _recorder(callbacks) -> Callback | None:
+    """The callback that records inside the step, if any (at most one)."""
+    found = [cb for cb in callbacks if isinstance(cb, Callback) and type(cb).step_record is not Callback.step_record]
+    if len(found) > 1:
+        raise ValueError(f"fit records inside the step for one callback at a time; got {found}")
+    if found and (isinstance(found[0].record_every, bool) or not isinstance(found[0].record_every, (int, np.integer))
+                  or found[0].record_every < 1):
+        raise ValueError(f"{type(found[0]).__name__}.record_every must be a positive int, got {found[0].record_every!r}")
+    return found[0] if found else None
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -190,6 +270,8 @@ class History:
     epoch: list[int] = field(default_factory=list)
     step_losses: list[np.ndarray] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
+    #: with a gg.callbacks.GradientStats callback: its per-parameter statistics (see there)
+    gradient_stats: dict = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
@@ -204,13 +286,26 @@ class History:
 
 class Callback:
     """Base class for fit's callbacks; override what you need. `self.model` is set by fit; setting
-    model.stop_training = True ends training after the current epoch."""
+    model.stop_training = True ends training after the current epoch.
+
+    Recording inside the step (one callback per fit): a callback whose `step_record(updates)`
+    returns a float64 vector Tensor (built from the optimizer's update nodes) has it computed in
+    every training step, in C; fit's epoch loop copies it out every `record_every` optimizer steps
+    (those where the step count before the step is a multiple of it) and hands the copies to
+    `on_step_records(steps, values, updates)`: steps numbered from 1, values (records, vector
+    length), and the update nodes the vector was built from (in the order step_record got them)."""
     model = None
+    record_every = 0
 
     def on_train_begin(self, logs: dict) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
     def on_train_end(self, logs: dict) -> None: ...
+
+    def step_record(self, updates: list[Tensor]) -> Tensor | None:
+        return None
+
+    def on_step_records(self, steps: np.ndarray, values: np.ndarray, updates: list[Tensor]) -> None: ...
 
 
 class EarlyStopping(Callback):
@@ -367,13 +462,17 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     if validation_split:
         X, Y, validation_data = _split_validation(X, Y, validation_split, validation_data)
     model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
+    callbacks = _bind_callbacks(callbacks, model)
     trainer = _Trainer(model, X, Y, loss, optimizer, batch_size, drop_last, "accuracy" in metric_names,
-                       check_numerics)
+                       check_numerics, _recorder(callbacks))
     validation = _validation(model, validation_data, loss, metric_names, check_numerics)
     first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
     epochs = range(first, first + int(epochs))
     orders = _epoch_orders(len(X), shuffle, seed)
-    return _run_epochs(model, trainer, validation, epochs, orders, _bind_callbacks(callbacks, model), verbose)
+    history = _run_epochs(model, trainer, validation, epochs, orders, callbacks, verbose)
+    if trainer.recorder is not None:
+        history.gradient_stats = getattr(trainer.recorder, "stats", {})
+    return history
 
 
 def _split_validation(X, Y, fraction, validation_data) -> tuple:
@@ -457,10 +556,16 @@ class _Trainer:
     variables at their last finite values."""
 
     def __init__(self, model, X, Y, loss, optimizer, batch_size, drop_last: bool, accuracy: bool,
-                 check_numerics: bool):
+                 check_numerics: bool, recorder: Callback | None = None):
         graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
         size, n_steps, tail = epoch_steps(len(X), batch_size, drop_last)
         self.steps = _Steps(graph, {graph.x: X, graph.y: Y}, size, drop_last, accuracy, stop_on_nonfinite=True)
+        self.recorder = recorder
+        if recorder is not None:      # the same step, also computing the callback's vector
+            recording = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics,
+                               recorder)
+            self.steps = _RecordingSteps(self.steps, _Steps(recording, {recording.x: X, recording.y: Y}, size,
+                                                            drop_last, accuracy, stop_on_nonfinite=True))
         self.snapshot = _Snapshot(graph.program)
         self.optimizer, self.accuracy = optimizer, accuracy
         self.sizes = np.array([size] * (n_steps - (1 if tail else 0)) + ([tail] if tail else []), dtype=np.float64)
@@ -498,11 +603,16 @@ class _Trainer:
         """Steps [step, step + k) of the epoch; on a NaN/Inf loss or a numerics error, put the
         variables back to their last finite state and raise."""
         self.snapshot.take()
+        record = None if self.recorder is None else _Recording(self.recorder, self.steps.graph, self.optimizer, k)
         try:
-            self.steps.run(order, step, k, losses[step:], correct[step:])
+            self.steps.run(order, step, k, losses[step:], correct[step:], None if record is None else record.request())
+            if record is not None:
+                record.deliver(k)
         except GraphGradError as err:
             if not hasattr(err, "steps_done"):
                 raise                       # a check before any step ran
+            if record is not None:
+                record.deliver(err.steps_done)
             bad = step + err.steps_done     # the epoch's step that failed
             context = f"at epoch {epoch + 1}, step {bad + 1}"
             diverged = isinstance(err, DivergenceError)
