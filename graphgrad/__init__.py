@@ -20,6 +20,7 @@ from .summary import render_memory
 from .train import Callback, EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 from .checkpoint import Checkpoint, load, save
 from .lr_finder import LRFinderResult, lr_find
+from . import callbacks, plots
 
 __version__ = "0.1.0"
 

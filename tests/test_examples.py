@@ -103,3 +103,15 @@ def test_loss_landscape_quick(tmp_path):
     assert plane.shape == (11, 11) and plane[5, 5] == pytest.approx(result["loss_a"], rel=1e-6)
     for name in ("loss_line.png", "loss_contour.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_vanishing_gradients_quick(tmp_path, capsys):
+    result = run_example("vanishing_gradients", "--out", str(tmp_path), "--quick")
+    sigmoid, relu = result["sigmoid"], result["relu + He"]
+    assert sigmoid["kernel_ratio"] < 0.1 and sigmoid["bias_ratio"] < 0.1      # the first layer barely learns
+    assert 0.25 < relu["kernel_ratio"] < 4 and 0.25 < relu["bias_ratio"] < 4   # ReLU + He: within a small factor
+    norms = sigmoid["kernel_norms"]
+    assert all(a < b for a, b in zip(norms, norms[1:]))                       # shrinking layer by layer
+    assert "first hidden / last" in capsys.readouterr().out
+    for name in ("vanishing_gradients.png", "gradient_stats_sigmoid.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
