@@ -6,8 +6,8 @@ compile it, and run a whole training step — forward, backward, update — in o
 from . import datasets, errors, init, nn, ops, optim, schedules
 from . import onnx  # noqa: F401  (the onnx package itself is imported only when gg.onnx is used)
 from .autodiff import grad
-from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, NumericsError,
-                     OptimizerError, ShapeError)
+from .errors import (CycleError, DivergenceError, FeedError, GradientError, GraphGradError, ModelError,
+                     NumericsError, OptimizerError, ShapeError)
 from .gradcheck import gradcheck
 from .graph import Graph, Tensor, constant, placeholder, variable
 from .ops import abs, add, div, l1, matmul, mean, mse, mul, neg, relu, sigmoid, sub, sum
@@ -33,5 +33,5 @@ __all__ = [
     "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",
     "binary_cross_entropy", "softmax_cross_entropy",
     "GraphGradError", "ShapeError", "FeedError", "CycleError", "GradientError", "NumericsError", "DivergenceError",
-    "OptimizerError",
+    "OptimizerError", "ModelError",
 ]

@@ -27,7 +27,7 @@ from .graph import Tensor, building
 from .ops import updates as update_ops
 from .train import Callback, EarlyStopping, ModelCheckpoint
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "GradientStats"]
+__all__ = ["GradientStats"]   # the others are documented as gg.Callback, gg.EarlyStopping, gg.ModelCheckpoint
 
 STATS = ("grad_norm", "weight_norm", "update_ratio")
 

@@ -29,12 +29,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import GraphGradError, ShapeError
+from .errors import ModelError, ShapeError
 from .graph import Tensor, placeholder, variable
-
-
-class ModelError(GraphGradError, ValueError):
-    """A model cannot be used as asked (it has no parameters)."""
 
 
 def _parameters(model) -> list[Tensor]:

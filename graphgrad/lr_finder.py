@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import OptimizerError
+from .errors import ModelError, OptimizerError
 from .graph import Tensor
 
 RULE = "minimum of the smoothed loss / 10"
@@ -99,23 +99,23 @@ def lr_find(model, X, Y, loss: str | Callable = "mse", optimizer=None, start_lr:
     of `optimizer` (default SGD, as gg.fit's) growing exponentially from start_lr to end_lr.
     The model and the optimizer are restored afterwards. verbose=1 draws a progress bar."""
     from . import train
-    from ._core import ffi, lib
+    from .errors import DivergenceError
     from .optim import SGD
+    from .runtime import epoch_steps
     lrs = exponential_lrs(start_lr, end_lr, steps)
     train._check_model(model)
     if not model.parameters():
-        raise OptimizerError(f"{type(model).__name__} has no parameters: there is no learning rate to find")
+        raise ModelError(f"{type(model).__name__} has no parameters: there is no learning rate to find")
     optimizer = SGD(lr=float(start_lr)) if optimizer is None else optimizer
     if len(optimizer.param_groups) != 1:
         raise OptimizerError(f"lr_find sweeps one learning rate; this optimizer has {len(optimizer.param_groups)} "
                              "parameter groups")
     X, Y = train._prepare(model, X, Y)
-    B, n_full, _ = train._batches(len(X), batch_size, drop_last=True)
+    B, n_full, _ = epoch_steps(len(X), batch_size, drop_last=True)
     graph = train._build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, False)
-    runner = train._Runner(graph, {graph.x: X, graph.y: Y}, B, stop_on_nonfinite=True)
+    program, data = graph.program, {graph.x: X, graph.y: Y}
     lr_var: Tensor = optimizer.param_groups[0].lr_var
-    lr_buffer = runner.exe.plan.memory.buffer_of.get(lr_var.id)
-    if lr_buffer is None:
+    if not any(lr_var is n for n in program.order):
         raise OptimizerError("the compiled step does not read the optimizer's learning rate")
     snapshot = train._Snapshot(graph.program)
     snapshot.take()
@@ -134,18 +134,12 @@ def lr_find(model, X, Y, loss: str | Callable = "mse", optimizer=None, start_lr:
             in_epoch = 0
             while in_epoch < n_full and done < steps and not stopped:
                 k = min(chunk, n_full - in_epoch, steps - done)
-                values = np.ascontiguousarray(lrs[done:done + k])
-                runner.steps.step_values = ffi.cast("double *", values.ctypes.data)
-                runner.steps.step_value_buf = lr_buffer
                 try:
-                    status, ran = runner.run(order, in_epoch * B, k, raw[done:])
-                finally:
-                    runner.steps.step_values = ffi.NULL
-                if status == lib.GG_ERR_DIVERGED:
-                    done += ran + 1                 # the diverging step's loss is recorded
+                    program.run_steps(data, B, first_step=in_epoch, n_steps=k, order=order, drop_last=True,
+                                      losses=raw[done:], stop_on_nonfinite=True, step_scalar=(lr_var, lrs[done:]))
+                except DivergenceError as err:
+                    done += err.steps_done + 1      # the diverging step's loss is recorded
                     stopped = True
-                elif status != lib.GG_OK:
-                    runner.raise_for(status, f"at lr_find step {done + ran + 1}")
                 else:
                     done += k
                     in_epoch += k

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import graphgrad as gg
-from graphgrad.landscape import (LossSurface, ModelError, filter_normalized_direction, loss_line, loss_plane,
-                                 parameter_values)
+from graphgrad.errors import ModelError
+from graphgrad.landscape import LossSurface, filter_normalized_direction, loss_line, loss_plane, parameter_values
 
 
 def small_problem(seed=0, dtype="float32"):

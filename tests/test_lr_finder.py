@@ -112,7 +112,7 @@ def test_bad_ranges_and_models_are_typed_errors():
         gg.lr_find(model, X, Y, steps=1)
     with pytest.raises(gg.OptimizerError, match="start_lr > 0"):
         gg.lr_find(model, X, Y, start_lr=0.0)
-    with pytest.raises(gg.OptimizerError, match="no parameters"):
+    with pytest.raises(gg.ModelError, match="no parameters"):
         gg.lr_find(gg.nn.Sequential(gg.nn.ReLU()), X, Y)
     with pytest.raises(gg.OptimizerError, match="2 parameter groups"):
         gg.lr_find(model, X, Y, optimizer=gg.optim.SGD([{"params": [model.kernel]}, {"params": [model.bias]}],
