@@ -103,7 +103,11 @@ class Program:
     it returns the outputs as NumPy arrays — one value when compiled from a single Tensor, a
     list when compiled from a list. With an optimizer, each call is one training step and
     returns the loss (the first output) as it was before the update. Calls from several threads
-    are safe: they take turns (different Programs run in parallel)."""
+    are safe: they take turns (different Programs run in parallel).
+
+    after_update: a function (update nodes) -> Tensors, called once the optimizer has built its
+    updates; what it returns is compiled into the same step and fetched after `outputs` (how
+    gg.callbacks.GradientStats reads each update)."""
 
     def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False,
                  after_update=None):

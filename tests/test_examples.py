@@ -115,3 +115,11 @@ def test_vanishing_gradients_quick(tmp_path, capsys):
     assert "first hidden / last" in capsys.readouterr().out
     for name in ("vanishing_gradients.png", "gradient_stats_sigmoid.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_lr_finder_quick(tmp_path):
+    result = run_example("lr_finder", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    assert result["suggested_accuracy"] >= result["default_accuracy"]
+    assert result["result"].suggestion == pytest.approx(result["result"].lr_at_min / 10)
+    for name in ("lr_find.png", "lr_compare.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
