@@ -14,9 +14,9 @@ After fit, history.gradient_stats (and the callback's .stats) holds
 "update_ratio": [...]}}; .plot(path) draws one curve per parameter. A callback keeps adding to
 its .stats over several fits (the steps keep counting), so curves continue.
 
-The extra work is small (three passes over the weights per step), but the statistics read the
-gradient, so plain SGD's gradient can no longer be folded into its GEMM: leave the callback out
-when timing a run.
+Cost: a few passes over the weights per recorded step, and plain SGD's gradient can no longer be
+folded into its GEMM. With every >= 8 fit runs this program only for the recorded steps and the
+plain one otherwise (train.ALTERNATE_FROM); docs/learning-tools.md gives the measured cost.
 """
 from __future__ import annotations
 

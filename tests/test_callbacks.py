@@ -74,3 +74,24 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="one callback at a time"):
         gg.fit(model, X, y, loss="softmax_cross_entropy", callbacks=[gg.callbacks.GradientStats(),
                                                                       gg.callbacks.GradientStats()], verbose=0)
+
+
+def test_sparse_records_alternate_programs_and_match_dense_ones():
+    """every >= ALTERNATE_FROM: the plain step runs between the recorded ones; the records equal
+    those of every=1 at the same steps, and the weights those of a run without the callback."""
+    from graphgrad.train import ALTERNATE_FROM
+    every = ALTERNATE_FROM + 2
+    runs = {}
+    for name, callbacks in (("dense", [gg.callbacks.GradientStats(every=1)]),
+                            ("sparse", [gg.callbacks.GradientStats(every=every)]), ("none", None)):
+        model, X, y = problem()
+        gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=gg.optim.Adam(lr=0.01), epochs=6, batch_size=2,
+               seed=0, callbacks=callbacks, verbose=0)       # 12 steps per epoch, 72 in all
+        runs[name] = (model, callbacks[0].stats if callbacks else None)
+    dense, sparse = runs["dense"][1], runs["sparse"][1]
+    assert sparse["step"] == list(range(1, 73, every))
+    for p_dense, p_sparse in zip(runs["dense"][0].parameters(), runs["sparse"][0].parameters()):
+        for key in ("grad_norm", "weight_norm", "update_ratio"):     # (the layers' names differ per model)
+            np.testing.assert_array_equal(sparse[p_sparse.name][key], dense[p_dense.name][key][::every])
+    for a, b in zip(runs["sparse"][0].parameters(), runs["none"][0].parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
