@@ -95,3 +95,24 @@ def test_sparse_records_alternate_programs_and_match_dense_ones():
             np.testing.assert_array_equal(sparse[p_sparse.name][key], dense[p_dense.name][key][::every])
     for a, b in zip(runs["sparse"][0].parameters(), runs["none"][0].parameters()):
         np.testing.assert_array_equal(a.value, b.value)
+
+
+OPTIMIZERS = ["SGD", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Adagrad", "Adadelta", "Ftrl", "Lion"]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_reports_its_own_update(name):
+    """The update-to-weight ratio is ‖W_after − W_before‖ / ‖W_before‖ whatever the rule."""
+    model, X, y = problem()
+    optimizer = getattr(gg.optim, name)(lr=0.05)
+    stats = gg.callbacks.GradientStats(every=1)
+    expected = []
+    for _ in range(2):
+        before = [p.value for p in model.parameters()]
+        gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=optimizer, epochs=1, batch_size=None,
+               callbacks=[stats], verbose=0)
+        kernel, w = model.parameters()[0], before[0]          # (the biases start at zero: no ratio at step 1)
+        expected.append(np.linalg.norm((kernel.value - w).astype(np.float64)) / np.linalg.norm(w.astype(np.float64)))
+    kernel = model.parameters()[0].name
+    np.testing.assert_allclose(stats.stats[kernel]["update_ratio"], expected, rtol=1e-4)
+    assert np.all(np.array(stats.stats[kernel]["update_ratio"]) > 0)
