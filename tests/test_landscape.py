@@ -1,6 +1,8 @@
 """The loss landscape (graphgrad/landscape.py, drawn by gg.viz.loss_landscape): every point against
 the model's loss with the weights set by hand, the directions' normalisation, and bad inputs."""
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 
 import graphgrad as gg
@@ -134,3 +136,16 @@ def test_bad_inputs_are_typed_errors():
         loss_line(model, X, y, "softmax_cross_entropy", start=other)
     by_name = {p.name: p.value for p in params}
     assert all(np.array_equal(a, b) for a, b in zip(parameter_values(by_name, params), (p.value for p in params)))
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=0, max_size=4).map(tuple), seed=st.integers(0, 2**16))
+def test_filter_normalisation_at_random_shapes(shape, seed):
+    theta = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    (d,) = filter_normalized_direction([theta], seed=seed)
+    assert d.shape == theta.shape and d.dtype == theta.dtype
+    if theta.ndim <= 1:
+        assert not d.any()
+        return
+    by_filter = (lambda a: a.T.reshape(a.shape[1], -1)) if theta.ndim == 2 else (lambda a: a.reshape(a.shape[0], -1))
+    np.testing.assert_allclose(np.linalg.norm(by_filter(d), axis=1), np.linalg.norm(by_filter(theta), axis=1),
+                               rtol=1e-5, atol=1e-7)
