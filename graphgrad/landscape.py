@@ -128,14 +128,11 @@ class LossSurface:
             raise ShapeError(f"the loss must be a scalar Tensor, got {loss_t!r}")
         self.a = variable(0.0, name="landscape/a", dtype=dtype, trainable=False)
         self.b = variable(0.0, name="landscape/b", dtype=dtype, trainable=False)
-        self.centre, self.d1, self.d2 = [], [], []
-        replacements = {}
-        for p in self.params:
-            c = variable(p.data, name=f"{p.name}/centre", dtype=dtype, trainable=False)
-            d1 = variable(np.zeros(p.shape), name=f"{p.name}/d1", dtype=dtype, trainable=False)
-            d2 = variable(np.zeros(p.shape), name=f"{p.name}/d2", dtype=dtype, trainable=False)
-            self.centre.append(c), self.d1.append(d1), self.d2.append(d2)
-            replacements[p] = c + self.a * d1 + self.b * d2
+        # per parameter: the centre and the two directions, variables the program reads
+        self.planes = [tuple(variable(p.data if k == 0 else np.zeros(p.shape), name=f"{p.name}/{what}", dtype=dtype,
+                                      trainable=False) for k, what in enumerate(("centre", "d1", "d2")))
+                       for p in self.params]
+        replacements = {p: c + self.a * d1 + self.b * d2 for p, (c, d1, d2) in zip(self.params, self.planes)}
         self.loss_tensor = substitute(loss_t, replacements)
         self.program = Program(self.loss_tensor)
         self._feeds = {self.x: X, self.y: Y}
@@ -145,8 +142,9 @@ class LossSurface:
         d1 = parameter_values(d1, self.params, "direction 1")
         d2 = [np.zeros(p.shape, p.dtype) for p in self.params] if d2 is None else parameter_values(d2, self.params, "direction 2")
         centre = parameter_values(centre, self.params, "centre")
-        for var, c, u, v in zip(range(len(self.params)), centre, d1, d2):
-            self.centre[var].assign(c), self.d1[var].assign(u), self.d2[var].assign(v)
+        for variables, values in zip(self.planes, zip(centre, d1, d2)):
+            for var, value in zip(variables, values):
+                var.assign(value)
 
     def loss(self, a: float, b: float = 0.0) -> float:
         """The loss at θ = centre + a·d1 + b·d2: two scalar writes and one C call."""

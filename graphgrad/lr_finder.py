@@ -96,17 +96,18 @@ def lr_find(model, X, Y, loss: str | Callable = "mse", optimizer=None, start_lr:
             diverge_factor: float = 4.0, verbose: int = 1) -> LRFinderResult:
     """The LR range test on `model` (see the module docstring): `steps` mini-batch steps of
     `batch_size` rows (epochs of shuffled batches follow each other as needed), the learning rate
-    of `optimizer` (default SGD, as gg.fit's) growing exponentially from start_lr to end_lr.
+    of `optimizer` (default SGD, as gg.fit's; or a name such as "adam") growing exponentially from
+    start_lr to end_lr.
     The model and the optimizer are restored afterwards. verbose=1 draws a progress bar."""
     from . import train
     from .errors import DivergenceError
-    from .optim import SGD
+    from .optim import SGD, get
     from .runtime import epoch_steps
     lrs = exponential_lrs(start_lr, end_lr, steps)
     train._check_model(model)
     if not model.parameters():
         raise ModelError(f"{type(model).__name__} has no parameters: there is no learning rate to find")
-    optimizer = SGD(lr=float(start_lr)) if optimizer is None else optimizer
+    optimizer = SGD(lr=float(start_lr)) if optimizer is None else get(optimizer)   # an instance, or a name ("adam")
     if len(optimizer.param_groups) != 1:
         raise OptimizerError(f"lr_find sweeps one learning rate; this optimizer has {len(optimizer.param_groups)} "
                              "parameter groups")
