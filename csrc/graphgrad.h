@@ -106,6 +106,18 @@ typedef struct gg_steps {
     void *out_dst;                /* the rows go to out_dst at the step's positions */
     int64_t out_row_bytes;
     int64_t steps_done;           /* out: steps completed (all their instructions ran) */
+    /* a per-step runtime scalar (the LR range test): before step i, step_values[i] is written
+     * into the float64 scalar buffer step_value_buf; NULL for none */
+    const double *step_values;
+    int32_t step_value_buf;
+    /* recorded statistics (GradientStats): after step i with (record_first + i) % record_every == 0,
+     * the record_bytes bytes of buffer record_buf are appended to record_dst; record_every 0: none */
+    int32_t record_buf;
+    int64_t record_every;
+    int64_t record_first;
+    int64_t record_bytes;
+    void *record_dst;
+    int64_t records_done;         /* out: records written by this call */
 } gg_steps;
 
 /* Run s->n_steps steps of p as described above. Returns a gg_status; on GG_ERR_DIVERGED the

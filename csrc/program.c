@@ -387,6 +387,9 @@ static int steps_are_valid(const gg_program *p, const gg_steps *s) {
     if (s->pred_buf >= 0 && (!valid_buf(p, s->pred_buf) || s->target_feed < 0 || s->target_feed >= s->n_feeds ||
                              s->pred_cols <= 0)) return 0;
     if (s->out_buf >= 0 && (!valid_buf(p, s->out_buf) || s->out_dst == NULL)) return 0;
+    if (s->step_values != NULL && !valid_buf(p, s->step_value_buf)) return 0;
+    if (s->record_every < 0 || (s->record_every > 0 && (!valid_buf(p, s->record_buf) || s->record_dst == NULL ||
+                                                         s->record_bytes <= 0 || s->record_first < 0))) return 0;
     if (s->order != NULL) {
         const int64_t *o = s->order + s->first_pos;
         for (int64_t i = 0; i < s->n_steps * s->batch_size; i++)
@@ -426,11 +429,13 @@ static int64_t count_correct(const gg_program *p, const gg_steps *s) {
 
 int gg_program_run_steps(gg_program *p, gg_steps *s) {
     s->steps_done = 0;
+    s->records_done = 0;
     p->failed_instr = -1;
     if (!steps_are_valid(p, s)) return GG_ERR_BAD_STEPS;
     for (int64_t step = 0; step < s->n_steps; step++) {
         int64_t pos = s->first_pos + step * s->batch_size;
         gather_batch(s, pos);
+        if (s->step_values != NULL) F64(p, s->step_value_buf)[0] = s->step_values[step];
         int status = run_range(p, 0, s->split);
         if (status != GG_OK) return status;
         if (s->loss_buf >= 0) {
@@ -445,6 +450,9 @@ int gg_program_run_steps(gg_program *p, gg_steps *s) {
         if (s->out_buf >= 0)
             memcpy((char *)s->out_dst + pos * s->out_row_bytes, BUF(p, s->out_buf),
                    (size_t)(s->batch_size * s->out_row_bytes));
+        if (s->record_every > 0 && (s->record_first + step) % s->record_every == 0)
+            memcpy((char *)s->record_dst + s->records_done++ * s->record_bytes, BUF(p, s->record_buf),
+                   (size_t)s->record_bytes);
         s->steps_done = step + 1;
     }
     return GG_OK;

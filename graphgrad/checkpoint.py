@@ -90,6 +90,8 @@ def save(path: str, model, optimizer=None, **metadata) -> str:
         description = None              # a custom model: gg.load needs model=
     header = {"model": description, "parameter_names": [p.name for p in params],
               "epochs_trained": int(getattr(model, "epochs_trained", 0)), "metadata": metadata}
+    if isinstance(getattr(model, "fitted_loss", None), str):   # a loss by name: gg.evaluate's default after load
+        header["fitted_loss"] = model.fitted_loss
     for i, p in enumerate(params):
         arrays[f"param/{i}"] = p.value
     for i, b in enumerate(_buffers(model)):
@@ -171,6 +173,8 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
     for key, b in zip(saved_buffers, buffers):
         b.assign(arrays[key])
     model.epochs_trained = int(header.get("epochs_trained", 0))
+    if "fitted_loss" in header:
+        model.fitted_loss = header["fitted_loss"]
 
     saved_opt = header.get("optimizer")
     step = lr = None

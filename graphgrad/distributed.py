@@ -292,24 +292,30 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
         metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
         verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None,
-        comm=None, timeout: float | None = None, threads: int | None = None):
+        validation_split: float = 0.0, comm=None, timeout: float | None = None, threads: int | None = None):
     """gg.fit's arguments and History, trained data-parallel over the ranks of an MPI job (launch
     with mpirun -n N). Every rank passes the same model, data and settings; batch_size is the
     GLOBAL batch (each rank computes about batch_size / N rows of it; it must be >= N). comm,
     timeout, threads: as for init(). History.distributed holds per-epoch seconds spent in the
     allreduce, in the two C parts of the steps (with run_steps' own Python), and in the rest."""
     from . import train
-    from .optim import SGD
+    from .optim import SGD, get
     from .runtime import epoch_steps
     ctx = init(comm, timeout, threads)
     N, me = ctx.size, ctx.rank
     train._check_model(model)
-    if optimizer is None:
-        optimizer = SGD(lr=0.01)
+    optimizer = SGD(lr=0.01) if optimizer is None else get(optimizer)
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     metric_names = train._metric_names(metrics)
-    X, Y = train._prepare(model, X, Y)
+    X, Y = train._training_data(model, X, Y)
+    if validation_split:
+        X, Y, validation_data = train._split_validation(X, Y, validation_split, validation_data)
+    model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
+    callbacks = train._bind_callbacks(callbacks, model)
+    if train._recorder(callbacks) is not None:
+        raise ValueError("callbacks that record inside the C step (gg.callbacks.GradientStats) do not run with "
+                         "distributed=True yet")
     n = len(X)
     B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
     if B < N:
@@ -351,10 +357,6 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             validator = train._Evaluator(model, Xv[off:off + rows], Yv[off:off + rows], loss,
                                          min(train.PREDICT_BATCH, rows), metric_names, check_numerics)
 
-    callbacks = list(callbacks or ())
-    for cb in callbacks:
-        if isinstance(cb, train.Callback):
-            cb.model = model
     model.stop_training = False
     history = train.History()
     history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": []}

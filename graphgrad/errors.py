@@ -27,6 +27,10 @@ class OptimizerError(GraphGradError, ValueError):
     variables to update, a variable listed twice, a fixed hyperparameter changed after compiling."""
 
 
+class ModelError(GraphGradError, ValueError):
+    """A model cannot be used as asked: it has no parameters (the learning tools need some)."""
+
+
 class NumericsError(GraphGradError, FloatingPointError):
     """check_numerics mode: an instruction produced NaN or Inf."""
 

@@ -120,10 +120,14 @@ class Program:
     it returns the outputs as NumPy arrays — one value when compiled from a single Tensor, a
     list when compiled from a list. With an optimizer, each call is one training step and
     returns the loss (the first output) as it was before the update. Calls from several threads
-    are safe: they take turns (different Programs run in parallel)."""
+    are safe: they take turns (different Programs run in parallel).
+
+    after_update: a function (update nodes) -> Tensors, called once the optimizer has built its
+    updates; what it returns is compiled into the same step and fetched after `outputs` (how
+    gg.callbacks.GradientStats reads each update). split_gradients: see gg.compile."""
 
     def __init__(self, outputs, optimizer=None, check_numerics: bool = False, passes=None, profile: bool = False,
-                 split_gradients: bool = False):
+                 after_update=None, split_gradients: bool = False):
         self._single = isinstance(outputs, Tensor)
         self.outputs: list[Tensor] = [outputs] if self._single else list(outputs)
         if not self.outputs or not all(isinstance(o, Tensor) for o in self.outputs):
@@ -132,6 +136,10 @@ class Program:
         self.optimizer = optimizer = get_optimizer(optimizer) if optimizer is not None else None
         started = time.perf_counter()
         self.updates: list[Tensor] = optimizer.minimize(self.outputs[0]) if optimizer is not None else []
+        if after_update is not None:
+            # outputs built from the update nodes (e.g. gradient statistics), computed in the same step
+            self._single = False
+            self.outputs += list(after_update(self.updates))
         graph_built = time.perf_counter()
         graph = Graph(self.outputs + self.updates)
         # the user's feeds: every placeholder of the graph as written, in id order (a pass may
@@ -271,7 +279,8 @@ class Program:
                   n_steps: int | None = None, order: np.ndarray | None = None, drop_last: bool = False,
                   losses: np.ndarray | None = None, stop_on_nonfinite: bool = False,
                   accuracy: tuple | None = None, threshold: float = 0.5, correct: np.ndarray | None = None,
-                  predictions: tuple | None = None, part: str = "step") -> int:
+                  predictions: tuple | None = None, part: str = "step", step_scalar: tuple | None = None,
+                  record: tuple | None = None) -> int:
         """Run steps [first_step, first_step + n_steps) of one pass (an epoch) over a data set, in C
         (gg_program_run_steps): each step gathers its batch's rows from the full arrays and runs the
         program once — with an optimizer, forward + backward + update. Returns the steps run.
@@ -306,6 +315,14 @@ class Program:
         prediction > threshold, and a target row counts as class 1 when it is > 0.5.
         predictions=(output, out): copy the output's rows for every step into out, shaped
         (n, ...) like the output's rows: row p of out holds position p's (sample order[p]'s).
+
+        step_scalar=(variable, values): a float64 scalar variable the program reads (an optimizer's
+        lr_var, say) and float64 values (>= n_steps,): before the k-th step run, C writes values[k]
+        into the variable (the LR range test's per-step rate). The variable keeps the last value.
+        record=(output, out, every, count): copy a float64 output of the program (a few statistics
+        the step computes) into the rows of out, float64 (records, output size), after each step
+        run whose count + k (k-th step of this call) is a multiple of every; record_count(count,
+        n_steps, every) is the number of rows that takes.
 
         part: "step" (default) runs whole steps. For data-parallel training, "gradients" runs one
         step (n_steps=1) up to the start of its updates — forward, loss, gradients, with the
@@ -345,6 +362,7 @@ class Program:
                              'part="gradients"')
         _check_out(losses, np.float64, n_steps, "losses")
         _check_out(correct, np.int64, n_steps, "correct")
+        extras = self._step_extras(step_scalar, record, n_steps)
         if stop_on_nonfinite and losses is None:
             losses = np.empty(n_steps)
         n_full = steps_in_epoch - (1 if tail else 0)
@@ -360,7 +378,7 @@ class Program:
             if k == 0:
                 continue                # n_steps=0: the C description is built and checked, nothing runs
             try:
-                record.run(pos, k, order, losses, correct, done)
+                record.run(pos, k, order, losses, correct, done, extras)
             except GraphGradError as err:
                 err.steps_done = done + getattr(err, "steps_done", 0)
                 if isinstance(err, DivergenceError):
@@ -369,6 +387,29 @@ class Program:
                 raise
             done += k
         return done
+
+    def _step_extras(self, step_scalar: tuple | None, record: tuple | None, n_steps: int) -> tuple:
+        """run_steps' step_scalar and record, checked: ((variable, values) or None,
+        (output, out, every, count) or None)."""
+        if step_scalar is not None:
+            var, values = step_scalar
+            if not (isinstance(var, Tensor) and var.op == "variable" and var.shape == () and var.dtype == np.float64
+                    and any(var is n for n in self.order)):
+                raise ValueError(f"step_scalar: {var!r} is not a float64 scalar variable this program reads")
+            _check_out(values, np.float64, n_steps, "step_scalar values")
+        if record is not None:
+            output, out, every, count = record
+            if not any(output is o for o in self.outputs) or output.dtype != np.float64 or None in output.shape:
+                raise ValueError(f"record: {output!r} is not a float64 output of this program with a fixed shape")
+            if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1 or int(count) < 0:
+                raise ValueError(f"record: every must be a positive int and count >= 0, got {every!r}, {count!r}")
+            rows = record_count(int(count), n_steps, int(every))
+            size = math.prod(output.shape)
+            if (not isinstance(out, np.ndarray) or out.dtype != np.float64 or not out.flags.c_contiguous
+                    or not out.flags.writeable or out.ndim != 2 or out.shape[0] < rows or out.shape[1] != size):
+                raise ValueError(f"record: out must be a writeable C-contiguous float64 array of shape "
+                                 f"(>= {rows}, {size})")
+        return step_scalar, record
 
     def _step_sources(self, data: dict) -> tuple[list[np.ndarray], int, bool]:
         """run_steps' full arrays, one per placeholder in self.placeholders' order, their rows, and
@@ -816,8 +857,9 @@ class _StepsRecord:
                              "first axis must be the batch")
         return math.prod(shape[1:])
 
-    def run(self, pos: int, k: int, order, losses, correct, offset: int) -> None:
-        """k steps from row position pos; losses and correct receive entries from `offset` on."""
+    def run(self, pos: int, k: int, order, losses, correct, offset: int, extras: tuple = (None, None)) -> None:
+        """k steps from row position pos; losses and correct receive entries from `offset` on, as
+        do the step_scalar values and the record's steps (run_steps' extras)."""
         program, exe, s = self.program, self.exe, self.c_steps
         with program._lock:     # these runs and the Program's calls take turns (see Program.__call__)
             for slot, ptr in self.feed_ptrs:
@@ -832,6 +874,7 @@ class _StepsRecord:
                 s.first_pos, s.n_steps = pos, k
                 s.losses = ffi.NULL if losses is None else ffi.cast("double *", losses.ctypes.data) + offset
                 s.correct = ffi.NULL if correct is None else ffi.cast("int64_t *", correct.ctypes.data) + offset
+                self._point_extras(extras, offset)
                 status = lib.gg_program_run_steps(self.c_prog, s)
                 done = int(s.steps_done)
             program._last = exe
@@ -853,6 +896,29 @@ class _StepsRecord:
                     err = raised
             err.steps_done = done
             raise err
+
+
+    def _point_extras(self, extras: tuple, offset: int) -> None:
+        """Set the per-step scalar and the record of gg_steps (off when not asked for)."""
+        s, buffer_of = self.c_steps, self.exe.plan.memory.buffer_of
+        step_scalar, record = extras
+        s.step_values = ffi.NULL
+        if step_scalar is not None:
+            var, values = step_scalar
+            s.step_values = ffi.cast("double *", values.ctypes.data) + offset
+            s.step_value_buf = buffer_of[var.id]
+        s.record_every = 0
+        if record is not None:
+            output, out, every, count = record
+            s.record_buf, s.record_every, s.record_first = buffer_of[output.id], int(every), int(count) + offset
+            s.record_bytes = out.shape[1] * 8
+            before = record_count(int(count), offset, int(every))   # rows the earlier part of this call wrote
+            s.record_dst = ffi.cast("char *", out.ctypes.data) + before * s.record_bytes
+
+
+def record_count(count: int, n_steps: int, every: int) -> int:
+    """How many of the steps count, count + 1, ..., count + n_steps - 1 are multiples of every."""
+    return len(range(-(-count // every) * every, count + n_steps, every))
 
 
 def _evaluate_constants(nodes: list[Tensor]) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ import numpy as np
 from . import ops
 from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, ShapeError
 from .graph import Tensor, placeholder
-from .runtime import Program, epoch_steps
+from .runtime import Program, epoch_steps, record_count
 
 #: loss names fit and evaluate accept -> the gg function (looked up when used, so ops added later work)
 LOSSES = {
@@ -85,17 +85,19 @@ class _Graph:
     loss: Tensor | None
     labels: bool          # the targets are integer class labels
     threshold: float      # accuracy with one output column: class = pred > threshold
+    record: Tensor | None = None   # a float64 vector the step computes for a recording callback
 
 
 def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, optimizer,
-           check_numerics: bool, split_gradients: bool = False) -> _Graph:
-    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict"
-    (split_gradients: the train step compiled in two halves, for graphgrad.distributed)."""
+           check_numerics: bool, recorder: "Callback | None" = None, split_gradients: bool = False) -> _Graph:
+    """Build (or reuse: cached on the model) the graph of `kind` "train", "eval" or "predict";
+    with a recorder, the train step also computes recorder.step_record(updates); split_gradients:
+    the train step compiled in two parts, for graphgrad.distributed."""
     cache = model.__dict__.setdefault("_gg_graphs", {})
     # one entry per kind and shapes: a train graph for another optimizer replaces the old one
     # (keyed by the optimizer, every gg.fit(..., optimizer=New()) would keep a program alive)
     key = (kind, x_row, y_row, None if y_dtype is None else np.dtype(y_dtype).str, loss, check_numerics,
-           split_gradients)
+           None if recorder is None else type(recorder).__name__, split_gradients)
     hit = cache.get(key)
     if hit is not None and (kind != "train" or hit.program.optimizer is optimizer):
         return hit
@@ -119,9 +121,11 @@ def _build(model, kind: str, x_row: tuple, y_row: tuple | None, y_dtype, loss, o
         labels = np.dtype(y_dtype).kind in "iu"
         threshold = 0.0 if any(fn is getattr(ops, name, None) for name in LOGIT_LOSSES) else 0.5
     outputs = [pred] if loss_t is None else [loss_t, pred]
+    record_hook = (lambda updates: [recorder.step_record(updates)]) if recorder is not None else None
     program = Program(outputs, optimizer=optimizer if kind == "train" else None, check_numerics=check_numerics,
-                      split_gradients=split_gradients and kind == "train")
-    graph = _Graph(program, x, y, pred, loss_t, labels, threshold)
+                      after_update=record_hook, split_gradients=split_gradients and kind == "train")
+    record = program.outputs[len(outputs)] if recorder is not None else None
+    graph = _Graph(program, x, y, pred, loss_t, labels, threshold, record)
     cache[key] = graph
     return graph
 
@@ -135,17 +139,91 @@ class _Steps:
         missing = [p.name for p in program.placeholders if p not in data]
         if missing:
             raise GraphGradError(f"the model reads placeholders {missing} that fit does not feed")
-        self.program, self.data, self.batch_size, self.drop_last = program, data, batch_size, drop_last
+        self.graph, self.program, self.data, self.batch_size, self.drop_last = graph, program, data, batch_size, drop_last
         self.accuracy = (graph.pred, data[graph.y]) if accuracy else None
         self.threshold, self.stop_on_nonfinite = graph.threshold, stop_on_nonfinite
         self.run(None, 0, 0, np.zeros(0), np.zeros(0, np.int64))   # builds and checks the C side now
 
-    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None) -> None:
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None, record=None) -> None:
         accuracy = self.accuracy if correct is not None else None
         self.program.run_steps(self.data, self.batch_size, first_step=first_step, n_steps=n_steps, order=order,
                                drop_last=self.drop_last, losses=losses, stop_on_nonfinite=self.stop_on_nonfinite,
                                accuracy=accuracy, threshold=self.threshold,
-                               correct=correct if accuracy else None)
+                               correct=correct if accuracy else None, record=record)
+
+
+#: a recording callback with record_every below this runs the recording step every step (one C
+#: call per chunk); from it on, the plain step runs between the recorded ones (two calls per record)
+ALTERNATE_FROM = 8
+
+
+class _RecordingSteps:
+    """fit's steps with a recording callback: the program that also computes the recorded vector
+    runs only for the steps that record (when they are sparse enough, see ALTERNATE_FROM); the
+    plain training program, which shares every variable, runs the others. Same steps, same
+    updates (both compile the same update rules); the statistics cost only where they are kept."""
+
+    def __init__(self, plain: _Steps, recording: _Steps):
+        self.plain, self.recording, self.graph = plain, recording, recording.graph
+        self.program = plain.program
+
+    def run(self, order, first_step: int, n_steps: int, losses=None, correct=None, record=None) -> None:
+        if record is None:
+            return self.plain.run(order, first_step, n_steps, losses, correct)
+        output, values, every, count = record
+        if every < ALTERNATE_FROM:
+            return self.recording.run(order, first_step, n_steps, losses, correct, record)
+        done, rows = 0, 0
+        while done < n_steps:
+            phase = (count + done) % every
+            part = 1 if phase == 0 else min(n_steps - done, every - phase)
+            try:
+                if phase == 0:
+                    self.recording.run(order, first_step + done, 1, _tail(losses, done), _tail(correct, done),
+                                       (output, values[rows:rows + 1], every, count + done))
+                    rows += 1
+                else:
+                    self.plain.run(order, first_step + done, part, _tail(losses, done), _tail(correct, done))
+            except GraphGradError as err:
+                if hasattr(err, "steps_done"):
+                    err.steps_done += done
+                raise
+            done += part
+
+
+def _tail(array, start: int):
+    return None if array is None else array[start:]
+
+
+class _Recording:
+    """Where one chunk's records go (a recording callback's): a row for every step of the chunk
+    whose optimizer step count is a multiple of the callback's record_every."""
+
+    def __init__(self, recorder: Callback, graph: _Graph, optimizer, k: int):
+        self.recorder, self.output, self.updates = recorder, graph.record, graph.program.updates
+        self.every, self.count = int(recorder.record_every), optimizer.step_count
+        self.values = np.empty((max(record_count(self.count, k, self.every), 1), math.prod(graph.record.shape)))
+
+    def request(self) -> tuple:
+        return (self.output, self.values, self.every, self.count)
+
+    def deliver(self, steps_done: int) -> None:
+        """Hand the rows of the first steps_done steps to the callback."""
+        steps = np.arange(self.count, self.count + steps_done)
+        steps = steps[steps % self.every == 0]
+        if len(steps):
+            self.recorder.on_step_records(steps + 1, self.values[:len(steps)], self.updates)
+
+
+def _recorder(callbacks) -> Callback | None:
+    """The callback that records inside the step, if any (at most one)."""
+    found = [cb for cb in callbacks if isinstance(cb, Callback) and type(cb).step_record is not Callback.step_record]
+    if len(found) > 1:
+        raise ValueError(f"fit records inside the step for one callback at a time; got {found}")
+    if found and (isinstance(found[0].record_every, bool) or not isinstance(found[0].record_every, (int, np.integer))
+                  or found[0].record_every < 1):
+        raise ValueError(f"{type(found[0]).__name__}.record_every must be a positive int, got {found[0].record_every!r}")
+    return found[0] if found else None
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -193,6 +271,8 @@ class History:
     epoch: list[int] = field(default_factory=list)
     step_losses: list[np.ndarray] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
+    #: with a gg.callbacks.GradientStats callback: its per-parameter statistics (see there)
+    gradient_stats: dict = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
@@ -207,13 +287,26 @@ class History:
 
 class Callback:
     """Base class for fit's callbacks; override what you need. `self.model` is set by fit; setting
-    model.stop_training = True ends training after the current epoch."""
+    model.stop_training = True ends training after the current epoch.
+
+    Recording inside the step (one callback per fit): a callback whose `step_record(updates)`
+    returns a float64 vector Tensor (built from the optimizer's update nodes) has it computed in
+    every training step, in C; fit's epoch loop copies it out every `record_every` optimizer steps
+    (those where the step count before the step is a multiple of it) and hands the copies to
+    `on_step_records(steps, values, updates)`: steps numbered from 1, values (records, vector
+    length), and the update nodes the vector was built from (in the order step_record got them)."""
     model = None
+    record_every = 0
 
     def on_train_begin(self, logs: dict) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
     def on_train_end(self, logs: dict) -> None: ...
+
+    def step_record(self, updates: list[Tensor]) -> Tensor | None:
+        return None
+
+    def on_step_records(self, steps: np.ndarray, values: np.ndarray, updates: list[Tensor]) -> None: ...
 
 
 class EarlyStopping(Callback):
@@ -333,17 +426,22 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
         metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
         verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None,
-        distributed: bool = False) -> History:
+        validation_split: float = 0.0, distributed: bool = False) -> History:
     """Train `model` (a gg.nn module) on X (n, ...) and Y (n, ...), or integer labels Y (n,).
 
     loss: a name ("mse", "l1", and the losses this build has) or a function (pred, y) -> scalar.
-    optimizer: a gg.optim optimizer (default SGD(lr=0.01)); its state persists across fit calls.
+    optimizer: a gg.optim optimizer (default SGD(lr=0.01)), or a name such as "adam" for one with
+    its default hyperparameters (as Keras); its state persists across fit calls.
     batch_size: rows per step; 1 = stochastic GD, None = full-batch GD. The short last batch is
-    kept (drop_last=False) or dropped. shuffle draws a new permutation every epoch from
+    kept (drop_last=False) or dropped. A batch_size above the number of samples is clipped to it,
+    drop_last=True included (one full-batch step per epoch, as Keras does; PyTorch's DataLoader
+    would yield no batch at all). shuffle draws a new permutation every epoch from
     (seed, epoch number), so per-epoch results are reproducible and a resumed run matches.
     initial_epoch: the epoch number to start counting from (default: the epochs this model has
     already been trained by fit, so two fits of 2 epochs equal one of 4).
     validation_data=(Xv, Yv): evaluated after every epoch (val_loss, val_<metric>).
+    validation_split: a fraction in [0, 1) of the samples held out as validation data instead:
+    the LAST ones, before any shuffling (as Keras); not together with validation_data.
     metrics: ["accuracy"] (argmax for several outputs, pred > 0.5 for one — logit > 0 with
     binary_cross_entropy; one-hot or integer label targets).
     callbacks: Callback objects, learning-rate schedules from gg.schedules (stepped after each
@@ -357,26 +455,48 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     Raises DivergenceError when the loss becomes NaN/Inf; the variables keep their last finite
     values. Returns a History.
     """
-    from .optim import SGD
+    from .optim import SGD, get
     if distributed:
         from .distributed import fit as distributed_fit
         return distributed_fit(model, X, Y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                                shuffle=shuffle, seed=seed, validation_data=validation_data, metrics=metrics,
                                callbacks=callbacks, drop_last=drop_last, verbose=verbose,
-                               check_numerics=check_numerics, initial_epoch=initial_epoch)
+                               check_numerics=check_numerics, initial_epoch=initial_epoch,
+                               validation_split=validation_split)
     _check_model(model)
-    optimizer = SGD(lr=0.01) if optimizer is None else optimizer
+    optimizer = SGD(lr=0.01) if optimizer is None else get(optimizer)
     if int(epochs) < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     metric_names = _metric_names(metrics)
     X, Y = _training_data(model, X, Y)
+    if validation_split:
+        X, Y, validation_data = _split_validation(X, Y, validation_split, validation_data)
+    model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
+    callbacks = _bind_callbacks(callbacks, model)
     trainer = _Trainer(model, X, Y, loss, optimizer, batch_size, drop_last, "accuracy" in metric_names,
-                       check_numerics)
+                       check_numerics, _recorder(callbacks))
     validation = _validation(model, validation_data, loss, metric_names, check_numerics)
     first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
     epochs = range(first, first + int(epochs))
     orders = _epoch_orders(len(X), shuffle, seed)
-    return _run_epochs(model, trainer, validation, epochs, orders, _bind_callbacks(callbacks, model), verbose)
+    history = _run_epochs(model, trainer, validation, epochs, orders, callbacks, verbose)
+    if trainer.recorder is not None:
+        history.gradient_stats = getattr(trainer.recorder, "stats", {})
+    return history
+
+
+def _split_validation(X, Y, fraction, validation_data) -> tuple:
+    """(X, Y, (Xv, Yv)) with the last `fraction` of the samples held out, as Keras's validation_split."""
+    if validation_data is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation_split must be a fraction in [0, 1), got {fraction!r}")
+    held = int(len(X) * fraction)
+    if held == 0 or held == len(X):
+        raise ValueError(f"validation_split={fraction} of {len(X)} samples leaves "
+                         f"{'no validation' if held == 0 else 'no training'} samples")
+    cut = len(X) - held
+    return X[:cut], Y[:cut], (X[cut:], Y[cut:])
 
 
 def _run_epochs(model, trainer: "_Trainer", validation: "_Evaluator | None", epochs: range, orders: Callable,
@@ -446,10 +566,16 @@ class _Trainer:
     variables at their last finite values."""
 
     def __init__(self, model, X, Y, loss, optimizer, batch_size, drop_last: bool, accuracy: bool,
-                 check_numerics: bool):
+                 check_numerics: bool, recorder: Callback | None = None):
         graph = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics)
         size, n_steps, tail = epoch_steps(len(X), batch_size, drop_last)
         self.steps = _Steps(graph, {graph.x: X, graph.y: Y}, size, drop_last, accuracy, stop_on_nonfinite=True)
+        self.recorder = recorder
+        if recorder is not None:      # the same step, also computing the callback's vector
+            recording = _build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics,
+                               recorder)
+            self.steps = _RecordingSteps(self.steps, _Steps(recording, {recording.x: X, recording.y: Y}, size,
+                                                            drop_last, accuracy, stop_on_nonfinite=True))
         self.snapshot = _Snapshot(graph.program)
         self.optimizer, self.accuracy = optimizer, accuracy
         self.sizes = np.array([size] * (n_steps - (1 if tail else 0)) + ([tail] if tail else []), dtype=np.float64)
@@ -487,11 +613,16 @@ class _Trainer:
         """Steps [step, step + k) of the epoch; on a NaN/Inf loss or a numerics error, put the
         variables back to their last finite state and raise."""
         self.snapshot.take()
+        record = None if self.recorder is None else _Recording(self.recorder, self.steps.graph, self.optimizer, k)
         try:
-            self.steps.run(order, step, k, losses[step:], correct[step:])
+            self.steps.run(order, step, k, losses[step:], correct[step:], None if record is None else record.request())
+            if record is not None:
+                record.deliver(k)
         except GraphGradError as err:
             if not hasattr(err, "steps_done"):
                 raise                       # a check before any step ran
+            if record is not None:
+                record.deliver(err.steps_done)
             bad = step + err.steps_done     # the epoch's step that failed
             context = f"at epoch {epoch + 1}, step {bad + 1}"
             diverged = isinstance(err, DivergenceError)
@@ -577,10 +708,15 @@ class _Evaluator:
         return logs
 
 
-def evaluate(model, X, Y, loss: str | Callable = "mse", batch_size: int | None = PREDICT_BATCH,
+def evaluate(model, X, Y, loss: str | Callable | None = None, batch_size: int | None = PREDICT_BATCH,
              metrics: Sequence[str] | None = None, check_numerics: bool = False) -> dict[str, float]:
     """The model's mean loss (and metrics, e.g. ["accuracy"]) on X, Y, computed in batches with no
-    gradients: {"loss": ..., "accuracy": ...}. The mean is over samples, whatever the batching."""
+    gradients: {"loss": ..., "accuracy": ...}. The mean is over samples, whatever the batching.
+
+    loss: None (default) uses the loss the model was last trained with by gg.fit — as Keras's
+    evaluate uses the compiled loss — and fit's own default, "mse", for a model fit never saw."""
+    if loss is None:
+        loss = getattr(model, "fitted_loss", "mse")
     X, Y = _prepare(model, X, Y)
     batch = len(X) if batch_size is None else batch_size
     return _Evaluator(model, X, Y, loss, batch, _metric_names(metrics), check_numerics).run()

@@ -324,3 +324,35 @@ Tensor._repr_svg_ = _tensor_svg
 Program._repr_svg_ = _program_svg
 Plan._repr_svg_ = _plan_svg
 MemoryPlan._repr_png_ = _memory_png
+
+
+# ---- the loss landscape (computed in landscape.py, drawn in plots.py) ------------------------
+
+def loss_landscape(model, X, Y, loss="mse", start=None, contour_path: str | None = "loss_contour.png",
+                   line_path: str | None = "loss_line.png", steps: int = 21, span: float = 1.0,
+                   line_steps: int = 25, margin: float = 0.25, directions=None, seed=0, bias: str = "zero"):
+    """The loss landscape of `model` (its current, trained weights θ*) on X, Y, as pictures.
+
+    - contour_path: the loss on a steps×steps grid of the plane θ* + α·δ + β·η, α, β in
+      [−span, span], δ and η random directions normalised per filter (Li et al. 2018; or your own
+      pair `directions`, each one array per parameter).
+    - line_path (when `start` is given: the initial weights, or another model): the loss on the
+      straight line from start (α = 0) to θ* (α = 1), α in [−margin, 1 + margin] (Goodfellow et
+      al. 2015).
+
+    Every point is one call of one compiled program (see graphgrad.landscape). Returns a
+    landscape.Landscape with .plane, .line (or None) and .paths. Pass a path None to skip it."""
+    from .landscape import Landscape, LossSurface, loss_line, loss_plane
+    from .plots import plot_loss_lines, plot_loss_plane
+    surface = LossSurface(model, X, Y, loss)
+    line = None
+    if start is not None:
+        line = loss_line(model, X, Y, loss, start=start, steps=line_steps, margin=margin, surface=surface)
+    plane = loss_plane(model, X, Y, loss, directions=directions, steps=steps, span=span, seed=seed, bias=bias,
+                       surface=surface)
+    paths = []
+    if contour_path is not None:
+        paths.append(plot_loss_plane(plane, contour_path))
+    if line is not None and line_path is not None:
+        paths.append(plot_loss_lines(line, line_path))
+    return Landscape(plane, line, paths)

@@ -18,8 +18,9 @@ LAYERS = [
     ("model", {"autodiff", "optim", "schedules", "nn", "init"}),
     ("compiler", {"compiler"}),
     ("runtime", {"runtime"}),
-    ("training", {"train", "checkpoint", "gradcheck", "datasets", "onnx", "distributed"}),
-    ("drawing", {"viz", "summary"}),
+    ("training", {"train", "checkpoint", "gradcheck", "datasets", "onnx", "landscape", "lr_finder", "callbacks",
+                  "distributed"}),
+    ("drawing", {"viz", "summary", "plots"}),
     ("application", {"cli", "__main__", "demo", "__init__"}),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
@@ -29,6 +30,8 @@ RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 ALLOWED_UPWARD = {
     ("runtime", "summary", "summary"), ("runtime", "plan_json", "summary"),
     ("runtime", "render", "summary"), ("runtime", "render", "viz"),
+    # the learning tools' results draw themselves: GradientStats.plot, LRFinderResult.plot
+    ("callbacks", "plot", "plots"), ("lr_finder", "plot", "plots"),
 }
 
 

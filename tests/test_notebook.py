@@ -81,6 +81,12 @@ def test_notebook_checks_its_claims(executed):
     # the learned linear model: y = 0.5·x1 + 1·x2 + 0.5
     learned = next(l for l in out.splitlines() if l.startswith("learned w"))
     assert "0.5" in learned and "b = [0.5" in learned
+    # section 12: the suggested rate beats the default; vanishing gradients in the sigmoid net only
+    accuracies = [float(l.rsplit(" ", 1)[1].rstrip("%")) for l in out.splitlines() if l.startswith("one epoch at lr")]
+    assert len(accuracies) == 2 and accuracies[1] >= accuracies[0]
+    ratios = {l.split(":")[0].strip(): float(l.rsplit("= ", 1)[1]) for l in out.splitlines() if "first / last =" in l}
+    assert ratios["sigmoid"] < 0.1 and 0.25 < ratios["relu + He"] < 4
+    assert "the line between them rises to" in out
 
 
 def test_notebook_pictures_come_from_graphgrad_and_matplotlib(executed):

@@ -357,3 +357,29 @@ def test_run_steps_reads_the_callers_arrays_in_place_and_converts_others_each_ca
     as_float64 += 1.0
     program.run_steps({x: X, y: as_float64}, 4, losses=again)
     np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4] + 1)[0], program(x=X[4:], y=Y[4:] + 1)[0]])
+
+
+def test_run_steps_writes_a_per_step_scalar_and_records_an_output():
+    """step_scalar: C writes values[k] into the variable before the k-th step; record: the output's
+    values after the chosen steps, across the full batches and the short last one of one call."""
+    xs = gg.placeholder((None,), name="x", dtype="float64")
+    scale = gg.variable(0.0, name="scale", dtype="float64", trainable=False)
+    total = gg.sum(xs) * scale
+    program = gg.compile([total, gg.reshape(total, (1,)) + 0.0])
+    record_out = program.outputs[1]
+    X = np.arange(10, dtype=np.float64)            # batches of 4: [0..3], [4..7], then [8, 9]
+    values = np.array([1.0, 2.0, 3.0])
+    rows = np.full((3, 1), np.nan)
+    done = program.run_steps({xs: X}, 4, step_scalar=(scale, values), record=(record_out, rows, 1, 0))
+    assert done == 3 and float(scale.value) == 3.0
+    np.testing.assert_array_equal(rows[:, 0], [6.0 * 1, 22.0 * 2, 17.0 * 3])
+    assert runtime.record_count(1, 3, 2) == 1
+    some = np.full((1, 1), np.nan)
+    program.run_steps({xs: X}, 4, step_scalar=(scale, values), record=(record_out, some, 2, 1))
+    np.testing.assert_array_equal(some[:, 0], [22.0 * 2])        # only the step whose count 1 + 1 is even
+    with pytest.raises(ValueError, match="float64 scalar variable"):
+        program.run_steps({xs: X}, 4, step_scalar=(gg.variable(0.0, dtype="float64"), values))
+    with pytest.raises(ValueError, match="shape \\(>= 3, 1\\)"):
+        program.run_steps({xs: X}, 4, record=(record_out, np.zeros((2, 1)), 1, 0))
+    with pytest.raises(ValueError, match="step_scalar values"):
+        program.run_steps({xs: X}, 4, step_scalar=(scale, values[:2]))

@@ -410,3 +410,51 @@ def test_bench_script_runs_in_a_small_setting(tmp_path):
     saved = json.loads(out.read_text())
     assert set(saved["samples_per_s_wall"]) == {"step() loop", "gg.fit verbose=0", "gg.fit verbose=1"}
     assert saved["ratio_fit_vs_loop_cpu"] == result["ratio_fit_vs_loop_cpu"] > 0
+
+
+# ---- what a Keras user expects ---------------------------------------------------------------
+
+def test_evaluate_uses_the_loss_the_model_was_fitted_with(tmp_path):
+    X, labels = classification_data()
+    model = mlp(d=5, hidden=6, out=3, seed=1)
+    assert gg.evaluate(model, X, np.eye(3, dtype=np.float32)[labels])["loss"] == pytest.approx(
+        gg.evaluate(model, X, np.eye(3, dtype=np.float32)[labels], loss="mse")["loss"])   # never fitted: fit's mse
+    gg.fit(model, X, labels, loss="softmax_cross_entropy", optimizer="adam", epochs=1, verbose=0)
+    by_default = gg.evaluate(model, X, labels, metrics=["accuracy"])      # int labels: MSE would be a dtype error
+    assert by_default == gg.evaluate(model, X, labels, loss="softmax_cross_entropy", metrics=["accuracy"])
+    gg.save(str(tmp_path / "m.npz"), model)
+    restored = gg.load(str(tmp_path / "m.npz")).model
+    assert gg.evaluate(restored, X, labels)["loss"] == pytest.approx(by_default["loss"], rel=1e-6)
+
+
+def test_fit_takes_an_optimizer_name_and_refuses_a_class():
+    X, Y = regression_data()
+    model = mlp()
+    gg.fit(model, X, Y, optimizer="sgd", epochs=1, verbose=0)
+    with pytest.raises(gg.errors.OptimizerError, match="pass an optimizer instance"):
+        gg.fit(model, X, Y, optimizer=gg.optim.SGD, epochs=1, verbose=0)
+
+
+def test_validation_split_holds_out_the_last_samples_as_keras():
+    X, labels = classification_data()
+    model, twin = mlp(d=5, hidden=6, out=3, seed=1), mlp(d=5, hidden=6, out=3, seed=1)
+    cut = len(X) - int(len(X) * 0.25)
+    split = gg.fit(model, X, labels, loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.1), epochs=2,
+                   validation_split=0.25, seed=3, verbose=0)
+    explicit = gg.fit(twin, X[:cut], labels[:cut], loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.1),
+                      epochs=2, validation_data=(X[cut:], labels[cut:]), seed=3, verbose=0)
+    assert split.history == explicit.history
+    with pytest.raises(ValueError, match="not both"):
+        gg.fit(model, X, labels, validation_split=0.2, validation_data=(X, labels), verbose=0)
+    for bad in (1.0, -0.1, "0.2"):
+        with pytest.raises(ValueError, match=r"validation_split must be a fraction in \[0, 1\)"):
+            gg.fit(model, X, labels, validation_split=bad, verbose=0)
+
+
+def test_a_batch_larger_than_the_data_is_one_full_batch_even_with_drop_last():
+    X, Y = regression_data()
+    model = mlp()
+    full = gg.evaluate(model, X[:5], Y[:5])["loss"]
+    hist = gg.fit(model, X[:5], Y[:5], batch_size=8, drop_last=True, epochs=1, verbose=0)
+    assert len(hist.step_losses[0]) == 1 and hist.samples_per_second[0] > 0
+    assert hist.step_losses[0][0] == pytest.approx(full, rel=1e-6)      # the step saw all 5 samples

@@ -741,8 +741,9 @@ def load(source, *, input_shapes: dict | None = None, static_inputs: dict | None
     if check:
         try:
             onnx.checker.check_model(model)
-        except onnx.checker.ValidationError as err:
-            raise OnnxFormatError(f"{where} fails the ONNX checker: {str(err).splitlines()[0]}") from None
+        except (onnx.checker.ValidationError, ValueError) as err:   # (invalid UTF-8 in a name is a ValueError)
+            raise OnnxFormatError(f"{where} fails the ONNX checker: {type(err).__name__}: "
+                                  f"{(str(err).splitlines() or [''])[0]}") from None
     return ImportedModel(model, input_shapes=input_shapes, static_inputs=static_inputs, trainable=trainable,
                          output=output, where=where)
 
