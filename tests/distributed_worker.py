@@ -57,11 +57,13 @@ if CASE in ("equal", "equal_tcp"):
     X, y = mnist(20 * 64)
     model, opt = mnist_mlp(), gg.optim.Adam(lr=1e-3)
     sent_before = loopback_bytes()
+    (_, _), (Xt, yt) = gg.datasets.mnist()
     h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=64, seed=5,
-               metrics=["accuracy"], verbose=0, distributed=True)
+               metrics=["accuracy"], verbose=0, distributed=True, validation_data=(Xt[:301], yt[:301]))
     sent = loopback_bytes() - sent_before
     program = model._gg_graphs[next(k for k in model._gg_graphs if k[0] == "train")].program
     save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]), accuracy=np.array(h.history["accuracy"]),
+              val=np.array([h.history["val_loss"][0], h.history["val_accuracy"][0]]),
               step_losses=h.step_losses[0], loopback_bytes=np.array(sent),
               region_bytes=np.array(program.gradient_buffer().nbytes), threads=np.array(gg.get_num_threads()))
 

@@ -172,9 +172,10 @@ def _reference_equal_case():
     """1 process, global batch 64, 20 Adam steps: what the 2-rank job must match."""
     (X, y), _ = gg.datasets.mnist()
     X, y = X[:20 * 64], y[:20 * 64]
+    (_, _), (Xt, yt) = gg.datasets.mnist()
     model, opt = mnist_mlp(), gg.optim.Adam(lr=1e-3)
     h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=64, seed=5,
-               metrics=["accuracy"], verbose=0)
+               metrics=["accuracy"], verbose=0, validation_data=(Xt[:301], yt[:301]))
     return state_of(model, opt), h
 
 
@@ -198,6 +199,10 @@ def test_two_ranks_equal_one_process(tmp_path, tcp):
     assert int(r0["step"]) == 20
     np.testing.assert_allclose(r0["step_losses"], h.step_losses[0], rtol=1e-5)
     assert float(r0["accuracy"][0]) == pytest.approx(h.history["accuracy"][0], abs=1e-12)
+    # validation (301 rows: shards of 151 and 150, reduced weighted by size) matches 1 process
+    np.testing.assert_array_equal(r0["val"], r1["val"])
+    assert float(r0["val"][0]) == pytest.approx(h.history["val_loss"][0], rel=1e-5)
+    assert float(r0["val"][1]) == pytest.approx(h.history["val_accuracy"][0], abs=1e-12)
     assert int(r0["threads"]) == max(1, len(os.sched_getaffinity(0)) // 2)    # ranks x threads <= cores
     if tcp:
         # the traffic went over loopback TCP: at least one region's worth per step left this host's "NIC"
