@@ -1,7 +1,6 @@
 """Every example runs (in its quick mode) and checks its own claim."""
 import os
 import runpy
-import sys
 
 import pytest
 

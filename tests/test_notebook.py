@@ -1,7 +1,6 @@
 """The lecture notebook runs headless (nbclient + ipykernel, quick mode) and its pictures are
 graphgrad's own inline displays; Tensors, Programs, Plans and memory plans display inline;
 big graphs collapse their layers; gg.fit picks the right progress bar inside Jupyter."""
-import json
 import os
 import sys
 import types
