@@ -4,12 +4,20 @@ PIP := $(PYTHON) -m pip
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUNTIME_DEPS := numpy cffi networkx graphviz tqdm setuptools wheel
 TEST_DEPS := pytest hypothesis matplotlib nbclient nbformat ipykernel
+# the notebook's progress bar is an ipywidgets widget (gg.fit falls back to text, with a warning, without it)
+NOTEBOOK_DEPS := ipywidgets
+# ONNX export/import tests: onnx (the optional extra) and onnxruntime to check the files
+ONNX_DEPS := onnx onnxruntime
+# distributed training (an optional extra at run time; the tests launch mpirun -n 2): mpi4py and
+# MPICH as PyPI wheels (mpirun/mpiexec land beside the Python). With a cluster's own MPI, set
+# MPI_DEPS=mpi4py (built against it) or MPI_DEPS= to keep what is installed.
+MPI_DEPS ?= mpi4py mpich
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fopenmp -std=c11
 
 .PHONY: install deps dot build test demo bench asan valgrind clean
 
 deps:
-	$(PIP) install $(PIP_FLAGS) $(RUNTIME_DEPS) $(TEST_DEPS)
+	$(PIP) install $(PIP_FLAGS) $(RUNTIME_DEPS) $(TEST_DEPS) $(NOTEBOOK_DEPS) $(ONNX_DEPS) $(MPI_DEPS)
 
 # the Graphviz `dot` program renders the PNGs; install it when we can, else say what to do
 dot:

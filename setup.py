@@ -50,6 +50,8 @@ setup(
     python_requires=">=3.10",
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy", "cffi>=1.15", "networkx", "graphviz", "tqdm"],
+    # optional extras: ONNX export/import; data-parallel training over MPI (mpi4py + MPICH wheels)
+    extras_require={"onnx": ["onnx"], "distributed": ["mpi4py", "mpich"]},
     cffi_modules=[f"graphgrad/_build_ffi.py:ffibuilder_{name}" for name in _kernel_sets()],
     cmdclass={"build_ext": BuildCore},
     entry_points={"console_scripts": ["graphgrad=graphgrad.cli:main"]},

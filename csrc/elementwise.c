@@ -1,6 +1,10 @@
-/* elementwise.c — unary and binary maps (NumPy broadcasting through element strides) and the
- * activations with their backward kernels. Compiled through kernels_f32.c / kernels_f64.c.
- * Every formula is written to stay finite for large |x| (no exp of a large positive number). */
+/* elementwise.c — the kernels of the elementwise rows of the op table (csrc/ops.def): unary and
+ * binary maps (NumPy broadcasting through element strides), activations and their backward ops,
+ * the loss gradients that are maps. Each row's per-element body becomes a static inline function
+ * <name>_element here, which both its kernel below and the fused block loop (fused.c) call, so the
+ * two compute the same bits. pow_scalar and gelu are written by hand. Compiled through
+ * kernels_f32.c / kernels_f64.c. Every formula is written to stay finite for large |x| (no exp of
+ * a large positive number). */
 #ifndef KERNEL
 #error "compile elementwise.c through kernels_f32.c or kernels_f64.c"
 #endif
@@ -11,26 +15,6 @@
 /* One contiguous output row of a binary op: o[i] = f(a[i*ia], b[i*ib]); strides are 0 or 1
  * after the compiler's dimension collapsing, so the common cases get their own loops. */
 typedef void (*binary_row_fn)(real *o, const real *a, int64_t ia, const real *b, int64_t ib, int64_t n);
-
-#define DEFINE_BINARY(NAME, EXPR)                                                              \
-    static void NAME##_row(real *o, const real *a, int64_t ia, const real *b, int64_t ib,     \
-                           int64_t n) {                                                        \
-        if (ia == 1 && ib == 1) {                                                              \
-            for (int64_t i = 0; i < n; i++) { real x = a[i], y = b[i]; o[i] = (EXPR); }        \
-        } else if (ia == 1 && ib == 0) {                                                       \
-            real y = b[0];                                                                     \
-            for (int64_t i = 0; i < n; i++) { real x = a[i]; o[i] = (EXPR); }                  \
-        } else if (ia == 0 && ib == 1) {                                                       \
-            real x = a[0];                                                                     \
-            for (int64_t i = 0; i < n; i++) { real y = b[i]; o[i] = (EXPR); }                  \
-        } else {                                                                               \
-            for (int64_t i = 0; i < n; i++) { real x = a[i * ia], y = b[i * ib]; o[i] = (EXPR); } \
-        }                                                                                      \
-    }                                                                                          \
-    void KERNEL(NAME)(real *out, const real *a, const real *b, int32_t rank,                   \
-                      const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b) { \
-        broadcast_binary(NAME##_row, out, a, b, rank, shape, stride_a, stride_b);              \
-    }
 
 /* out is shape[rank] (contiguous); the last axis is the row, the others are walked by index. */
 static void broadcast_binary(binary_row_fn row, real *out, const real *a, const real *b, int32_t rank,
@@ -66,41 +50,11 @@ static void broadcast_binary(binary_row_fn row, real *out, const real *a, const 
     );
 }
 
-DEFINE_BINARY(add, x + y)
-DEFINE_BINARY(sub, x - y)
-DEFINE_BINARY(mul, x * y)
-DEFINE_BINARY(div, x / y)
-DEFINE_BINARY(pow, gg_pow(x, y))
-/* NaN propagates as in NumPy: the comparison is false for NaN, so x wins only when it is NaN or larger */
-DEFINE_BINARY(maximum, (x > y || x != x) ? x : y)
-DEFINE_BINARY(minimum, (x < y || x != x) ? x : y)
-/* maximum's gradient share for a (ties split evenly, as PyTorch does) */
-DEFINE_BINARY(maximum_mask, x > y ? (real)1 : x == y ? (real)0.5 : (real)0)
-DEFINE_BINARY(equal, (real)(x == y))
-
-/* Unary maps over n contiguous elements; in place (out == x) is allowed. */
+/* gelu's kernels: unary maps over n contiguous elements; in place (out == x) is allowed. */
 #define DEFINE_UNARY(NAME, EXPR)                                                               \
     void KERNEL(NAME)(real *out, const real *x_, int64_t n) {                                  \
         GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
     }
-
-/* Stable logistic: exp never sees a large positive argument (gg_math.h). */
-#define stable_sigmoid gg_sigmoid
-
-/* Unary maps with one or two real parameters p, q (passed as double, used as real). */
-#define DEFINE_UNARY_P(NAME, EXPR)                                                             \
-    void KERNEL(NAME)(real *out, const real *x_, int64_t n, double p_) {                       \
-        const real p = (real)p_;                                                               \
-        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
-    }
-#define DEFINE_UNARY_PQ(NAME, EXPR)                                                            \
-    void KERNEL(NAME)(real *out, const real *x_, int64_t n, double p_, double q_) {            \
-        const real p = (real)p_, q = (real)q_;                                                 \
-        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real x = x_[i]; out[i] = (EXPR); });                   \
-    }
-
-/* log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)) (gg_math.h) */
-#define stable_softplus gg_softplus
 
 #define GG_SQRT1_2 0.70710678118654752440    /* 1/sqrt(2) */
 #define GG_SQRT2_PI 0.79788456080286535588   /* sqrt(2/pi) */
@@ -114,23 +68,8 @@ static inline real gelu_tanh(real x) {
     return (real)0.5 * x * ((real)1 + gg_tanh((real)GG_SQRT2_PI * (x + (real)GG_GELU_C * x * x * x)));
 }
 
-DEFINE_UNARY(neg, -x)
-DEFINE_UNARY(abs, fabs(x))
-DEFINE_UNARY(sign, (real)((x > 0) - (x < 0)))
-DEFINE_UNARY(copy, x)
-DEFINE_UNARY(relu, x > 0 ? x : (real)0)
-DEFINE_UNARY(sigmoid, stable_sigmoid(x))
-DEFINE_UNARY(exp, gg_exp(x))
-DEFINE_UNARY(log, gg_log(x))
-DEFINE_UNARY(sqrt, sqrt(x))
-DEFINE_UNARY(tanh, gg_tanh(x))
-DEFINE_UNARY(softplus, stable_softplus(x))
 DEFINE_UNARY(gelu, gelu_erf(x))
 DEFINE_UNARY(gelu_tanh, gelu_tanh(x))
-DEFINE_UNARY_P(leaky_relu, x > 0 ? x : p * x)
-DEFINE_UNARY_P(elu, x > 0 ? x : p * gg_expm1(x))
-/* clip keeps NaN (both comparisons are false), as NumPy's clip does */
-DEFINE_UNARY_PQ(clip, x < p ? p : x > q ? q : x)
 
 /* x ** p with the common exponents as plain arithmetic (exact and fast); p is one value for all x */
 void KERNEL(pow_scalar)(real *out, const real *x, int64_t n, double exponent) {
@@ -162,16 +101,12 @@ void KERNEL(pow_scalar)(real *out, const real *x, int64_t n, double exponent) {
     }
 }
 
-/* Backward kernels: dx from the saved tensor (input x or output y) and the incoming dy. */
+/* gelu's backward kernels: dx from its input s and the incoming dy. */
 #define DEFINE_BACKWARD(NAME, EXPR)                                                            \
     void KERNEL(NAME)(real *dx, const real *s_, const real *dy_, int64_t n) {                  \
         GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); });       \
     }
 
-DEFINE_BACKWARD(relu_backward, s > 0 ? dy : (real)0)          /* s is relu's input x */
-DEFINE_BACKWARD(sigmoid_backward, dy * s * ((real)1 - s))     /* s is sigmoid's output y */
-DEFINE_BACKWARD(tanh_backward, dy * ((real)1 - s * s))         /* s is tanh's output y */
-DEFINE_BACKWARD(softplus_backward, dy * stable_sigmoid(s))     /* s is softplus's input x */
 /* s is gelu's input x: d/dx x Phi(x) = Phi(x) + x phi(x) */
 DEFINE_BACKWARD(gelu_backward, dy * ((real)0.5 * ((real)1 + erf(s * (real)GG_SQRT1_2)) +
                                      s * (real)GG_INV_SQRT_2PI * exp((real)-0.5 * s * s)))
@@ -185,20 +120,86 @@ static inline real gelu_tanh_grad(real x) {
 }
 DEFINE_BACKWARD(gelu_tanh_backward, dy * gelu_tanh_grad(s))
 
-/* Backward kernels with the forward's parameters p, q; s is the forward's input x. */
-#define DEFINE_BACKWARD_P(NAME, EXPR)                                                          \
-    void KERNEL(NAME)(real *dx, const real *s_, const real *dy_, int64_t n, double p_) {       \
-        const real p = (real)p_;                                                               \
-        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) { real s = s_[i], dy = dy_[i]; dx[i] = (EXPR); });       \
+
+/* ---- the elementwise rows of the op table: per-element bodies, then their kernels ---- */
+
+/* sign(v) in {-1, 0, 1} (0 for NaN) */
+static inline real gg_sign(real v) { return (real)((v > 0) - (v < 0)); }
+
+#define GG_BINARY(E, CODE, NAME, BODY) static inline real NAME##_element(real x, real y) { return (BODY); }
+#define GG_UNARY(E, CODE, NAME, BODY) static inline real NAME##_element(real x) { return (BODY); }
+#define GG_UNARY_P(E, CODE, NAME, BODY) static inline real NAME##_element(real x, real p) { return (BODY); }
+#define GG_UNARY_PQ(E, CODE, NAME, BODY) static inline real NAME##_element(real x, real p, real q) { return (BODY); }
+#define GG_BACKWARD(E, CODE, NAME, BODY) static inline real NAME##_element(real s, real dy) { return (BODY); }
+#define GG_BACKWARD_P(E, CODE, NAME, BODY) \
+    static inline real NAME##_element(real s, real dy, real p) { return (BODY); }
+#define GG_BACKWARD_PQ(E, CODE, NAME, BODY) \
+    static inline real NAME##_element(real s, real dy, real p, real q) { return (BODY); }
+/* a loss gradient: c = COEF (in double, from the scale and the scalar dout), then BODY per element */
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY)                                                    \
+    static inline real NAME##_coefficient(double scale, double dout) { return (real)(COEF); }          \
+    static inline real NAME##_element(real c, real x, real y) { return (BODY); }
+#include "ops_table.h"
+
+/* One contiguous output row of a binary op: o[i] = f(a[i*ia], b[i*ib]); strides are 0 or 1
+ * after the compiler's dimension collapsing, so the common cases get their own loops. */
+#define GG_BINARY(E, CODE, NAME, BODY)                                                                 \
+    static void NAME##_row(real *o, const real *a, int64_t ia, const real *b, int64_t ib, int64_t n) { \
+        if (ia == 1 && ib == 1) {                                                                      \
+            for (int64_t i = 0; i < n; i++) o[i] = NAME##_element(a[i], b[i]);                         \
+        } else if (ia == 1 && ib == 0) {                                                               \
+            real y = b[0];                                                                             \
+            for (int64_t i = 0; i < n; i++) o[i] = NAME##_element(a[i], y);                            \
+        } else if (ia == 0 && ib == 1) {                                                               \
+            real x = a[0];                                                                             \
+            for (int64_t i = 0; i < n; i++) o[i] = NAME##_element(x, b[i]);                            \
+        } else {                                                                                       \
+            for (int64_t i = 0; i < n; i++) o[i] = NAME##_element(a[i * ia], b[i * ib]);               \
+        }                                                                                              \
+    }                                                                                                  \
+    void KERNEL(NAME)(real *out, const real *a, const real *b, int32_t rank, const int64_t *shape,     \
+                      const int64_t *stride_a, const int64_t *stride_b) {                              \
+        broadcast_binary(NAME##_row, out, a, b, rank, shape, stride_a, stride_b);                      \
     }
-
-DEFINE_BACKWARD_P(leaky_relu_backward, s > 0 ? dy : p * dy)
-DEFINE_BACKWARD_P(elu_backward, s > 0 ? dy : dy * p * gg_exp(s))
-
-/* the gradient passes where lo <= x <= hi (PyTorch's clamp: the bounds themselves included) */
-void KERNEL(clip_backward)(real *dx, const real *x, const real *dy, int64_t n, double lo_, double hi_) {
-    const real lo = (real)lo_, hi = (real)hi_;
-    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : (real)0;
-    );
-}
+/* out and x are (n,) */
+#define GG_UNARY(E, CODE, NAME, BODY)                                                                  \
+    void KERNEL(NAME)(real *out, const real *x, int64_t n) {                                           \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) out[i] = NAME##_element(x[i]);); \
+    }
+#define GG_UNARY_P(E, CODE, NAME, BODY)                                                                \
+    void KERNEL(NAME)(real *out, const real *x, int64_t n, double p_) {                                \
+        const real p = (real)p_;                                                                       \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN, for (int64_t i = 0; i < n; i++) out[i] = NAME##_element(x[i], p);); \
+    }
+#define GG_UNARY_PQ(E, CODE, NAME, BODY)                                                               \
+    void KERNEL(NAME)(real *out, const real *x, int64_t n, double p_, double q_) {                     \
+        const real p = (real)p_, q = (real)q_;                                                         \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,                                                          \
+                        for (int64_t i = 0; i < n; i++) out[i] = NAME##_element(x[i], p, q););        \
+    }
+/* dx, s, dy are (n,) */
+#define GG_BACKWARD(E, CODE, NAME, BODY)                                                               \
+    void KERNEL(NAME)(real *dx, const real *s, const real *dy, int64_t n) {                            \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,                                                          \
+                        for (int64_t i = 0; i < n; i++) dx[i] = NAME##_element(s[i], dy[i]););        \
+    }
+#define GG_BACKWARD_P(E, CODE, NAME, BODY)                                                             \
+    void KERNEL(NAME)(real *dx, const real *s, const real *dy, int64_t n, double p_) {                 \
+        const real p = (real)p_;                                                                       \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,                                                          \
+                        for (int64_t i = 0; i < n; i++) dx[i] = NAME##_element(s[i], dy[i], p););     \
+    }
+#define GG_BACKWARD_PQ(E, CODE, NAME, BODY)                                                            \
+    void KERNEL(NAME)(real *dx, const real *s, const real *dy, int64_t n, double p_, double q_) {      \
+        const real p = (real)p_, q = (real)q_;                                                         \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,                                                          \
+                        for (int64_t i = 0; i < n; i++) dx[i] = NAME##_element(s[i], dy[i], p, q););  \
+    }
+/* dp, p, y are (n,); dout is () */
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY)                                                    \
+    void KERNEL(NAME)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale) { \
+        const real c = NAME##_coefficient(scale, (double)dout[0]);                                     \
+        GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,                                                          \
+                        for (int64_t i = 0; i < n; i++) dp[i] = NAME##_element(c, p[i], y[i]););      \
+    }
+#include "ops_table.h"

@@ -9,6 +9,11 @@
 /* Threads the parallel kernels use (the only global of the core; see program.c). */
 int gg_threads(void);
 
+/* GG_OK when a GG_OP_FUSED dims list is one fused.c can run: counts in range, every op a fusable row of
+ * the op table, every operand ref naming an input present (bit k of `present`: in[k] is given), an
+ * earlier op's result or the head's product; else GG_ERR_UNKNOWN_OPCODE or GG_ERR_BAD_INSTR (program.c). */
+int gg_fused_list_status(const int64_t *dims, uint32_t present);
+
 /* Below this many elements a kernel runs serially: thread start-up costs more than it saves. */
 #define GG_PARALLEL_MIN 32768
 

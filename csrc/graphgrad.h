@@ -1,7 +1,9 @@
 /* graphgrad.h — the whole C ABI of graphgrad's core, and the one header cffi reads.
  *
  * Everything between the BEGIN/END CDEF markers is plain C declarations (no macros, no
- * attributes): graphgrad/_build_ffi.py hands exactly that part to cffi's cdef.
+ * attributes): graphgrad/_build_ffi.py hands that part to cffi's cdef, with the opcode enum and the
+ * elementwise kernels' prototypes it writes from the op table (csrc/ops.def); below the markers C
+ * gets the same two from the table through macros.
  *
  * Conventions: outputs first, gradients named d…, every kernel exists as _f32 and _f64
  * (both compiled from one source, see csrc/kernels_f32.c), shapes in a comment above each.
@@ -31,107 +33,21 @@ enum gg_dtype {
     GG_I64 = 2
 };
 
-/* ---- opcodes: one per OpDef in graphgrad/ops/ ---- */
-enum gg_opcode {
-    /* elementwise, binary with broadcasting (dims: rank, shape[rank], stride_a[rank], stride_b[rank]) */
-    GG_OP_ADD = 1,
-    GG_OP_SUB = 2,
-    GG_OP_MUL = 3,
-    GG_OP_DIV = 4,
-    GG_OP_POW = 5,
-    GG_OP_MAXIMUM = 6,
-    GG_OP_MINIMUM = 7,
-    GG_OP_MAXIMUM_MASK = 8,   /* 1 where a > b, 0.5 where a == b, else 0: maximum's gradient mask */
-    GG_OP_EQUAL = 9,          /* 1 where a == b, else 0 */
-    /* elementwise, unary (dims[0] = element count) */
-    GG_OP_NEG = 20,
-    GG_OP_ABS = 21,
-    GG_OP_SIGN = 22,
-    GG_OP_COPY = 23,
-    GG_OP_EXP = 24,
-    GG_OP_LOG = 25,
-    GG_OP_SQRT = 26,
-    GG_OP_POW_SCALAR = 27,    /* attrs[0] = exponent */
-    GG_OP_CLIP = 28,          /* attrs[0] = lo, attrs[1] = hi */
-    GG_OP_CLIP_BACKWARD = 29,
-    /* activations and their backward kernels */
-    GG_OP_RELU = 40,
-    GG_OP_RELU_BACKWARD = 41,
-    GG_OP_SIGMOID = 42,
-    GG_OP_SIGMOID_BACKWARD = 43,
-    GG_OP_LEAKY_RELU = 44,    /* attrs[0] = negative slope */
-    GG_OP_LEAKY_RELU_BACKWARD = 45,
-    GG_OP_ELU = 46,           /* attrs[0] = alpha */
-    GG_OP_ELU_BACKWARD = 47,
-    GG_OP_GELU = 48,          /* dims[1] = 1 for the tanh approximation, 0 for the exact erf form */
-    GG_OP_GELU_BACKWARD = 49,
-    GG_OP_TANH = 50,
-    GG_OP_TANH_BACKWARD = 51,
-    GG_OP_SOFTPLUS = 52,
-    GG_OP_SOFTPLUS_BACKWARD = 53,
-    /* reductions and their inverse (dims: rank, in_shape[rank], out_stride[rank]; attrs[0] = scale) */
-    GG_OP_SUM = 60,
-    GG_OP_EXPAND = 61,
-    GG_OP_MAX = 62,           /* dims as GG_OP_SUM, no attrs */
-    /* softmax family along one axis (dims: outer, n, inner: the axis has n elements, stride inner) */
-    GG_OP_SOFTMAX = 63,
-    GG_OP_SOFTMAX_BACKWARD = 64,
-    GG_OP_LOG_SOFTMAX = 65,
-    GG_OP_LOG_SOFTMAX_BACKWARD = 66,
-    /* matrix product (dims: M, N, K, trans_a, trans_b, act; attrs: alpha, beta; in[2]: bias (N,) or -1;
-       in[3] (optional): a float64 scalar alpha is multiplied by, e.g. the learning rate of a plain SGD
-       update run as w = w - lr·a·b; act is a gg_act, 0 = none; packs into gg_program.workspace) */
-    GG_OP_MATMUL = 80,
-    /* losses (dims[0] = element count; attrs[0] = scale, 1/n for the mean) */
-    GG_OP_MSE = 100,
-    GG_OP_MSE_BACKWARD = 101,
-    GG_OP_L1 = 102,
-    GG_OP_L1_BACKWARD = 103,
-    GG_OP_HUBER = 104,        /* attrs[1] = delta */
-    GG_OP_HUBER_BACKWARD = 105,
-    /* (dims[1] of a backward: 0 = gradient for the prediction/logits, 1 = for the target) */
-    GG_OP_BCE = 106,          /* binary cross-entropy from logits */
-    GG_OP_BCE_BACKWARD = 107,
-    /* softmax cross-entropy over the last axis (dims: rows, classes; attrs[0] = scale) */
-    GG_OP_SOFTMAX_CE = 108,   /* probability (or one-hot) targets, same shape as the logits */
-    GG_OP_SOFTMAX_CE_BACKWARD = 109,
-    GG_OP_SOFTMAX_CE_LABELS = 110,   /* int64 class labels, one per row */
-    GG_OP_SOFTMAX_CE_LABELS_BACKWARD = 111,
-    /* optimizer updates: write variables in place */
-    GG_OP_INCREMENT = 120,
-    GG_OP_SGD_UPDATE = 121,
-    GG_OP_RMSPROP_UPDATE = 122,
-    GG_OP_ADAM_UPDATE = 123,
-    GG_OP_ADAMAX_UPDATE = 124,
-    GG_OP_NADAM_UPDATE = 125,
-    GG_OP_ADAGRAD_UPDATE = 126,
-    GG_OP_ADADELTA_UPDATE = 127,
-    GG_OP_FTRL_UPDATE = 128,
-    GG_OP_LION_UPDATE = 129,
-    /* gradient clipping inside the step (see csrc/optim.c) */
-    GG_OP_GRAD_SUMSQ = 140,
-    GG_OP_CLIP_BY_NORM = 141,
-    GG_OP_CLIP_BY_VALUE = 142,
-    /* shape ops: strided copies (dims: offset, rank, shape[rank], in_stride[rank]) */
-    GG_OP_RESHAPE = 180,      /* dims[0] = element count: a plain copy */
-    GG_OP_TRANSPOSE = 181,
-    GG_OP_BROADCAST_TO = 182,
-    GG_OP_SLICE = 183,
-    GG_OP_SLICE_BACKWARD = 184,   /* zero the output, then write the input through the strided view */
-    GG_OP_CONCAT = 185,       /* dims: outer, width of each input's block per outer index */
-    GG_OP_CONCAT_PART = 186,  /* one input's block of a concat: a strided copy */
-    /* a fused group (fused.c): an optional GEMM head, then up to 8 elementwise ops streamed in
-     * blocks. in[0..5]: inputs (with a head, in[0] and in[1] are its operands). dims: [0] n output
-     * elements, [1] n_ops, [2] has_gemm, [3] rows, [4] cols (n = rows*cols; a row input is
-     * (cols,)), [5] k, [6] trans_a, [7] trans_b (the head is (rows,cols) = op(in0)·op(in1)),
-     * [8..14) mode of in[k] (0 full, 1 scalar, 2 row), [14..14+n_ops) the ops, each packed as
-     * opcode | (ref0+1)<<16 | (ref1+1)<<32 | (ref2+1)<<48 with refs 0..5 = in[k], 8+j = op j's
-     * result, 16 = the head's result. attrs[j]: op j's real parameter (a loss's scale).
-     * The last op writes the output. */
-    GG_OP_FUSED = 200,
-    /* randomness (dims: n, seed; attrs[0] = rate; in[0] = a float64 counter) */
-    GG_OP_DROPOUT_MASK = 210
+/* ---- limits shared with Python (graphgrad/compiler reads them from the compiled module) ---- */
+enum gg_limits {
+    GG_MAX_INPUTS = 6,        /* input buffers of one instruction (gg_instr.in) */
+    GG_MAX_DIMS = 32,         /* integer parameters of one instruction (gg_instr.dims) */
+    GG_MAX_ATTRS = 8,         /* real parameters of one instruction (gg_instr.attrs) */
+    GG_FUSED_MAX_OPS = 8,     /* ops in one fused list: one attrs slot each */
+    GG_FUSED_MODES = 8,       /* GG_OP_FUSED: dims index of in[0]'s read mode */
+    GG_FUSED_HEADER = 14,     /* GG_OP_FUSED: dims index of the first op (GG_FUSED_MODES + GG_MAX_INPUTS) */
+    GG_FUSED_REF_TEMP = 8,    /* a fused op's operand ref to op j's result is GG_FUSED_REF_TEMP + j */
+    GG_FUSED_REF_GEMM = 16,   /* ... and to the GEMM head's result (GG_FUSED_REF_TEMP + GG_FUSED_MAX_OPS) */
+    GG_STEPS_MAX_FEEDS = 8    /* feeds gathered by gg_program_run_steps (gg_steps.feed_dst) */
 };
+
+/* ---- opcodes (enum gg_opcode): one row each in csrc/ops.def, where each op's dims and attrs are
+ * described; graphgrad/_build_ffi.py writes the enum into cffi's cdef from that table ---- */
 
 /* One instruction. Buffer indices refer to gg_program.buffers; -1 means "absent". */
 typedef struct gg_instr {
@@ -139,10 +55,10 @@ typedef struct gg_instr {
     int32_t dtype;
     int32_t out;
     int32_t n_in;
-    int32_t in[6];
+    int32_t in[GG_MAX_INPUTS];
     int64_t out_size;     /* elements in the output buffer (used by check_numerics) */
-    int64_t dims[32];     /* op-specific integer parameters, see the opcode comments */
-    double attrs[8];      /* op-specific real parameters */
+    int64_t dims[GG_MAX_DIMS];    /* op-specific integer parameters, see csrc/ops.def */
+    double attrs[GG_MAX_ATTRS];   /* op-specific real parameters */
 } gg_instr;
 
 /* A compiled program: the instruction list and the table of buffer pointers it indexes. */
@@ -167,9 +83,9 @@ int gg_program_run(gg_program *p);
  * of `order` (a permutation of the rows); order == NULL means position == row. */
 typedef struct gg_steps {
     int32_t n_feeds;
-    void *feed_dst[8];            /* each feed's gather buffer (the program's feed buffers point at them) */
-    const void *feed_src[8];      /* the full arrays: n_rows rows of feed_row_bytes bytes each */
-    int64_t feed_row_bytes[8];
+    void *feed_dst[GG_STEPS_MAX_FEEDS];        /* each feed's gather buffer (the program's feed buffers point at them) */
+    const void *feed_src[GG_STEPS_MAX_FEEDS];  /* the full arrays: n_rows rows of feed_row_bytes bytes each */
+    int64_t feed_row_bytes[GG_STEPS_MAX_FEEDS];
     int64_t n_rows;
     const int64_t *order;         /* row permutation, or NULL */
     int64_t batch_size;
@@ -190,6 +106,18 @@ typedef struct gg_steps {
     void *out_dst;                /* the rows go to out_dst at the step's positions */
     int64_t out_row_bytes;
     int64_t steps_done;           /* out: steps completed (all their instructions ran) */
+    /* a per-step runtime scalar (the LR range test): before step i, step_values[i] is written
+     * into the float64 scalar buffer step_value_buf; NULL for none */
+    const double *step_values;
+    int32_t step_value_buf;
+    /* recorded statistics (GradientStats): after step i with (record_first + i) % record_every == 0,
+     * the record_bytes bytes of buffer record_buf are appended to record_dst; record_every 0: none */
+    int32_t record_buf;
+    int64_t record_every;
+    int64_t record_first;
+    int64_t record_bytes;
+    void *record_dst;
+    int64_t records_done;         /* out: records written by this call */
 } gg_steps;
 
 /* Run s->n_steps steps of p as described above. Returns a gg_status; on GG_ERR_DIVERGED the
@@ -202,87 +130,37 @@ int64_t gg_program_workspace_bytes(const gg_program *p, int32_t threads);
 /* The name of an opcode the interpreter executes, or NULL when it does not know it. */
 const char *gg_opcode_name(int32_t opcode);
 
+/* Nonzero when the fused instruction's op list can hold this opcode (a fusable row of csrc/ops.def). */
+int32_t gg_opcode_fuses(int32_t opcode);
+
 /* Threads used by the parallel kernels (GRAPHGRAD_NUM_THREADS sets the initial value). */
 void gg_set_num_threads(int32_t n);
 int32_t gg_get_num_threads(void);
 
 /* ---- elementwise.c ---- */
-/* out, a, b are broadcast views over shape[rank]; strides in elements, 0 on broadcast axes */
-void gg_add_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_sub_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_mul_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_div_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_add_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_sub_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_mul_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_div_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_pow_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_maximum_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_minimum_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_maximum_mask_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_equal_f32(float *out, const float *a, const float *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_pow_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_maximum_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_minimum_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_maximum_mask_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-void gg_equal_f64(double *out, const double *a, const double *b, int32_t rank, const int64_t *shape, const int64_t *stride_a, const int64_t *stride_b);
-/* out and x are (n,) */
-void gg_neg_f32(float *out, const float *x, int64_t n);
-void gg_abs_f32(float *out, const float *x, int64_t n);
-void gg_sign_f32(float *out, const float *x, int64_t n);
-void gg_copy_f32(float *out, const float *x, int64_t n);
-void gg_relu_f32(float *out, const float *x, int64_t n);
-void gg_sigmoid_f32(float *out, const float *x, int64_t n);
-void gg_neg_f64(double *out, const double *x, int64_t n);
-void gg_abs_f64(double *out, const double *x, int64_t n);
-void gg_sign_f64(double *out, const double *x, int64_t n);
-void gg_copy_f64(double *out, const double *x, int64_t n);
-void gg_relu_f64(double *out, const double *x, int64_t n);
-void gg_sigmoid_f64(double *out, const double *x, int64_t n);
-void gg_exp_f32(float *out, const float *x, int64_t n);
-void gg_log_f32(float *out, const float *x, int64_t n);
-void gg_sqrt_f32(float *out, const float *x, int64_t n);
-void gg_tanh_f32(float *out, const float *x, int64_t n);
-void gg_softplus_f32(float *out, const float *x, int64_t n);
+/* The elementwise rows of csrc/ops.def get their kernels' prototypes from the table (in C below, in
+ * cffi's cdef from graphgrad/_build_ffi.py), one pair gg_<name>_f32 / _f64 per row:
+ *   GG_BINARY:   (real *out, const real *a, const real *b, int32_t rank, const int64_t *shape,
+ *                 const int64_t *stride_a, const int64_t *stride_b): broadcast views over shape[rank],
+ *                 strides in elements, 0 on broadcast axes
+ *   GG_UNARY:    (real *out, const real *x, int64_t n); _P adds (double p), _PQ (double p, double q)
+ *   GG_BACKWARD: (real *dx, const real *s, const real *dy, int64_t n): s is the saved input or output;
+ *                _P adds (double p), _PQ (double p, double q)
+ *   GG_LOSS_BACKWARD: (real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale)
+ * Unary maps run in place (out == x) as well. */
+/* out and x are (n,); x ** exponent, with exact fast paths for 2, 3, 1, 0.5, -1 */
+void gg_pow_scalar_f32(float *out, const float *x, int64_t n, double exponent);
+void gg_pow_scalar_f64(double *out, const double *x, int64_t n, double exponent);
+/* out and x are (n,): gelu exact (erf) and its tanh approximation */
 void gg_gelu_f32(float *out, const float *x, int64_t n);
 void gg_gelu_tanh_f32(float *out, const float *x, int64_t n);
-void gg_exp_f64(double *out, const double *x, int64_t n);
-void gg_log_f64(double *out, const double *x, int64_t n);
-void gg_sqrt_f64(double *out, const double *x, int64_t n);
-void gg_tanh_f64(double *out, const double *x, int64_t n);
-void gg_softplus_f64(double *out, const double *x, int64_t n);
 void gg_gelu_f64(double *out, const double *x, int64_t n);
 void gg_gelu_tanh_f64(double *out, const double *x, int64_t n);
-/* out and x are (n,); one or two real parameters */
-void gg_pow_scalar_f32(float *out, const float *x, int64_t n, double exponent);
-void gg_leaky_relu_f32(float *out, const float *x, int64_t n, double slope);
-void gg_elu_f32(float *out, const float *x, int64_t n, double alpha);
-void gg_clip_f32(float *out, const float *x, int64_t n, double lo, double hi);
-void gg_pow_scalar_f64(double *out, const double *x, int64_t n, double exponent);
-void gg_leaky_relu_f64(double *out, const double *x, int64_t n, double slope);
-void gg_elu_f64(double *out, const double *x, int64_t n, double alpha);
-void gg_clip_f64(double *out, const double *x, int64_t n, double lo, double hi);
-/* dx, x, y, dy are (n,): relu's backward reads its input x, sigmoid's reads its output y */
-void gg_relu_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
-void gg_sigmoid_backward_f32(float *dx, const float *y, const float *dy, int64_t n);
-void gg_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
-void gg_sigmoid_backward_f64(double *dx, const double *y, const double *dy, int64_t n);
-/* tanh's backward reads its output y; softplus's and gelu's read the input x */
-void gg_tanh_backward_f32(float *dx, const float *y, const float *dy, int64_t n);
-void gg_softplus_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
+/* dx, x, dy are (n,): gelu's backward reads its input x */
 void gg_gelu_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
 void gg_gelu_tanh_backward_f32(float *dx, const float *x, const float *dy, int64_t n);
-void gg_tanh_backward_f64(double *dx, const double *y, const double *dy, int64_t n);
-void gg_softplus_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
 void gg_gelu_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
 void gg_gelu_tanh_backward_f64(double *dx, const double *x, const double *dy, int64_t n);
-/* dx, x, dy are (n,); the parameters as in the forward kernel */
-void gg_leaky_relu_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double slope);
-void gg_elu_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double alpha);
-void gg_clip_backward_f32(float *dx, const float *x, const float *dy, int64_t n, double lo, double hi);
-void gg_leaky_relu_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double slope);
-void gg_elu_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double alpha);
-void gg_clip_backward_f64(double *dx, const double *x, const double *dy, int64_t n, double lo, double hi);
 
 /* ---- reduce.c ---- */
 /* x is in_shape[rank]; out has out_n elements, out_stride is 0 on reduced axes; out = scale * sum */
@@ -351,21 +229,18 @@ const char *gg_gemm_kernel_info_f64(int32_t *mr, int32_t *nr);
 /* ---- fused.c ---- */
 /* out is (dims[0],); in[k] are the instruction's inputs; dims and attrs as for GG_OP_FUSED */
 /* work: GEMM packing scratch for a head (see gg_gemm_f32), may be NULL without one */
-void gg_fused_f32(float *out, const float *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
-void gg_fused_f64(double *out, const double *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
+/* Returns a gg_status: GG_ERR_UNKNOWN_OPCODE for an op the fused loop does not run, GG_ERR_BAD_INSTR for
+ * a malformed list (counts, refs); nothing is written then. */
+int32_t gg_fused_f32(float *out, const float *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
+int32_t gg_fused_f64(double *out, const double *const *in, const int64_t *dims, const double *attrs, void *work, int64_t work_bytes);
 
 /* ---- loss.c ---- */
 /* p, y are (n,); out is () = scale * sum((p - y)^2) */
 void gg_mse_f32(float *out, const float *p, const float *y, int64_t n, double scale);
 void gg_mse_f64(double *out, const double *p, const double *y, int64_t n, double scale);
-/* dp is (n,) = dout * 2 * scale * (p - y) */
-void gg_mse_backward_f32(float *dp, const float *p, const float *y, const float *dout, int64_t n, double scale);
-void gg_mse_backward_f64(double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale);
-/* out is () = scale * sum |p - y| ; dp = dout * scale * sign(p - y) */
+/* out is () = scale * sum |p - y| (mse_backward and l1_backward are elementwise rows of csrc/ops.def) */
 void gg_l1_f32(float *out, const float *p, const float *y, int64_t n, double scale);
 void gg_l1_f64(double *out, const double *p, const double *y, int64_t n, double scale);
-void gg_l1_backward_f32(float *dp, const float *p, const float *y, const float *dout, int64_t n, double scale);
-void gg_l1_backward_f64(double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale);
 /* out is () = scale * sum huber_delta(p - y) ; dp = dout * scale * clip(p - y, -delta, delta) */
 void gg_huber_f32(float *out, const float *p, const float *y, int64_t n, double scale, double delta);
 void gg_huber_f64(double *out, const double *p, const double *y, int64_t n, double scale, double delta);
@@ -456,5 +331,46 @@ void gg_gemm_config_f32(gg_gemm_config *out);
 void gg_gemm_config_f64(gg_gemm_config *out);
 
 /* END CDEF */
+
+/* ---- what cffi does not read: the opcode enum and the elementwise prototypes from the op table ---- */
+enum gg_opcode {
+#define GG_ANY_ROW(E, CODE, NAME) GG_OP_##E = CODE,
+#include "ops_table.h"
+};
+
+#define GG_PROTOTYPES_(NAME, ARGS_F32, ARGS_F64) void gg_##NAME##_f32 ARGS_F32; void gg_##NAME##_f64 ARGS_F64;
+#define GG_BINARY(E, CODE, NAME, BODY)                                                                     \
+    GG_PROTOTYPES_(NAME, (float *out, const float *a, const float *b, int32_t rank, const int64_t *shape,   \
+                          const int64_t *stride_a, const int64_t *stride_b),                             \
+                   (double *out, const double *a, const double *b, int32_t rank, const int64_t *shape,   \
+                    const int64_t *stride_a, const int64_t *stride_b))
+#define GG_UNARY(E, CODE, NAME, BODY) \
+    GG_PROTOTYPES_(NAME, (float *out, const float *x, int64_t n), (double *out, const double *x, int64_t n))
+#define GG_UNARY_P(E, CODE, NAME, BODY)                                            \
+    GG_PROTOTYPES_(NAME, (float *out, const float *x, int64_t n, double p),        \
+                   (double *out, const double *x, int64_t n, double p))
+#define GG_UNARY_PQ(E, CODE, NAME, BODY)                                               \
+    GG_PROTOTYPES_(NAME, (float *out, const float *x, int64_t n, double p, double q),  \
+                   (double *out, const double *x, int64_t n, double p, double q))
+#define GG_BACKWARD(E, CODE, NAME, BODY)                                              \
+    GG_PROTOTYPES_(NAME, (float *dx, const float *s, const float *dy, int64_t n),     \
+                   (double *dx, const double *s, const double *dy, int64_t n))
+#define GG_BACKWARD_P(E, CODE, NAME, BODY)                                                      \
+    GG_PROTOTYPES_(NAME, (float *dx, const float *s, const float *dy, int64_t n, double p),     \
+                   (double *dx, const double *s, const double *dy, int64_t n, double p))
+#define GG_BACKWARD_PQ(E, CODE, NAME, BODY)                                                               \
+    GG_PROTOTYPES_(NAME, (float *dx, const float *s, const float *dy, int64_t n, double p, double q),     \
+                   (double *dx, const double *s, const double *dy, int64_t n, double p, double q))
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY)                                                              \
+    GG_PROTOTYPES_(NAME, (float *dp, const float *p, const float *y, const float *dout, int64_t n, double scale), \
+                   (double *dp, const double *p, const double *y, const double *dout, int64_t n, double scale))
+#include "ops_table.h"
+#undef GG_PROTOTYPES_
+
+_Static_assert(GG_FUSED_HEADER == GG_FUSED_MODES + GG_MAX_INPUTS, "fused dims: the modes, then the ops");
+_Static_assert(GG_FUSED_HEADER + GG_FUSED_MAX_OPS <= GG_MAX_DIMS, "a full fused list fits in dims");
+_Static_assert(GG_FUSED_MAX_OPS <= GG_MAX_ATTRS, "one attrs slot per fused op");
+_Static_assert(GG_FUSED_REF_TEMP >= GG_MAX_INPUTS, "fused refs: inputs below the temporaries");
+_Static_assert(GG_FUSED_REF_GEMM == GG_FUSED_REF_TEMP + GG_FUSED_MAX_OPS, "fused refs: the head after the temporaries");
 
 #endif

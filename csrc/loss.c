@@ -41,30 +41,13 @@ void KERNEL(mse)(real *out, const real *p, const real *y, int64_t n, double scal
     out[0] = (real)(acc * scale);
 }
 
-/* dp, p, y are (n,); dout is () */
-void KERNEL(mse_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale) {
-    real c = (real)(2.0 * scale * (double)dout[0]);
-    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) dp[i] = c * (p[i] - y[i]);
-    );
-}
+/* mse_backward and l1_backward are elementwise rows of the op table (ops.def, elementwise.c) */
 
 /* p, y are (n,); out is () */
 void KERNEL(l1)(real *out, const real *p, const real *y, int64_t n, double scale) {
     double acc = 0.0;
     LOSS_SUM(acc, n, i, fabs((double)p[i] - (double)y[i]));
     out[0] = (real)(acc * scale);
-}
-
-/* dp, p, y are (n,); dout is (); the subgradient at p == y is 0 */
-void KERNEL(l1_backward)(real *dp, const real *p, const real *y, const real *dout, int64_t n, double scale) {
-    real c = (real)(scale * (double)dout[0]);
-    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
-        for (int64_t i = 0; i < n; i++) {
-            real d = p[i] - y[i];
-            dp[i] = c * (real)((d > 0) - (d < 0));
-        }
-    );
 }
 
 static inline double huber_term(double d, double delta) {

@@ -34,310 +34,288 @@ int32_t gg_get_num_threads(void) { return gg_threads(); }
 #define SCALAR_F64(p, i) (((const double *)BUF(p, i))[0])
 #define OPT(p, i) ((i) >= 0 ? BUF(p, i) : NULL)              /* an optional buffer: -1 means absent */
 #define STEP(p, i) ((int64_t)SCALAR_F64(p, i))               /* the optimizer's step count */
-
-/* Call kernel NAME for the instruction's dtype with the argument list written once. */
-#define DISPATCH(ins, NAME, F32_ARGS, F64_ARGS)                  \
-    do {                                                         \
-        if ((ins)->dtype == GG_F32) gg_##NAME##_f32 F32_ARGS;    \
-        else if ((ins)->dtype == GG_F64) gg_##NAME##_f64 F64_ARGS; \
-        else return GG_ERR_BAD_DTYPE;                            \
-    } while (0)
-
-#define BINARY(NAME)                                                                         \
-    DISPATCH(ins, NAME,                                                                      \
-             (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), (int32_t)d[0], d + 1, \
-              d + 1 + d[0], d + 1 + 2 * d[0]),                                               \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), (int32_t)d[0], d + 1, \
-              d + 1 + d[0], d + 1 + 2 * d[0]))
-
-#define UNARY(NAME) \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0]), (F64(p, ins->out), F64(p, ins->in[0]), d[0]))
-
-#define BACKWARD(NAME)                                                               \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0]))
-
-#define LOSS(NAME)                                                                            \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]))
-
-#define LOSS_BACKWARD(NAME)                                                                  \
-    DISPATCH(ins, NAME,                                                                      \
-             (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0]))
-
-#define UNARY_P(NAME) \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0]), (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0]))
-
-#define UNARY_PQ(NAME)                                                                   \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0], a[1]),        \
-             (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0], a[1]))
-
-#define BACKWARD_P(NAME)                                                                     \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]))
-
-#define BACKWARD_PQ(NAME)                                                                          \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0], a[1]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0], a[1]))
-
-/* softmax family: dims outer, n, inner */
-#define ALONG_AXIS(NAME) \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), d[0], d[1], d[2]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), d[0], d[1], d[2]))
-
-#define ALONG_AXIS_BACKWARD(NAME)                                                                   \
-    DISPATCH(ins, NAME, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2]), \
-             (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2]))
-
-/* shape ops: dims offset, rank, shape[rank], stride[rank] */
-#define STRIDED(NAME, ...)                                                                               \
-    DISPATCH(ins, NAME, (F32(p, ins->out), __VA_ARGS__ F32(p, ins->in[0]), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]), \
-             (F64(p, ins->out), __VA_ARGS__ F64(p, ins->in[0]), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]))
-
 #define LABELS(p, i) ((const int64_t *)BUF(p, i))
+/* the instruction's output and input k as untyped pointers: C converts a void * to the kernel's
+ * float * or double * parameter, so one argument list serves both dtypes */
+#define OUT BUF(p, ins->out)
+#define IN(k) BUF(p, ins->in[k])
 
-/* Execute one instruction. */
+/* Call kernel NAME for the instruction's dtype; the argument list ARGS is written once, for both.
+ * DISPATCH_TO also keeps the kernel's result in RESULT. */
+#define DISPATCH_TO(RESULT, NAME, ARGS)                                  \
+    do {                                                                 \
+        if (ins->dtype == GG_F32) RESULT gg_##NAME##_f32 ARGS;           \
+        else if (ins->dtype == GG_F64) RESULT gg_##NAME##_f64 ARGS;      \
+        else return GG_ERR_BAD_DTYPE;                                    \
+    } while (0)
+#define DISPATCH(NAME, ARGS) DISPATCH_TO(, NAME, ARGS)
+
+/* How each RUN kind of the op table calls kernel K (d: dims, a: attrs; NAME, the op's name, is for OWN). */
+#define RUN_BINARY(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), (int32_t)d[0], d + 1, d + 1 + d[0], d + 1 + 2 * d[0]))
+#define RUN_UNARY(K, NAME) DISPATCH(K, (OUT, IN(0), d[0]))
+#define RUN_UNARY_P(K, NAME) DISPATCH(K, (OUT, IN(0), d[0], a[0]))
+#define RUN_UNARY_PQ(K, NAME) DISPATCH(K, (OUT, IN(0), d[0], a[0], a[1]))
+#define RUN_BACKWARD(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), d[0]))
+#define RUN_BACKWARD_P(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), d[0], a[0]))
+#define RUN_BACKWARD_PQ(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), d[0], a[0], a[1]))
+#define RUN_LOSS(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), d[0], a[0]))
+#define RUN_LOSS_BACKWARD(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), IN(2), d[0], a[0]))
+/* softmax family: dims outer, n, inner */
+#define RUN_ALONG_AXIS(K, NAME) DISPATCH(K, (OUT, IN(0), d[0], d[1], d[2]))
+#define RUN_ALONG_AXIS_BACKWARD(K, NAME) DISPATCH(K, (OUT, IN(0), IN(1), d[0], d[1], d[2]))
+/* shape ops: dims offset, rank, shape[rank], stride[rank] */
+#define RUN_STRIDED(K, NAME) DISPATCH(K, (OUT, IN(0), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]))
+
+/* The ops whose call does not follow a pattern: one function each, run_<name> (RUN kind OWN). */
+#define OWN_RUNNER(NAME) static int run_##NAME(gg_program *p, const gg_instr *ins, const int64_t *d, const double *a)
+
+OWN_RUNNER(gelu) {
+    (void)a;
+    if (d[1]) DISPATCH(gelu_tanh, (OUT, IN(0), d[0]));
+    else DISPATCH(gelu, (OUT, IN(0), d[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(gelu_backward) {
+    (void)a;
+    if (d[1]) DISPATCH(gelu_tanh_backward, (OUT, IN(0), IN(1), d[0]));
+    else DISPATCH(gelu_backward, (OUT, IN(0), IN(1), d[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(sum) {
+    DISPATCH(sum, (OUT, ins->out_size, IN(0), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(expand) {
+    DISPATCH(expand, (OUT, IN(0), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(max) {
+    (void)a;
+    DISPATCH(max, (OUT, ins->out_size, IN(0), (int32_t)d[0], d + 1, d + 1 + d[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(matmul) {
+    /* optional epilogue: bias buffer in[2], activation dims[5]; optional float64 scalar in[3]
+     * multiplying alpha (a plain SGD update: alpha = -1 · lr, beta = 1, out = the variable) */
+    gg_epilogue ep = {ins->n_in > 2 && ins->in[2] >= 0 ? IN(2) : NULL, (int32_t)d[5]};
+    const gg_epilogue *epp = ep.bias || ep.act ? &ep : NULL;
+    double alpha = ins->n_in > 3 && ins->in[3] >= 0 ? a[0] * SCALAR_F64(p, ins->in[3]) : a[0];
+    DISPATCH(gemm, (OUT, IN(0), IN(1), d[0], d[1], d[2], (int32_t)d[3], (int32_t)d[4], alpha, a[1], epp,
+                    p->workspace, p->workspace_bytes));
+    return GG_OK;
+}
+
+OWN_RUNNER(huber) {
+    DISPATCH(huber, (OUT, IN(0), IN(1), d[0], a[0], a[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(huber_backward) {
+    DISPATCH(huber_backward, (OUT, IN(0), IN(1), IN(2), d[0], a[0], a[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(binary_cross_entropy_backward) {
+    DISPATCH(bce_backward, (OUT, IN(0), IN(1), IN(2), d[0], a[0], (int32_t)d[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(softmax_cross_entropy) {
+    DISPATCH(softmax_ce, (OUT, IN(0), IN(1), d[0], d[1], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(softmax_cross_entropy_backward) {
+    DISPATCH(softmax_ce_backward, (OUT, IN(0), IN(1), IN(2), d[0], d[1], a[0], (int32_t)d[2]));
+    return GG_OK;
+}
+
+/* labels are an int64 buffer; a label outside [0, classes) is reported, never read */
+OWN_RUNNER(softmax_cross_entropy_labels) {
+    int32_t bad = 0;
+    DISPATCH_TO(bad =, softmax_ce_labels, (OUT, IN(0), LABELS(p, ins->in[1]), d[0], d[1], a[0]));
+    return bad ? GG_ERR_BAD_INDEX : GG_OK;
+}
+
+OWN_RUNNER(softmax_cross_entropy_labels_backward) {
+    int32_t bad = 0;
+    DISPATCH_TO(bad =, softmax_ce_labels_backward, (OUT, IN(0), LABELS(p, ins->in[1]), IN(2), d[0], d[1], a[0]));
+    return bad ? GG_ERR_BAD_INDEX : GG_OK;
+}
+
+OWN_RUNNER(dropout_mask) {
+    DISPATCH(dropout_mask, (OUT, d[0], (uint64_t)d[1], (uint64_t)SCALAR_F64(p, ins->in[0]), a[0]));
+    return GG_OK;
+}
+
+/* a float64 counter variable, e.g. the optimizer's step count */
+OWN_RUNNER(increment) {
+    (void)d;
+    F64(p, ins->out)[0] += a[0];
+    return GG_OK;
+}
+
+/* optimizer updates: out is the variable (written in place), in[0] its gradient, then the state
+ * buffers (-1 when absent), then the lr and step scalars; layouts in ops/updates.py */
+OWN_RUNNER(sgd_update) {
+    DISPATCH(sgd_update, (OUT, IN(0), OPT(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]), STEP(p, ins->in[3]), a[0],
+                          a[1], a[2], (int32_t)d[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(rmsprop_update) {
+    DISPATCH(rmsprop_update, (OUT, IN(0), IN(1), OPT(p, ins->in[2]), OPT(p, ins->in[3]), d[0],
+                              SCALAR_F64(p, ins->in[4]), a[0], a[1], a[2], a[3]));
+    return GG_OK;
+}
+
+OWN_RUNNER(adam_update) {
+    DISPATCH(adam_update, (OUT, IN(0), IN(1), IN(2), OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]),
+                           STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], (int32_t)d[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(adamax_update) {
+    DISPATCH(adamax_update, (OUT, IN(0), IN(1), IN(2), d[0], SCALAR_F64(p, ins->in[3]), STEP(p, ins->in[4]), a[0],
+                             a[1], a[2], a[3]));
+    return GG_OK;
+}
+
+OWN_RUNNER(nadam_update) {
+    DISPATCH(nadam_update, (OUT, IN(0), IN(1), IN(2), F64(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]),
+                            STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], a[4], (int32_t)d[1]));
+    return GG_OK;
+}
+
+OWN_RUNNER(adagrad_update) {
+    DISPATCH(adagrad_update, (OUT, IN(0), IN(1), d[0], SCALAR_F64(p, ins->in[2]), STEP(p, ins->in[3]), a[0], a[1],
+                              a[2]));
+    return GG_OK;
+}
+
+OWN_RUNNER(adadelta_update) {
+    DISPATCH(adadelta_update, (OUT, IN(0), IN(1), IN(2), d[0], SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2]));
+    return GG_OK;
+}
+
+OWN_RUNNER(ftrl_update) {
+    DISPATCH(ftrl_update, (OUT, IN(0), IN(1), IN(2), d[0], SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2], a[3], a[4]));
+    return GG_OK;
+}
+
+OWN_RUNNER(lion_update) {
+    DISPATCH(lion_update, (OUT, IN(0), IN(1), d[0], SCALAR_F64(p, ins->in[2]), a[0], a[1], a[2]));
+    return GG_OK;
+}
+
+/* clipping: grad_sumsq's output is float64 whatever the gradient's dtype, so dims[1] names the
+ * gradient's dtype */
+OWN_RUNNER(grad_sumsq) {
+    (void)a;
+    if (d[1] == GG_F32) gg_grad_sumsq_f32(F64(p, ins->out), F32(p, ins->in[0]), OPT(p, ins->in[1]), d[0]);
+    else if (d[1] == GG_F64) gg_grad_sumsq_f64(F64(p, ins->out), F64(p, ins->in[0]), OPT(p, ins->in[1]), d[0]);
+    else return GG_ERR_BAD_DTYPE;
+    return GG_OK;
+}
+
+OWN_RUNNER(clip_by_norm) {
+    DISPATCH(clip_by_norm, (OUT, IN(0), F64(p, ins->in[1]), d[0], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(slice_backward) {
+    (void)a;
+    DISPATCH(strided_scatter, (OUT, ins->out_size, IN(0), d[0], (int32_t)d[1], d + 2, d + 2 + d[1]));
+    return GG_OK;
+}
+
+/* dims: outer, widths[n_in]; the input pointers gathered on the stack */
+OWN_RUNNER(concat) {
+    (void)a;
+    if (ins->n_in < 1 || ins->n_in > GG_MAX_INPUTS) return GG_ERR_BAD_INSTR;
+    const void *xs[GG_MAX_INPUTS];
+    for (int32_t k = 0; k < ins->n_in; k++) xs[k] = IN(k);
+    DISPATCH(concat, (OUT, (const void *)xs, ins->n_in, d[0], d + 1));
+    return GG_OK;
+}
+
+OWN_RUNNER(fused) {
+    if (ins->n_in < 0 || ins->n_in > GG_MAX_INPUTS) return GG_ERR_BAD_INSTR;
+    const void *in[GG_MAX_INPUTS] = {0};
+    for (int32_t k = 0; k < ins->n_in; k++) in[k] = ins->in[k] >= 0 ? IN(k) : NULL;
+    int32_t status = GG_OK;
+    DISPATCH_TO(status =, fused, (OUT, (const void *)in, d, a, p->workspace, p->workspace_bytes));
+    return status;
+}
+
+/* ---- the fused op list (GG_OP_FUSED), checked before fused.c runs it ---- */
+
+/* How many operands a fusable op reads (its refs), or 0 for an op the fused loop does not run:
+ * the fusable rows of the op table, the same rows fused.c has cases for. */
+static int fused_arity(int32_t opcode) {
+    switch (opcode) {
+#define GG_BINARY(E, CODE, NAME, BODY) case GG_OP_##E: return 2;
+#define GG_UNARY(E, CODE, NAME, BODY) case GG_OP_##E: return 1;
+#define GG_UNARY_P(E, CODE, NAME, BODY) case GG_OP_##E: return 1;
+#define GG_BACKWARD(E, CODE, NAME, BODY) case GG_OP_##E: return 2;
+#define GG_BACKWARD_P(E, CODE, NAME, BODY) case GG_OP_##E: return 2;
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY) case GG_OP_##E: return 3;
+#include "ops_table.h"
+    default: return 0;
+    }
+}
+
+int32_t gg_opcode_fuses(int32_t opcode) { return fused_arity(opcode) > 0; }
+
+int gg_fused_list_status(const int64_t *dims, uint32_t present) {
+    int64_t n_ops = dims[1], has_gemm = dims[2];
+    if (n_ops < 1 || n_ops > GG_FUSED_MAX_OPS || (has_gemm != 0 && has_gemm != 1) || dims[0] < 0)
+        return GG_ERR_BAD_INSTR;
+    if (has_gemm && ((present & 3u) != 3u || dims[3] < 0 || dims[4] < 0 || dims[5] < 0 || dims[3] * dims[4] != dims[0]))
+        return GG_ERR_BAD_INSTR;
+    for (int k = 0; k < GG_MAX_INPUTS; k++) {
+        int64_t mode = dims[GG_FUSED_MODES + k];
+        if (mode < 0 || mode > 2 || (mode == 2 && dims[4] <= 0)) return GG_ERR_BAD_INSTR;
+    }
+    for (int64_t j = 0; j < n_ops; j++) {
+        int64_t packed = dims[GG_FUSED_HEADER + j];
+        int arity = fused_arity((int32_t)(packed & 0xffff));
+        if (arity == 0) return GG_ERR_UNKNOWN_OPCODE;
+        for (int r = 0; r < 3; r++) {
+            int64_t ref = ((packed >> (16 * (r + 1))) & 0xffff) - 1;
+            int ok;
+            if (r >= arity) ok = ref == -1;                                  /* no operand beyond the op's own */
+            else if (ref >= 0 && ref < GG_MAX_INPUTS) ok = (present >> ref) & 1u;      /* an input that is there */
+            else if (ref >= GG_FUSED_REF_TEMP && ref < GG_FUSED_REF_TEMP + j) ok = 1;  /* an earlier op's result */
+            else ok = ref == GG_FUSED_REF_GEMM && has_gemm;                  /* the head's product */
+            if (!ok) return GG_ERR_BAD_INSTR;
+        }
+    }
+    return GG_OK;
+}
+
+/* Execute one instruction: the op table's row for its opcode says how. */
 static int execute(gg_program *p, const gg_instr *ins) {
     const int64_t *d = ins->dims;
     const double *a = ins->attrs;
     switch (ins->opcode) {
-    case GG_OP_ADD: BINARY(add); break;
-    case GG_OP_SUB: BINARY(sub); break;
-    case GG_OP_MUL: BINARY(mul); break;
-    case GG_OP_DIV: BINARY(div); break;
-    case GG_OP_NEG: UNARY(neg); break;
-    case GG_OP_ABS: UNARY(abs); break;
-    case GG_OP_SIGN: UNARY(sign); break;
-    case GG_OP_COPY: UNARY(copy); break;
-    case GG_OP_RELU: UNARY(relu); break;
-    case GG_OP_SIGMOID: UNARY(sigmoid); break;
-    case GG_OP_RELU_BACKWARD: BACKWARD(relu_backward); break;
-    case GG_OP_SIGMOID_BACKWARD: BACKWARD(sigmoid_backward); break;
-    case GG_OP_POW: BINARY(pow); break;
-    case GG_OP_MAXIMUM: BINARY(maximum); break;
-    case GG_OP_MINIMUM: BINARY(minimum); break;
-    case GG_OP_MAXIMUM_MASK: BINARY(maximum_mask); break;
-    case GG_OP_EQUAL: BINARY(equal); break;
-    case GG_OP_EXP: UNARY(exp); break;
-    case GG_OP_LOG: UNARY(log); break;
-    case GG_OP_SQRT: UNARY(sqrt); break;
-    case GG_OP_POW_SCALAR: UNARY_P(pow_scalar); break;
-    case GG_OP_CLIP: UNARY_PQ(clip); break;
-    case GG_OP_CLIP_BACKWARD: BACKWARD_PQ(clip_backward); break;
-    case GG_OP_LEAKY_RELU: UNARY_P(leaky_relu); break;
-    case GG_OP_LEAKY_RELU_BACKWARD: BACKWARD_P(leaky_relu_backward); break;
-    case GG_OP_ELU: UNARY_P(elu); break;
-    case GG_OP_ELU_BACKWARD: BACKWARD_P(elu_backward); break;
-    case GG_OP_GELU:
-        if (d[1]) UNARY(gelu_tanh);
-        else UNARY(gelu);
-        break;
-    case GG_OP_GELU_BACKWARD:
-        if (d[1]) BACKWARD(gelu_tanh_backward);
-        else BACKWARD(gelu_backward);
-        break;
-    case GG_OP_TANH: UNARY(tanh); break;
-    case GG_OP_TANH_BACKWARD: BACKWARD(tanh_backward); break;
-    case GG_OP_SOFTPLUS: UNARY(softplus); break;
-    case GG_OP_SOFTPLUS_BACKWARD: BACKWARD(softplus_backward); break;
-    case GG_OP_MAX:
-        DISPATCH(ins, max,
-                 (F32(p, ins->out), ins->out_size, F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0]),
-                 (F64(p, ins->out), ins->out_size, F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0]));
-        break;
-    case GG_OP_SOFTMAX: ALONG_AXIS(softmax); break;
-    case GG_OP_LOG_SOFTMAX: ALONG_AXIS(log_softmax); break;
-    case GG_OP_SOFTMAX_BACKWARD: ALONG_AXIS_BACKWARD(softmax_backward); break;
-    case GG_OP_LOG_SOFTMAX_BACKWARD: ALONG_AXIS_BACKWARD(log_softmax_backward); break;
-    case GG_OP_RESHAPE: UNARY(copy); break;
-    case GG_OP_TRANSPOSE:
-    case GG_OP_BROADCAST_TO:
-    case GG_OP_SLICE:
-    case GG_OP_CONCAT_PART: STRIDED(strided_copy); break;
-    case GG_OP_SLICE_BACKWARD: STRIDED(strided_scatter, ins->out_size,); break;
-    case GG_OP_CONCAT: {
-        /* dims: outer, widths[n_in]; the input pointers gathered on the stack */
-        if (ins->n_in < 1 || ins->n_in > 6) return GG_ERR_BAD_INSTR;
-        const void *xs[6];
-        for (int32_t k = 0; k < ins->n_in; k++) xs[k] = BUF(p, ins->in[k]);
-        DISPATCH(ins, concat, (F32(p, ins->out), (const float *const *)xs, ins->n_in, d[0], d + 1),
-                 (F64(p, ins->out), (const double *const *)xs, ins->n_in, d[0], d + 1));
-        break;
-    }
-    case GG_OP_SUM:
-        DISPATCH(ins, sum,
-                 (F32(p, ins->out), ins->out_size, F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
-                 (F64(p, ins->out), ins->out_size, F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
-        break;
-    case GG_OP_EXPAND:
-        DISPATCH(ins, expand,
-                 (F32(p, ins->out), F32(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), (int32_t)d[0], d + 1, d + 1 + d[0], a[0]));
-        break;
-    case GG_OP_MATMUL: {
-        /* optional epilogue: bias buffer in[2], activation dims[5]; optional float64 scalar in[3]
-         * multiplying alpha (a plain SGD update: alpha = -1 · lr, beta = 1, out = the variable) */
-        gg_epilogue ep = {ins->n_in > 2 && ins->in[2] >= 0 ? BUF(p, ins->in[2]) : NULL, (int32_t)d[5]};
-        const gg_epilogue *epp = ep.bias || ep.act ? &ep : NULL;
-        double alpha = ins->n_in > 3 && ins->in[3] >= 0 ? a[0] * SCALAR_F64(p, ins->in[3]) : a[0];
-        DISPATCH(ins, gemm,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], alpha, a[1], epp, p->workspace, p->workspace_bytes),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], d[2], (int32_t)d[3],
-                  (int32_t)d[4], alpha, a[1], epp, p->workspace, p->workspace_bytes));
-        break;
-    }
-    case GG_OP_MSE: LOSS(mse); break;
-    case GG_OP_MSE_BACKWARD: LOSS_BACKWARD(mse_backward); break;
-    case GG_OP_L1: LOSS(l1); break;
-    case GG_OP_L1_BACKWARD: LOSS_BACKWARD(l1_backward); break;
-    case GG_OP_HUBER:
-        DISPATCH(ins, huber, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], a[0], a[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0], a[1]));
-        break;
-    case GG_OP_HUBER_BACKWARD:
-        DISPATCH(ins, huber_backward,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0], a[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0], a[1]));
-        break;
-    case GG_OP_BCE: LOSS(bce); break;
-    case GG_OP_BCE_BACKWARD:
-        DISPATCH(ins, bce_backward,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], a[0], (int32_t)d[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], a[0], (int32_t)d[1]));
-        break;
-    case GG_OP_SOFTMAX_CE:
-        DISPATCH(ins, softmax_ce, (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], d[1], a[0]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], d[1], a[0]));
-        break;
-    case GG_OP_SOFTMAX_CE_BACKWARD:
-        DISPATCH(ins, softmax_ce_backward,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0], d[1], a[0], (int32_t)d[2]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0], d[1], a[0], (int32_t)d[2]));
-        break;
-    case GG_OP_SOFTMAX_CE_LABELS: {
-        /* labels are an int64 buffer; a label outside [0, classes) is reported, never read */
-        int32_t bad = 0;
-        if (ins->dtype == GG_F32)
-            bad = gg_softmax_ce_labels_f32(F32(p, ins->out), F32(p, ins->in[0]), LABELS(p, ins->in[1]), d[0], d[1], a[0]);
-        else if (ins->dtype == GG_F64)
-            bad = gg_softmax_ce_labels_f64(F64(p, ins->out), F64(p, ins->in[0]), LABELS(p, ins->in[1]), d[0], d[1], a[0]);
-        else return GG_ERR_BAD_DTYPE;
-        if (bad) return GG_ERR_BAD_INDEX;
-        break;
-    }
-    case GG_OP_SOFTMAX_CE_LABELS_BACKWARD: {
-        int32_t bad = 0;
-        if (ins->dtype == GG_F32)
-            bad = gg_softmax_ce_labels_backward_f32(F32(p, ins->out), F32(p, ins->in[0]), LABELS(p, ins->in[1]),
-                                                    F32(p, ins->in[2]), d[0], d[1], a[0]);
-        else if (ins->dtype == GG_F64)
-            bad = gg_softmax_ce_labels_backward_f64(F64(p, ins->out), F64(p, ins->in[0]), LABELS(p, ins->in[1]),
-                                                    F64(p, ins->in[2]), d[0], d[1], a[0]);
-        else return GG_ERR_BAD_DTYPE;
-        if (bad) return GG_ERR_BAD_INDEX;
-        break;
-    }
-    case GG_OP_DROPOUT_MASK:
-        DISPATCH(ins, dropout_mask, (F32(p, ins->out), d[0], (uint64_t)d[1], (uint64_t)SCALAR_F64(p, ins->in[0]), a[0]),
-                 (F64(p, ins->out), d[0], (uint64_t)d[1], (uint64_t)SCALAR_F64(p, ins->in[0]), a[0]));
-        break;
-    case GG_OP_INCREMENT:
-        /* a float64 counter variable, e.g. the optimizer's step count */
-        F64(p, ins->out)[0] += a[0];
-        break;
-    /* optimizer updates: out is the variable (written in place), in[0] its gradient, then the
-     * state buffers (-1 when absent), then the lr and step scalars; layouts in ops/updates.py */
-    case GG_OP_SGD_UPDATE:
-        DISPATCH(ins, sgd_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), (float *)OPT(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
-                  STEP(p, ins->in[3]), a[0], a[1], a[2], (int32_t)d[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), (double *)OPT(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
-                  STEP(p, ins->in[3]), a[0], a[1], a[2], (int32_t)d[1]));
-        break;
-    case GG_OP_RMSPROP_UPDATE:
-        DISPATCH(ins, rmsprop_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), (float *)OPT(p, ins->in[2]),
-                  (float *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), a[0], a[1], a[2], a[3]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), (double *)OPT(p, ins->in[2]),
-                  (double *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), a[0], a[1], a[2], a[3]));
-        break;
-    case GG_OP_ADAM_UPDATE:
-        DISPATCH(ins, adam_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]),
-                  (float *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1],
-                  a[2], a[3], (int32_t)d[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]),
-                  (double *)OPT(p, ins->in[3]), d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1],
-                  a[2], a[3], (int32_t)d[1]));
-        break;
-    case GG_OP_ADAMAX_UPDATE:
-        DISPATCH(ins, adamax_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), STEP(p, ins->in[4]), a[0], a[1], a[2], a[3]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), STEP(p, ins->in[4]), a[0], a[1], a[2], a[3]));
-        break;
-    case GG_OP_NADAM_UPDATE:
-        DISPATCH(ins, nadam_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), F64(p, ins->in[3]),
-                  d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], a[4], (int32_t)d[1]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), F64(p, ins->in[3]),
-                  d[0], SCALAR_F64(p, ins->in[4]), STEP(p, ins->in[5]), a[0], a[1], a[2], a[3], a[4], (int32_t)d[1]));
-        break;
-    case GG_OP_ADAGRAD_UPDATE:
-        DISPATCH(ins, adagrad_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
-                  STEP(p, ins->in[3]), a[0], a[1], a[2]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]),
-                  STEP(p, ins->in[3]), a[0], a[1], a[2]));
-        break;
-    case GG_OP_ADADELTA_UPDATE:
-        DISPATCH(ins, adadelta_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2]));
-        break;
-    case GG_OP_FTRL_UPDATE:
-        DISPATCH(ins, ftrl_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), F32(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2], a[3], a[4]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), F64(p, ins->in[2]), d[0],
-                  SCALAR_F64(p, ins->in[3]), a[0], a[1], a[2], a[3], a[4]));
-        break;
-    case GG_OP_LION_UPDATE:
-        DISPATCH(ins, lion_update,
-                 (F32(p, ins->out), F32(p, ins->in[0]), F32(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]), a[0],
-                  a[1], a[2]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], SCALAR_F64(p, ins->in[2]), a[0],
-                  a[1], a[2]));
-        break;
-    /* clipping: grad_sumsq's output is float64 whatever the gradient's dtype, so dims[1] names
-     * the gradient's dtype */
-    case GG_OP_GRAD_SUMSQ:
-        if (d[1] == GG_F32) gg_grad_sumsq_f32(F64(p, ins->out), F32(p, ins->in[0]), (const double *)OPT(p, ins->in[1]), d[0]);
-        else if (d[1] == GG_F64) gg_grad_sumsq_f64(F64(p, ins->out), F64(p, ins->in[0]), (const double *)OPT(p, ins->in[1]), d[0]);
-        else return GG_ERR_BAD_DTYPE;
-        break;
-    case GG_OP_CLIP_BY_NORM:
-        DISPATCH(ins, clip_by_norm, (F32(p, ins->out), F32(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), F64(p, ins->in[1]), d[0], a[0]));
-        break;
-    case GG_OP_CLIP_BY_VALUE:
-        DISPATCH(ins, clip_by_value, (F32(p, ins->out), F32(p, ins->in[0]), d[0], a[0]),
-                 (F64(p, ins->out), F64(p, ins->in[0]), d[0], a[0]));
-        break;
-    case GG_OP_FUSED: {
-        if (d[1] < 1 || d[1] > 8 || ins->n_in > 6 || (d[2] && (ins->n_in < 2 || ins->in[0] < 0 || ins->in[1] < 0)))
-            return GG_ERR_BAD_INSTR;
-        const void *in[6] = {0};
-        for (int32_t k = 0; k < ins->n_in && k < 6; k++) in[k] = ins->in[k] >= 0 ? BUF(p, ins->in[k]) : NULL;
-        DISPATCH(ins, fused, (F32(p, ins->out), (const float *const *)in, d, a, p->workspace, p->workspace_bytes),
-                 (F64(p, ins->out), (const double *const *)in, d, a, p->workspace, p->workspace_bytes));
-        break;
-    }
+#define GG_BINARY(E, CODE, NAME, BODY) case GG_OP_##E: RUN_BINARY(NAME, NAME); break;
+#define GG_UNARY(E, CODE, NAME, BODY) case GG_OP_##E: RUN_UNARY(NAME, NAME); break;
+#define GG_UNARY_P(E, CODE, NAME, BODY) case GG_OP_##E: RUN_UNARY_P(NAME, NAME); break;
+#define GG_UNARY_PQ(E, CODE, NAME, BODY) case GG_OP_##E: RUN_UNARY_PQ(NAME, NAME); break;
+#define GG_BACKWARD(E, CODE, NAME, BODY) case GG_OP_##E: RUN_BACKWARD(NAME, NAME); break;
+#define GG_BACKWARD_P(E, CODE, NAME, BODY) case GG_OP_##E: RUN_BACKWARD_P(NAME, NAME); break;
+#define GG_BACKWARD_PQ(E, CODE, NAME, BODY) case GG_OP_##E: RUN_BACKWARD_PQ(NAME, NAME); break;
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY) case GG_OP_##E: RUN_LOSS_BACKWARD(NAME, NAME); break;
+#define RUN_OWN(K, NAME) return run_##NAME(p, ins, d, a)
+#define GG_OP(E, CODE, NAME, KERNEL, RUN, INPUTS, LAYOUT) case GG_OP_##E: RUN_##RUN(KERNEL, NAME); break;
+#include "ops_table.h"
+#undef RUN_OWN
     default:
         return GG_ERR_UNKNOWN_OPCODE;
     }
@@ -399,7 +377,7 @@ static int valid_buf(const gg_program *p, int32_t i) { return i >= 0 && i < p->n
 
 /* Nonzero when the gg_steps description is consistent with the program (checked once per call). */
 static int steps_are_valid(const gg_program *p, const gg_steps *s) {
-    if (s->n_feeds < 0 || s->n_feeds > 8 || s->batch_size <= 0 || s->n_steps < 0 || s->first_pos < 0) return 0;
+    if (s->n_feeds < 0 || s->n_feeds > GG_STEPS_MAX_FEEDS || s->batch_size <= 0 || s->n_steps < 0 || s->first_pos < 0) return 0;
     if (s->split < 0 || s->split > p->n_instr) return 0;
     if (s->first_pos + s->n_steps * s->batch_size > s->n_rows) return 0;
     for (int32_t f = 0; f < s->n_feeds; f++)
@@ -409,6 +387,9 @@ static int steps_are_valid(const gg_program *p, const gg_steps *s) {
     if (s->pred_buf >= 0 && (!valid_buf(p, s->pred_buf) || s->target_feed < 0 || s->target_feed >= s->n_feeds ||
                              s->pred_cols <= 0)) return 0;
     if (s->out_buf >= 0 && (!valid_buf(p, s->out_buf) || s->out_dst == NULL)) return 0;
+    if (s->step_values != NULL && !valid_buf(p, s->step_value_buf)) return 0;
+    if (s->record_every < 0 || (s->record_every > 0 && (!valid_buf(p, s->record_buf) || s->record_dst == NULL ||
+                                                         s->record_bytes <= 0 || s->record_first < 0))) return 0;
     if (s->order != NULL) {
         const int64_t *o = s->order + s->first_pos;
         for (int64_t i = 0; i < s->n_steps * s->batch_size; i++)
@@ -448,11 +429,13 @@ static int64_t count_correct(const gg_program *p, const gg_steps *s) {
 
 int gg_program_run_steps(gg_program *p, gg_steps *s) {
     s->steps_done = 0;
+    s->records_done = 0;
     p->failed_instr = -1;
     if (!steps_are_valid(p, s)) return GG_ERR_BAD_STEPS;
     for (int64_t step = 0; step < s->n_steps; step++) {
         int64_t pos = s->first_pos + step * s->batch_size;
         gather_batch(s, pos);
+        if (s->step_values != NULL) F64(p, s->step_value_buf)[0] = s->step_values[step];
         int status = run_range(p, 0, s->split);
         if (status != GG_OK) return status;
         if (s->loss_buf >= 0) {
@@ -467,6 +450,9 @@ int gg_program_run_steps(gg_program *p, gg_steps *s) {
         if (s->out_buf >= 0)
             memcpy((char *)s->out_dst + pos * s->out_row_bytes, BUF(p, s->out_buf),
                    (size_t)(s->batch_size * s->out_row_bytes));
+        if (s->record_every > 0 && (s->record_first + step) % s->record_every == 0)
+            memcpy((char *)s->record_dst + s->records_done++ * s->record_bytes, BUF(p, s->record_buf),
+                   (size_t)s->record_bytes);
         s->steps_done = step + 1;
     }
     return GG_OK;
@@ -493,81 +479,8 @@ int64_t gg_program_workspace_bytes(const gg_program *p, int32_t threads) {
 
 const char *gg_opcode_name(int32_t opcode) {
     switch (opcode) {
-    case GG_OP_ADD: return "add";
-    case GG_OP_SUB: return "sub";
-    case GG_OP_MUL: return "mul";
-    case GG_OP_DIV: return "div";
-    case GG_OP_NEG: return "neg";
-    case GG_OP_ABS: return "abs";
-    case GG_OP_SIGN: return "sign";
-    case GG_OP_COPY: return "copy";
-    case GG_OP_RELU: return "relu";
-    case GG_OP_RELU_BACKWARD: return "relu_backward";
-    case GG_OP_SIGMOID: return "sigmoid";
-    case GG_OP_SIGMOID_BACKWARD: return "sigmoid_backward";
-    case GG_OP_SUM: return "sum";
-    case GG_OP_EXPAND: return "expand";
-    case GG_OP_MATMUL: return "matmul";
-    case GG_OP_MSE: return "mse";
-    case GG_OP_MSE_BACKWARD: return "mse_backward";
-    case GG_OP_L1: return "l1";
-    case GG_OP_L1_BACKWARD: return "l1_backward";
-    case GG_OP_DROPOUT_MASK: return "dropout_mask";
-    case GG_OP_INCREMENT: return "increment";
-    case GG_OP_SGD_UPDATE: return "sgd_update";
-    case GG_OP_RMSPROP_UPDATE: return "rmsprop_update";
-    case GG_OP_ADAM_UPDATE: return "adam_update";
-    case GG_OP_ADAMAX_UPDATE: return "adamax_update";
-    case GG_OP_NADAM_UPDATE: return "nadam_update";
-    case GG_OP_ADAGRAD_UPDATE: return "adagrad_update";
-    case GG_OP_ADADELTA_UPDATE: return "adadelta_update";
-    case GG_OP_FTRL_UPDATE: return "ftrl_update";
-    case GG_OP_LION_UPDATE: return "lion_update";
-    case GG_OP_GRAD_SUMSQ: return "grad_sumsq";
-    case GG_OP_CLIP_BY_NORM: return "clip_by_norm";
-    case GG_OP_CLIP_BY_VALUE: return "clip_by_value";
-    case GG_OP_POW: return "pow";
-    case GG_OP_MAXIMUM: return "maximum";
-    case GG_OP_MINIMUM: return "minimum";
-    case GG_OP_MAXIMUM_MASK: return "maximum_mask";
-    case GG_OP_EQUAL: return "equal";
-    case GG_OP_EXP: return "exp";
-    case GG_OP_LOG: return "log";
-    case GG_OP_SQRT: return "sqrt";
-    case GG_OP_POW_SCALAR: return "pow_scalar";
-    case GG_OP_CLIP: return "clip";
-    case GG_OP_CLIP_BACKWARD: return "clip_backward";
-    case GG_OP_LEAKY_RELU: return "leaky_relu";
-    case GG_OP_LEAKY_RELU_BACKWARD: return "leaky_relu_backward";
-    case GG_OP_ELU: return "elu";
-    case GG_OP_ELU_BACKWARD: return "elu_backward";
-    case GG_OP_GELU: return "gelu";
-    case GG_OP_GELU_BACKWARD: return "gelu_backward";
-    case GG_OP_TANH: return "tanh";
-    case GG_OP_TANH_BACKWARD: return "tanh_backward";
-    case GG_OP_SOFTPLUS: return "softplus";
-    case GG_OP_SOFTPLUS_BACKWARD: return "softplus_backward";
-    case GG_OP_MAX: return "max";
-    case GG_OP_SOFTMAX: return "softmax";
-    case GG_OP_SOFTMAX_BACKWARD: return "softmax_backward";
-    case GG_OP_LOG_SOFTMAX: return "log_softmax";
-    case GG_OP_LOG_SOFTMAX_BACKWARD: return "log_softmax_backward";
-    case GG_OP_HUBER: return "huber";
-    case GG_OP_HUBER_BACKWARD: return "huber_backward";
-    case GG_OP_BCE: return "binary_cross_entropy";
-    case GG_OP_BCE_BACKWARD: return "binary_cross_entropy_backward";
-    case GG_OP_SOFTMAX_CE: return "softmax_cross_entropy";
-    case GG_OP_SOFTMAX_CE_BACKWARD: return "softmax_cross_entropy_backward";
-    case GG_OP_SOFTMAX_CE_LABELS: return "softmax_cross_entropy_labels";
-    case GG_OP_SOFTMAX_CE_LABELS_BACKWARD: return "softmax_cross_entropy_labels_backward";
-    case GG_OP_RESHAPE: return "reshape";
-    case GG_OP_TRANSPOSE: return "transpose";
-    case GG_OP_BROADCAST_TO: return "broadcast_to";
-    case GG_OP_SLICE: return "slice";
-    case GG_OP_SLICE_BACKWARD: return "slice_backward";
-    case GG_OP_CONCAT: return "concat";
-    case GG_OP_CONCAT_PART: return "concat_part";
-    case GG_OP_FUSED: return "fused";
+#define GG_ANY_ROW(E, CODE, NAME) case GG_OP_##E: return #NAME;
+#include "ops_table.h"
     default: return NULL;
     }
 }

@@ -15,7 +15,7 @@ sys.path.insert(0, ROOT)
 
 import graphgrad as gg  # noqa: E402
 
-SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "errors", "ops")
+SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "distributed", "errors", "callbacks", "ops")
 
 # the top-level names by topic, in reading order; public names not listed go under "More"
 TOPICS = {
@@ -25,6 +25,7 @@ TOPICS = {
     "Pictures": ["render", "to_dot", "render_memory"],
     "Training": ["fit", "evaluate", "predict", "History", "Callback", "EarlyStopping"],
     "Checkpoints": ["save", "load", "Checkpoint"],
+    "Learning tools": ["lr_find", "LRFinderResult"],
     "Elementwise ops": ["add", "sub", "mul", "div", "neg", "abs", "pow", "exp", "log", "sqrt", "maximum", "minimum",
                         "clip"],
     "Linear algebra, reductions and shapes": ["matmul", "sum", "mean", "max", "reshape", "transpose", "broadcast_to",
@@ -34,6 +35,11 @@ TOPICS = {
 }
 
 NOTES = {
+    "Learning tools": "Also: `gg.callbacks.GradientStats` (gradient flow per layer, below) and "
+                      "`gg.viz.loss_landscape(model, X, Y, loss=..., start=..., contour_path=..., line_path=...)` "
+                      "(the loss along a line and over a plane in weight space; the numbers alone: "
+                      "`graphgrad.landscape.loss_line` / `loss_plane`). A guide with pictures: "
+                      "[learning-tools.md](learning-tools.md).",
     "Pictures": "In Jupyter, Tensors, Programs, plans (`program.plan()`) and memory plans (`program.plan().memory`) "
                 "display themselves as pictures, and so does the `graphviz.Digraph` that `gg.to_dot` returns. "
                 "Graphs with more than `gg.viz.INLINE_MAX_NODES` (60) nodes are shown with each gg.nn layer "
@@ -51,6 +57,10 @@ INTRO = {
     "init": "Initialisers: functions `(shape, seed=None, dtype=\"float32\") -> numpy array`, usable by name "
             "(`kernel_init=\"he_normal\"`).",
     "datasets": "Data sets for examples and tests.",
+    "distributed": "Data-parallel training over MPI (mpi4py, launched by `mpirun -n N`): "
+                   "`gg.fit(..., distributed=True)`. Commands, layout and costs: [distributed.md](distributed.md).",
+    "callbacks": "fit's callbacks in one namespace (`gg.Callback`, `gg.EarlyStopping`, `gg.ModelCheckpoint` are "
+                 "here too) and the one that records inside the C step.",
     "errors": "Typed errors; every one is a `gg.GraphGradError`. What to do about each: "
               "[troubleshooting.md](troubleshooting.md).",
 }
@@ -113,6 +123,16 @@ def docstring(obj) -> str:
     return "\n".join(out).strip()
 
 
+def _documented_in_graphgrad(cls, name: str) -> bool:
+    """Whether the docstring a method shows is graphgrad's: its own, or one inherited from a
+    graphgrad base class — not a builtin's (dict.update's text under ParamGroup.update)."""
+    for base in cls.__mro__:
+        member = vars(base).get(name)
+        if member is not None and getattr(member, "__doc__", None):
+            return base.__module__.startswith("graphgrad")
+    return False
+
+
 def methods(cls) -> list[tuple[str, object]]:
     found = []
     for name, member in vars(cls).items():
@@ -133,7 +153,7 @@ def entry(qualified: str, obj) -> str:
                 text += [f"- **`.{name}`** — {docstring(member.fget) or ''}".rstrip(" —")]
             else:
                 fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
-                doc = docstring(fn).replace("\n", "\n  ")
+                doc = docstring(fn).replace("\n", "\n  ") if _documented_in_graphgrad(obj, name) else ""
                 text += [f"- **`.{name}{signature(fn).replace('(self, ', '(').replace('(self)', '()')}`**"
                          + (f" — {doc}" if doc else "")]
         if methods(obj):

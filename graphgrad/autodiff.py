@@ -11,7 +11,7 @@ from typing import Sequence
 
 from . import ops
 from .errors import GradientError
-from .graph import Tensor, ancestors, building, constant
+from .graph import Graph, Tensor, ancestors, building, constant
 
 
 def _accumulate(contributions: list[Tensor]) -> Tensor:
@@ -94,9 +94,7 @@ def _check_creation_order(y: Tensor) -> None:
     for node in ancestors([y]):
         late = next((inp for inp in node.inputs if inp.id >= node.id), None)
         if late is not None:
-            from .compiler.schedule import schedule
-            from .graph import Graph
-            schedule(Graph([y]))     # raises CycleError naming the cycle, if there is one
+            Graph([y]).check_acyclic()
             raise GradientError(f'gg.grad: node "{node.name}" reads "{late.name}", which was created after it: '
                                 "a Tensor's inputs must not be changed after it is made")
 

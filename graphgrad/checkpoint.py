@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import GraphGradError, ShapeError
+from .files import atomic_write
 from .graph import Tensor
 
 FORMAT = "graphgrad-checkpoint-1"
@@ -74,8 +74,12 @@ def _rebuild_optimizer(saved: dict, params: list[Tensor], path: str):
 def save(path: str, model, optimizer=None, **metadata) -> str:
     """Write a checkpoint of `model` (a gg.nn model, or a compiled Program) and `optimizer`
     (default: the Program's) to `path` atomically. Extra keyword metadata (JSON-able) is stored
-    too. Returns path."""
+    too. Returns path. In distributed training only rank 0 writes; on other ranks it does nothing
+    (call gg.distributed.barrier() before other ranks read the file in the same job)."""
+    from . import distributed
     from .runtime import Program
+    if not distributed.is_main():
+        return path                     # under MPI only rank 0 writes (every rank holds the same state)
     if optimizer is None and isinstance(model, Program):
         optimizer = model.optimizer
     params = _parameters(model)
@@ -86,6 +90,8 @@ def save(path: str, model, optimizer=None, **metadata) -> str:
         description = None              # a custom model: gg.load needs model=
     header = {"model": description, "parameter_names": [p.name for p in params],
               "epochs_trained": int(getattr(model, "epochs_trained", 0)), "metadata": metadata}
+    if isinstance(getattr(model, "fitted_loss", None), str):   # a loss by name: gg.evaluate's default after load
+        header["fitted_loss"] = model.fitted_loss
     for i, p in enumerate(params):
         arrays[f"param/{i}"] = p.value
     for i, b in enumerate(_buffers(model)):
@@ -105,29 +111,8 @@ def save(path: str, model, optimizer=None, **metadata) -> str:
 
 
 def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:                                 # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path, durable=True) as f:
+        np.savez(f, **arrays)
 
 
 @dataclass
@@ -188,6 +173,8 @@ def load(path: str, model=None, optimizer=None) -> Checkpoint:
     for key, b in zip(saved_buffers, buffers):
         b.assign(arrays[key])
     model.epochs_trained = int(header.get("epochs_trained", 0))
+    if "fitted_loss" in header:
+        model.fitted_loss = header["fitted_loss"]
 
     saved_opt = header.get("optimizer")
     step = lr = None

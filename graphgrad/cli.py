@@ -46,14 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="out")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--quick", action="store_true")
-    rend = sub.add_parser("render", help="run a script and draw every program it compiles")
+    rend = sub.add_parser(
+        "render", help="run a script and draw every program it compiles",
+        description="Run SCRIPT and draw every program it compiles. --out may come before or after the "
+                    "script; every other argument goes to the script, and so does everything after `--` "
+                    "(`graphgrad render train.py --out pics -- --out script_out`).")
     rend.add_argument("script")
-    rend.add_argument("--out", default="out")
-    rend.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
-    args = parser.parse_args(argv)
+    rend.add_argument("--out", default="out", help="folder for the PNGs (default: out)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in argv:   # everything after -- belongs to the script, --out included
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1:]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "render":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
     if args.command == "render":
-        for path in render_script(args.script, args.out, args.script_args):
+        for path in render_script(args.script, args.out, unknown + script_args):
             print(f"wrote {path}")
         return 0
     from .demo import run_demo

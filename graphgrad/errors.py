@@ -27,12 +27,25 @@ class OptimizerError(GraphGradError, ValueError):
     variables to update, a variable listed twice, a fixed hyperparameter changed after compiling."""
 
 
+class ModelError(GraphGradError, ValueError):
+    """A model cannot be used as asked: it has no parameters (the learning tools need some)."""
+
+
 class NumericsError(GraphGradError, FloatingPointError):
     """check_numerics mode: an instruction produced NaN or Inf."""
 
 
 class DivergenceError(GraphGradError, FloatingPointError):
     """Training stopped because the loss became NaN or Inf."""
+
+
+class GradcheckError(GraphGradError, AssertionError):
+    """gg.gradcheck: autodiff and finite differences disagree."""
+
+
+class DistributedError(GraphGradError):
+    """Distributed training cannot go on: mpi4py or MPI is missing, the ranks built different
+    models or hold different data, or another rank failed. Raised alike on every rank."""
 
 
 class RuntimeFailure(GraphGradError, RuntimeError):

@@ -6,14 +6,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .autodiff import grad
-from .errors import GraphGradError
+from .errors import GradcheckError
 from .graph import Tensor, placeholder
 from .ops import mul, sum as reduce_sum
 from .graph import constant
-
-
-class GradcheckError(GraphGradError, AssertionError):
-    """Autodiff and finite differences disagree."""
 
 
 def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[np.ndarray], eps: float = 1e-6, atol: float = 1e-6,

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from . import dtypes as _dt
-from .errors import GraphGradError, ShapeError
+from .errors import CycleError, GraphGradError, ShapeError
 
 Shape = tuple  # tuple[int | None, ...]
 
@@ -112,15 +112,11 @@ class Tensor:
         shape = "(" + ", ".join("None" if d is None else str(d) for d in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
         return f'<Tensor "{self.name}" {self.op} shape={shape} {self.dtype.name}>'
 
-    def _repr_svg_(self):
-        """Jupyter: the graph this tensor depends on, layers collapsed when it is big."""
-        from .viz import inline_svg, to_dot
-        return inline_svg(to_dot(self, collapse="auto"))
-
     # ---- values of leaves ----
     @property
     def value(self) -> np.ndarray:
-        """The current value of a variable or constant (a copy)."""
+        """The current value of a variable or constant, as a copy: changing it (w.value[0] = 0)
+        changes only the copy, never the variable. To change a variable, use w.assign(new_value)."""
         if self.data is None:
             raise GraphGradError(
                 f'"{self.name}" is a {self.op} node: it has no stored value; compute it with gg.compile([...])')
@@ -269,6 +265,15 @@ class Graph:
 
     def tensor(self, node_id: int) -> Tensor:
         return self.nx.nodes[node_id]["tensor"]
+
+    def check_acyclic(self) -> None:
+        """Raise CycleError naming the nodes of a cycle, if the graph has one (data or control edges)."""
+        try:
+            cycle = nx.find_cycle(self.nx)
+        except nx.NetworkXNoCycle:
+            return
+        names = " -> ".join(f'"{self.tensor(u).name}"' for u, _ in cycle)
+        raise CycleError(f"the graph has a cycle, so it has no execution order: {names}")
 
     def __len__(self) -> int:
         return len(self.nodes)

@@ -28,6 +28,9 @@ updates; with both, values are clipped first.
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 from typing import Iterable
 
@@ -78,19 +81,63 @@ class ParamGroup(dict):
                                  "changes at run time); build a new optimizer to change it")
         super().__setitem__(key, value)
 
-    def update(self, other=(), **kwargs):   # dict.update would bypass __setitem__
+    def update(self, other=(), **kwargs):
+        """Set several keys at once, each as group[key] = value would (dict.update would skip the
+        learning-rate variable and the checks)."""
         for key, value in dict(other, **kwargs).items():
             self[key] = value
 
     def setdefault(self, key, default=None):
+        """group[key], after setting it to `default` (with the checks) when it is missing."""
         if key not in self:
             self[key] = default
         return self[key]
 
 
+_CLIPPING_DOC = """
+
+    Gradient clipping, as every optimizer: clip_norm=m scales all gradients together so their global
+    norm is at most m (torch.nn.utils.clip_grad_norm_; Keras's clipnorm); clip_value=c clamps each
+    gradient to [-c, c] (clip_grad_value_; Keras's clipvalue). Both run in C inside the step.
+    """
+
+#: other frameworks' spellings of graphgrad's keywords (Keras, TensorFlow), for error messages
+_KNOWN_SPELLINGS = {"clipnorm": "clip_norm", "global_clipnorm": "clip_norm", "clipvalue": "clip_value",
+                    "epsilon": "eps", "beta_1": "betas", "beta_2": "betas", "decay": "weight_decay"}
+
+
+def _checked_keywords(init):
+    """Wrap an optimizer's __init__ so an unknown keyword is an OptimizerError listing the valid
+    ones (with the likely intended name), instead of Python's bare TypeError."""
+    parameters = list(inspect.signature(init).parameters.values())[1:]
+    valid = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        unknown = [k for k in kwargs if k not in valid]
+        if unknown:
+            name = type(self).__name__
+            hints = []
+            for key in unknown:
+                guess = _KNOWN_SPELLINGS.get(key) or next(iter(difflib.get_close_matches(key, valid, 1)), None)
+                hints.append(f"{key!r} (did you mean {guess!r}?)" if guess in valid else repr(key))
+            raise OptimizerError(f"{name} got unknown keyword argument{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(hints)}; valid: {', '.join(valid)}")
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 class Optimizer:
     """Base class. A subclass passes its hyperparameter defaults (PyTorch's) to __init__, checks
     a group's values in `_check_group`, and builds one update node per variable in `_update`."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked_keywords(cls.__dict__["__init__"])
+        if cls.__doc__ and "clip_norm" not in cls.__doc__:
+            cls.__doc__ = cls.__doc__.rstrip() + _CLIPPING_DOC
 
     def __init__(self, params, defaults: dict, clip_norm: float | None = None, clip_value: float | None = None):
         if isinstance(params, (int, float)):
@@ -285,9 +332,10 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params=None, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, **clipping):
+                 weight_decay: float = 0.0, nesterov: bool = False, clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov), **clipping)
+                                      nesterov=nesterov), clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -311,9 +359,11 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params=None, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, **clipping):
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered), **clipping)
+                                      centered=centered), clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -338,9 +388,10 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params=None, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, **clipping):
+                 weight_decay: float = 0.0, amsgrad: bool = False, clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad),
-                         **clipping)
+                         clip_norm=clip_norm, clip_value=clip_value)
 
     def _update(self, var, g, group, lr, step):
         b1, b2 = _check_betas(group["betas"])
@@ -356,9 +407,10 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params=None, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, **clipping):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         **clipping)
+                         clip_norm=clip_norm, clip_value=clip_value)
 
 
 class Adamax(Optimizer):
@@ -370,8 +422,10 @@ class Adamax(Optimizer):
     """
 
     def __init__(self, params=None, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, **clipping):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), **clipping)
+                 weight_decay: float = 0.0, clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
+            clip_norm=clip_norm, clip_value=clip_value)
 
     def _update(self, var, g, group, lr, step):
         b1, b2 = _check_betas(group["betas"])
@@ -390,10 +444,11 @@ class NAdam(Optimizer):
 
     def __init__(self, params=None, lr: float = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
-                 **clipping):
+                 clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay),
-                         **clipping)
+                         clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -415,9 +470,11 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, params=None, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, **clipping):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, clip_norm: float | None = None,
+                 clip_value: float | None = None):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps), **clipping)
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps),
+                                          clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -441,8 +498,10 @@ class Adadelta(Optimizer):
     """
 
     def __init__(self, params=None, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
-                 **clipping):
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), **clipping)
+                 clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay),
+            clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -469,12 +528,13 @@ class Ftrl(Optimizer):
 
     def __init__(self, params=None, lr: float = 1e-3, learning_rate_power: float = -0.5,
                  initial_accumulator_value: float = 0.1, l1: float = 0.0, l2: float = 0.0, l2_shrinkage: float = 0.0,
-                 beta: float = 0.0, learning_rate: float | None = None, **clipping):
+                 beta: float = 0.0, learning_rate: float | None = None, clip_norm: float | None = None,
+                 clip_value: float | None = None):
         if learning_rate is not None:
             lr = learning_rate
         super().__init__(params, dict(lr=lr, learning_rate_power=learning_rate_power,
                                       initial_accumulator_value=initial_accumulator_value, l1=l1, l2=l2,
-                                      l2_shrinkage=l2_shrinkage, beta=beta), **clipping)
+                                      l2_shrinkage=l2_shrinkage, beta=beta), clip_norm=clip_norm, clip_value=clip_value)
 
     def _check_lr(self, value) -> float:
         value = super()._check_lr(value)
@@ -503,8 +563,11 @@ class Lion(Optimizer):
         m ← β2·m + (1 − β2)·g
     """
 
-    def __init__(self, params=None, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, **clipping):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay), **clipping)
+    def __init__(self, params=None, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0,
+                 clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay),
+            clip_norm=clip_norm, clip_value=clip_value)
 
     def _update(self, var, g, group, lr, step):
         b1, b2 = _check_betas(group["betas"])
@@ -522,3 +585,28 @@ from .schedules import (CosineAnnealingLR, ExponentialLR, FunctionLR, LambdaLR, 
 
 __all__ += ["lr_scheduler", "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
             "LambdaLR", "FunctionLR", "SequentialLR"]
+
+
+#: the optimizers by lower-case name, for Keras-style strings: gg.fit(..., optimizer="adam")
+OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, RMSprop, Adam, AdamW, Adamax, NAdam, Adagrad, Adadelta,
+                                                     Ftrl, Lion)}
+
+
+def get(optimizer) -> Optimizer:
+    """An optimizer instance from what a user may pass: an instance (returned as it is) or a
+    name such as "adam" or "SGD" (that optimizer with its default hyperparameters, as Keras does).
+    A class, or anything else, is an OptimizerError that says what to pass."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        cls = OPTIMIZERS.get(optimizer.lower())
+        if cls is None:
+            raise OptimizerError(f"unknown optimizer {optimizer!r}; the names are {', '.join(sorted(OPTIMIZERS))} "
+                                 "(or pass an instance such as gg.optim.Adam(lr=1e-3))")
+        return cls()
+    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        raise OptimizerError(f"optimizer=gg.optim.{optimizer.__name__} is the class: pass an optimizer instance, "
+                             f"e.g. gg.optim.{optimizer.__name__}(lr=1e-3), or its name "
+                             f"{optimizer.__name__.lower()!r} for the default hyperparameters")
+    raise OptimizerError(f"optimizer must be a gg.optim optimizer instance (e.g. gg.optim.Adam(lr=1e-3)) or a name "
+                         f"such as 'adam'; got {type(optimizer).__name__}")

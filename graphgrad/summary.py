@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 from .compiler import Plan
 from .errors import GraphGradError
+from .files import atomic_write
 from .ops.registry import _fmt_shape
 
 ROLE_COLOURS = {"forward": "#cfe2ff", "backward": "#ffd8a8", "update": "#c3f0c8"}
@@ -60,8 +60,10 @@ def instruction_rows(plan: Plan) -> list[dict]:
             "buffer": ins.out,
             "arena_offset": buf.offset if buf.kind == "arena" else None,
             "arena_size": buf.size if buf.kind == "arena" else None,
-            "in_place": buf.inplace_of >= 0 or buf.kind != "arena",
-            "writes": None if buf.kind == "arena" else names.get(buf.node.id, buf.node.name),
+            "in_place": buf.inplace_of >= 0 or buf.kind not in ("arena", "gradient"),
+            "writes": None if buf.kind in ("arena", "gradient") else names.get(buf.node.id, buf.node.name),
+            # split_gradients programs: where the output sits in the contiguous gradient region
+            "gradient_offset": buf.offset if buf.kind == "gradient" else None,
         })
     return rows
 
@@ -89,7 +91,9 @@ def format_summary(plan: Plan, profile_ns=None) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         ins = ", ".join(_fmt_shape(s) for s in r["inputs"])
-        if r["arena_offset"] is None:
+        if r.get("gradient_offset") is not None:
+            offset, size, inplace = f"g{r['gradient_offset']:,}", "-", ""
+        elif r["arena_offset"] is None:
             offset, size, inplace = "-", "-", f"yes ({r['writes']})"
         else:
             offset, size, inplace = f"{r['arena_offset']:,}", _human_bytes(r["arena_size"]), \
@@ -143,12 +147,8 @@ def plan_json(plan: Plan) -> str:
 # ---- pictures ------------------------------------------------------------------------------
 
 def _write(data: bytes, path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")   # beside the target, then renamed: never half a file
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-    os.replace(tmp, path)
     return path
 
 
@@ -166,6 +166,8 @@ def plan_dot(plan: Plan, rankdir: str = "TB", title: str | None = None):
 
     def where(node) -> str:
         buf = mem.buffers[mem.buffer_of[node.id]]
+        if buf.kind == "gradient":
+            return f"gradients @{buf.offset:,} ({_human_bytes(buf.size)})"
         if buf.kind != "arena":
             return f"writes {names.get(buf.node.id, buf.node.name)}"
         text = f"arena @{buf.offset:,} ({_human_bytes(buf.size)})"
@@ -253,15 +255,9 @@ def render_memory(program, path: str, batch_size: int | None = None, title: str 
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=110)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            fig.savefig(f, format=fmt, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -5,8 +5,9 @@ flowing along it and the local gradient ∂(consumer)/∂(input) evaluated there
 Big graphs are drawn by layer: nodes are grouped by the name prefix of the gg.nn layer they
 belong to ("dense0/kernel" -> "dense0") and by role; past `max_nodes` nodes each group becomes
 one box (collapse="auto"), so a notebook shows a readable picture of a whole training step.
-Jupyter shows Tensors, Programs and Plans inline through the _repr_svg_ methods that call
-inline_svg here."""
+Jupyter shows Tensors, Programs, Plans and memory plans inline: this module attaches their
+_repr_svg_ / _repr_png_ methods (at the end of the file), so that the graph, the compiler and
+the runtime import no drawing code."""
 from __future__ import annotations
 
 import os
@@ -16,10 +17,15 @@ from typing import Sequence
 import graphviz
 import numpy as np
 
+from .compiler import Plan
+from .compiler.memory import MemoryPlan
 from .errors import GraphGradError
+from .files import atomic_write
 from .graph import Tensor, ancestors, building, constant
 from .ops import REGISTRY, make
 from .ops.registry import _fmt_shape
+from .runtime import Program
+from .summary import plan_dot, render_memory
 
 ROLE_COLOURS = {"forward": "#cfe2ff", "backward": "#ffd8a8", "update": "#c3f0c8"}
 LEAF_STYLES = {
@@ -35,7 +41,7 @@ def _fmt_value(v) -> str:
         return f"{float(v.reshape(())):.4g}"
     if v.size <= 4:
         return "[" + ", ".join(f"{float(x):.3g}" for x in v.ravel()) + "]"
-    return f"mean {float(v.mean()):.3g}"
+    return f"{v.size} values, mean {float(v.mean()):.3g}"
 
 
 def _node_label(node: Tensor) -> str:
@@ -194,7 +200,6 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
     values: dict[int, np.ndarray] = {}
     grads: dict[tuple[int, int], np.ndarray] = {}
     if show_values:
-        from .runtime import Program
         computable = [n for n in nodes if n.role != "update"]
         local = _local_gradients(computable)
         fetched = computable + list(local.values())
@@ -227,6 +232,9 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
                 label = f"{inp.name} = {_fmt_value(values[inp.id])}"
                 if (inp.id, node.id) in grads:
                     label += f"\n∂{node.name}/∂{inp.name} = {_fmt_value(grads[(inp.id, node.id)])}"
+                    size = np.size(values[node.id]) if node.id in values else 1
+                    if size != 1:   # the local derivative of a non-scalar is summed (see _local_gradients)
+                        label += f"\n(each summed over {node.name}'s {size} elements)"
             else:
                 label = _fmt_shape(inp.shape)
             colour = "#e8590c" if node.role == "backward" else "#2b8a3e" if node.role == "update" else "#495057"
@@ -235,7 +243,10 @@ def to_dot(outputs: Tensor | Sequence[Tensor], show_values: bool = False, feed_d
         dot.subgraph(cluster)
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="legend", fontsize="9", style="dashed", color="#adb5bd")
+        present = {n.role for n in nodes if not n.is_leaf}
         for role, colour in ROLE_COLOURS.items():
+            if role not in present:   # name only the kinds of node this picture has
+                continue
             legend.node(f"legend_{role}", role, shape="box", style="filled,rounded", fillcolor=colour, fontsize="9")
     return dot
 
@@ -262,13 +273,8 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, show_values: bool = Fa
         except graphviz.ExecutableNotFound:
             raise GraphGradError("rendering needs the Graphviz `dot` program: apt-get install graphviz "
                                  "(or brew install graphviz)") from None
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # write beside the target and rename, so a failure never leaves half a file
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         f.write(data)
-    os.replace(tmp, path)
     return path
 
 
@@ -285,8 +291,68 @@ def inline_svg(dot: graphviz.Digraph) -> str | None:
 
 def memory_png(memory) -> bytes:
     """PNG bytes of gg.render_memory's arena picture for a MemoryPlan (what Jupyter shows)."""
-    from .summary import render_memory
     with tempfile.TemporaryDirectory() as folder:
         path = render_memory(memory, os.path.join(folder, "memory.png"))
         with open(path, "rb") as f:
             return f.read()
+
+
+# ---- Jupyter display, attached here: the graph, compiler and runtime import no drawing code ----
+
+def _tensor_svg(self: Tensor) -> str | None:
+    """Jupyter: the graph this tensor depends on, layers collapsed when it is big."""
+    return inline_svg(to_dot(self, collapse="auto"))
+
+
+def _program_svg(self: Program) -> str | None:
+    """Jupyter: the graph this program runs (forward, backward, update), layers collapsed when
+    it is big. program.plan() displays the compiled instruction list, .plan().memory the arena."""
+    return inline_svg(to_dot(self.outputs + self.updates, collapse="auto"))
+
+
+def _plan_svg(self: Plan) -> str | None:
+    """Jupyter: the instruction list, fused groups as clusters, arena offsets in the labels."""
+    return inline_svg(plan_dot(self))
+
+
+def _memory_png(self: MemoryPlan) -> bytes:
+    """Jupyter: the arena over time (gg.render_memory's picture)."""
+    return memory_png(self)
+
+
+Tensor._repr_svg_ = _tensor_svg
+Program._repr_svg_ = _program_svg
+Plan._repr_svg_ = _plan_svg
+MemoryPlan._repr_png_ = _memory_png
+
+
+# ---- the loss landscape (computed in landscape.py, drawn in plots.py) ------------------------
+
+def loss_landscape(model, X, Y, loss="mse", start=None, contour_path: str | None = "loss_contour.png",
+                   line_path: str | None = "loss_line.png", steps: int = 21, span: float = 1.0,
+                   line_steps: int = 25, margin: float = 0.25, directions=None, seed=0, bias: str = "zero"):
+    """The loss landscape of `model` (its current, trained weights θ*) on X, Y, as pictures.
+
+    - contour_path: the loss on a steps×steps grid of the plane θ* + α·δ + β·η, α, β in
+      [−span, span], δ and η random directions normalised per filter (Li et al. 2018; or your own
+      pair `directions`, each one array per parameter).
+    - line_path (when `start` is given: the initial weights, or another model): the loss on the
+      straight line from start (α = 0) to θ* (α = 1), α in [−margin, 1 + margin] (Goodfellow et
+      al. 2015).
+
+    Every point is one call of one compiled program (see graphgrad.landscape). Returns a
+    landscape.Landscape with .plane, .line (or None) and .paths. Pass a path None to skip it."""
+    from .landscape import Landscape, LossSurface, loss_line, loss_plane
+    from .plots import plot_loss_lines, plot_loss_plane
+    surface = LossSurface(model, X, Y, loss)
+    line = None
+    if start is not None:
+        line = loss_line(model, X, Y, loss, start=start, steps=line_steps, margin=margin, surface=surface)
+    plane = loss_plane(model, X, Y, loss, directions=directions, steps=steps, span=span, seed=seed, bias=bias,
+                       surface=surface)
+    paths = []
+    if contour_path is not None:
+        paths.append(plot_loss_plane(plane, contour_path))
+    if line is not None and line_path is not None:
+        paths.append(plot_loss_lines(line, line_path))
+    return Landscape(plane, line, paths)

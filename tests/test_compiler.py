@@ -91,15 +91,18 @@ def test_lowering_gives_one_instruction_per_op_node():
 def test_specialisation_per_batch_size_is_cached():
     x, y, *_, loss = _mlp()
     f = gg.compile(loss)
+    plans = []
     for batch in (4, 7, 4, 7, 4):
         f(x=np.ones((batch, 4)), y=np.ones((batch, 2)))
-    assert len(f._executables) == 2
+        plans.append(f.plan())           # the specialisation that just ran
+    assert plans[0] is plans[2] is plans[4] and plans[1] is plans[3] and plans[0] is not plans[1]
+    assert [p.shapes[x.id] for p in plans[:2]] == [(4, 4), (7, 4)]
 
 
 def test_summary_lists_instructions_and_totals(capsys):
     *_, loss = _mlp()
     step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
-    text = step.summary(batch_size=16)
+    text = step.summary(batch_size=16, as_text=True)
     assert "matmul" in text and "sgd_update" in text and "FLOPs per step" in text
     plan = step.plan(batch_size=16)
     assert f"instructions: {len(plan.instructions)}" in text
@@ -539,7 +542,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_summary_lists_fused_members_arena_offsets_and_totals():
     x, y, params, loss = _bias_mlp()
     step = gg.compile(loss, optimizer=gg.optim.SGD(lr=0.1))
-    text = step.summary(batch_size=32)
+    text = step.summary(batch_size=32, as_text=True)
     plan = step.plan(batch_size=32)
     assert "matmul+add+relu" in text and "fused: matmul#" in text and "in place" in text
     assert f"instructions: {len(plan.instructions)} ({sum(i.fused for i in plan.instructions)} fused" in text

@@ -12,7 +12,7 @@ import graphgrad as gg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
-SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "errors")
+SUBMODULES = ("nn", "optim", "schedules", "init", "datasets", "distributed", "errors", "callbacks")
 REGENERATE = "run `python docs/gen_api.py` to regenerate docs/api.md from the docstrings"
 
 

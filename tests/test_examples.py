@@ -1,7 +1,6 @@
 """Every example runs (in its quick mode) and checks its own claim."""
 import os
 import runpy
-import sys
 
 import pytest
 
@@ -83,3 +82,43 @@ def test_batch_vs_minibatch(tmp_path, capsys):
     assert mini[-1] < full[-1] and sgd[-1] < full[-1]                  # more updates per epoch: faster per epoch
     out = capsys.readouterr().out
     assert "1 iterations per epoch" in out and "400 iterations per epoch" in out
+
+
+def test_onnx_roundtrip_quick(tmp_path):
+    result = run_example("onnx_roundtrip", "--out", str(tmp_path), "--quick")
+    assert result["allclose"] and result["same_class"] == 1.0   # onnxruntime agrees (rtol 1e-5, atol 1e-6)
+    assert result["imported_accuracy"] == result["accuracy"] > 0.8     # the imported graph is the same model
+    assert result["tuned_accuracy"] > 0.8                              # and it trains
+    assert (tmp_path / "onnx_imported.png").stat().st_size > 1000
+
+
+def test_loss_landscape_quick(tmp_path):
+    result = run_example("loss_landscape", "--out", str(tmp_path), "--quick")
+    # the straight line between the two runs' minima climbs well above both ends: two minima
+    assert result["barrier"] > 1.5 * max(result["loss_a"], result["loss_b"])
+    line_a = result["line_a"]
+    assert line_a[20] < 0.5 * line_a[4]                # α = 1 (trained) far below α = 0 (initial)
+    plane = result["plane"]
+    assert plane.shape == (11, 11) and plane[5, 5] == pytest.approx(result["loss_a"], rel=1e-6)
+    for name in ("loss_line.png", "loss_contour.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_vanishing_gradients_quick(tmp_path, capsys):
+    result = run_example("vanishing_gradients", "--out", str(tmp_path), "--quick")
+    sigmoid, relu = result["sigmoid"], result["relu + He"]
+    assert sigmoid["kernel_ratio"] < 0.1 and sigmoid["bias_ratio"] < 0.1      # the first layer barely learns
+    assert 0.25 < relu["kernel_ratio"] < 4 and 0.25 < relu["bias_ratio"] < 4   # ReLU + He: within a small factor
+    norms = sigmoid["kernel_norms"]
+    assert all(a < b for a, b in zip(norms, norms[1:]))                       # shrinking layer by layer
+    assert "first hidden / last" in capsys.readouterr().out
+    for name in ("vanishing_gradients.png", "gradient_stats_sigmoid.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_lr_finder_quick(tmp_path):
+    result = run_example("lr_finder", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    assert result["suggested_accuracy"] >= result["default_accuracy"]
+    assert result["result"].suggestion == pytest.approx(result["result"].lr_at_min / 10)
+    for name in ("lr_find.png", "lr_compare.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name

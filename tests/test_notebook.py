@@ -1,11 +1,9 @@
 """The lecture notebook runs headless (nbclient + ipykernel, quick mode) and its pictures are
 graphgrad's own inline displays; Tensors, Programs, Plans and memory plans display inline;
 big graphs collapse their layers; gg.fit picks the right progress bar inside Jupyter."""
-import json
 import os
 import sys
 import types
-import warnings
 
 import graphviz
 import nbformat
@@ -82,6 +80,12 @@ def test_notebook_checks_its_claims(executed):
     # the learned linear model: y = 0.5·x1 + 1·x2 + 0.5
     learned = next(l for l in out.splitlines() if l.startswith("learned w"))
     assert "0.5" in learned and "b = [0.5" in learned
+    # section 12: the suggested rate beats the default; vanishing gradients in the sigmoid net only
+    accuracies = [float(l.rsplit(" ", 1)[1].rstrip("%")) for l in out.splitlines() if l.startswith("one epoch at lr")]
+    assert len(accuracies) == 2 and accuracies[1] >= accuracies[0]
+    ratios = {l.split(":")[0].strip(): float(l.rsplit("= ", 1)[1]) for l in out.splitlines() if "first / last =" in l}
+    assert ratios["sigmoid"] < 0.1 and 0.25 < ratios["relu + He"] < 4
+    assert "the line between them rises to" in out
 
 
 def test_notebook_pictures_come_from_graphgrad_and_matplotlib(executed):
@@ -98,12 +102,8 @@ def test_fit_progress_bar_in_the_kernel(executed):
     err = _text(executed, "stderr")
     assert "IProgress not found" not in err and "Warning" not in err
     widgets = [out for _, out in _outputs(executed) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:                                        # gg.fit's bar falls back to text, silently
-        assert "epoch 1/2" in err and not widgets
-    else:                                                      # the notebook widget
-        assert widgets and "epoch 1/2" not in err
+    # the Makefile installs ipywidgets with the notebook's dependencies: the bar is the widget
+    assert widgets and "epoch 1/2" not in err
 
 
 # ---- inline displays -------------------------------------------------------------------------
@@ -204,12 +204,11 @@ def test_progress_bar_is_text_outside_jupyter(monkeypatch):
     assert progress_bar_class() is tqdm
 
 
-def test_progress_bar_in_a_kernel_without_ipywidgets_is_text_and_silent(monkeypatch):
+def test_progress_bar_in_a_kernel_without_ipywidgets_is_text_and_says_what_to_install(monkeypatch):
     from tqdm.std import tqdm
     monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
     monkeypatch.setitem(sys.modules, "ipywidgets", None)        # importing it raises ImportError
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match=r"needs ipywidgets \(pip install ipywidgets\)"):
         assert progress_bar_class() is tqdm
 
 

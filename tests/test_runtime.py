@@ -110,10 +110,11 @@ def test_learning_rate_is_a_runtime_scalar():
     opt = gg.optim.SGD(lr=0.1)
     step = gg.compile(gg.sum(w * w), optimizer=opt)
     step()
+    compiled = step.plan()
     opt.lr = 0.0
     step()
     np.testing.assert_allclose(w.value, [0.8])
-    assert opt.step_count == 2 and len(step._executables) == 1
+    assert opt.step_count == 2 and step.plan() is compiled    # the same specialisation: nothing recompiled
     with pytest.raises(ValueError):
         opt.lr = float("nan")
 
@@ -136,14 +137,18 @@ def test_threads_setting_round_trips():
     assert gg.get_num_threads() == before
 
 
-def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds():
+def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds(monkeypatch):
     x = gg.placeholder((None, 2), name="x")
     f = gg.compile(gg.sum(x, axis=1))
     X = np.ones((3, 2), np.float32)
     assert f({x: X}).tolist() == [2.0, 2.0, 2.0]
-    assert f._fast is not None                                   # keys remembered after a checked call
+    checked = []
+    real_collect = runtime.Program._collect_feeds
+    monkeypatch.setattr(runtime.Program, "_collect_feeds", lambda *a: checked.append(1) or real_collect(*a))
     X[:] = 2.0                                                   # same array, new contents
     assert f({x: X}).tolist() == [4.0, 4.0, 4.0]
+    assert f({x: np.full((3, 2), 3.0, np.float32)}).tolist() == [6.0, 6.0, 6.0]   # a new array of the same kind
+    assert checked == []                                         # both took the fast path: no feed checks
     assert f({x: np.ones((1, 2), np.float64)}).tolist() == [2.0]  # other dtype: cast on the checked path
     with pytest.raises(gg.FeedError, match=r"shape \(3, 3\)"):
         f({x: np.ones((3, 3), np.float32)})
@@ -163,8 +168,218 @@ def test_profile_mode_times_every_instruction_in_c():
         step(x=np.ones((16, 8), np.float32))
     ns = step.profile_ns()
     assert ns.shape == (len(step.plan().instructions),) and (ns > 0).all()
-    text = step.summary()
+    text = step.summary(as_text=True)
     assert "time" in text and "profile:" in text and "%" in text
     plain = gg.compile(loss)
     plain(x=np.ones((2, 8), np.float32))
-    assert plain.profile_ns() is None and "profile:" not in plain.summary()
+    assert plain.profile_ns() is None and "profile:" not in plain.summary(as_text=True)
+
+
+# ---- Program.run_steps: many steps over a data set in one C call ----------------------------
+
+def _regression_step(optimizer, n=23, d=3, seed=0, hidden=4):
+    """A two-layer regression model's training Program, its data and its variables."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    Y = (X @ rng.standard_normal((d, 1))).astype(np.float32)
+    x, y = gg.placeholder((None, d), name="x"), gg.placeholder((None, 1), name="y")
+    w1 = gg.variable(rng.standard_normal((d, hidden)) * 0.5, name="w1")
+    w2 = gg.variable(rng.standard_normal((hidden, 1)) * 0.5, name="w2")
+    pred = gg.tanh(x @ w1) @ w2
+    step = gg.compile([gg.mse(pred, y), pred], optimizer=optimizer)
+    return step, x, y, pred, X, Y, [w1, w2]
+
+
+def test_run_steps_equals_one_call_per_batch_short_last_batch_included():
+    order = np.random.default_rng(1).permutation(23).astype(np.int64)
+    stepped, x, y, _, X, Y, ws = _regression_step(gg.optim.Adam(lr=0.05))
+    looped, x2, y2, _, _, _, ws2 = _regression_step(gg.optim.Adam(lr=0.05))
+    losses = np.zeros(5)
+    assert stepped.run_steps({x: X, "y": Y}, 5, order=order, losses=losses) == 5   # 4 batches of 5, one of 3
+    want = [looped(x=X[order[i:i + 5]], y=Y[order[i:i + 5]])[0] for i in range(0, 23, 5)]
+    np.testing.assert_array_equal(losses, np.array(want, dtype=np.float64))
+    for a, b in zip(ws, ws2):
+        np.testing.assert_array_equal(a.value, b.value)
+    # drop_last: the epoch is the 4 full batches
+    assert stepped.run_steps({x: X, y: Y}, 5, drop_last=True) == 4
+
+
+def test_run_steps_in_chunks_with_a_new_learning_rate_per_chunk():
+    """What a learning-rate range test does: one step at a time, the lr changed in between."""
+    opt, opt2 = gg.optim.SGD(lr=0.01), gg.optim.SGD(lr=0.01)
+    chunked, x, y, _, X, Y, ws = _regression_step(opt)
+    looped, *_, ws2 = _regression_step(opt2)
+    lrs = [0.01 * 1.5 ** k for k in range(6)]
+    losses = np.zeros(6)
+    data = {x: X, y: Y}
+    for k, lr in enumerate(lrs):
+        opt.lr = lr
+        assert chunked.run_steps(data, 4, first_step=k, n_steps=1, losses=losses[k:]) == 1
+    want = []
+    for k, lr in enumerate(lrs):
+        opt2.lr = lr
+        want.append(looped(x=X[4 * k:4 * k + 4], y=Y[4 * k:4 * k + 4])[0])
+    np.testing.assert_array_equal(losses, np.array(want, dtype=np.float64))
+    for a, b in zip(ws, ws2):
+        np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_run_steps_counts_correct_predictions_and_copies_prediction_rows():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 10)
+    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None,), name="y", dtype="int64")
+    logits = x @ gg.variable(rng.standard_normal((4, 3)), name="w")
+    program = gg.compile([gg.softmax_cross_entropy(logits, y), logits])
+    correct, losses = np.zeros(3, np.int64), np.zeros(3)
+    out = np.zeros((10, 3), np.float32)
+    assert program.run_steps({x: X, y: labels}, 4, losses=losses, accuracy=(logits, labels), correct=correct,
+                             predictions=(logits, out)) == 3
+    want_logits = program(x=X, y=labels)[1]
+    np.testing.assert_array_equal(out, want_logits)
+    hits = want_logits.argmax(1) == labels
+    assert correct.tolist() == [hits[0:4].sum(), hits[4:8].sum(), hits[8:].sum()]
+    # one-hot targets the program does not read are gathered for the count all the same
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    assert program.run_steps({x: X, y: labels}, None, accuracy=(logits, one_hot), correct=correct) == 1
+    assert correct[0] == hits.sum()
+    with pytest.raises(gg.ShapeError, match="accuracy compares predictions of 3 columns with targets of 2"):
+        program.run_steps({x: X, y: labels}, 5, accuracy=(logits, one_hot[:, :2]), correct=correct)
+
+
+def test_run_steps_rejects_an_out_of_range_row_index_and_steps_past_the_epoch():
+    program, x, y, _, X, Y, _ = _regression_step(None, n=20)
+    order = np.arange(20, dtype=np.int64)
+    order[7] = 20
+    losses = np.zeros(4)
+    with pytest.raises(gg.GraphGradError, match="rejected its arguments") as info:
+        program.run_steps({x: X, y: Y}, 5, order=order, losses=losses)
+    assert info.value.steps_done == 0
+    with pytest.raises(ValueError, match=r"steps \[2, 5\) are outside this epoch's 4 steps"):
+        program.run_steps({x: X, y: Y}, 5, first_step=2, n_steps=3)
+    with pytest.raises(ValueError, match="order must be"):
+        program.run_steps({x: X, y: Y}, 5, order=np.arange(19, dtype=np.int64))
+    with pytest.raises(gg.FeedError, match='missing feed for "y"'):
+        program.run_steps({x: X}, 5)
+    assert program.run_steps({x: X, y: Y}, 5, order=np.arange(20, dtype=np.int64), losses=losses) == 4
+
+
+def test_run_steps_stops_before_the_update_of_a_step_with_a_nonfinite_loss():
+    opt, opt2 = gg.optim.Adam(lr=0.01), gg.optim.Adam(lr=0.01)
+    program, x, y, _, X, Y, ws = _regression_step(opt, n=12)
+    looped, *_, ws2 = _regression_step(opt2, n=12)
+    X[9, 0] = np.nan                         # in the third batch of 4
+    losses = np.zeros(3)
+    with pytest.raises(gg.DivergenceError) as info:
+        program.run_steps({x: X, y: Y}, 4, losses=losses, stop_on_nonfinite=True)
+    err = info.value
+    assert err.steps_done == 2 and err.before_update and np.isnan(err.loss) and np.isnan(losses[2])
+    for i in (0, 4):
+        looped(x=X[i:i + 4], y=Y[i:i + 4])
+    assert opt.step_count == opt2.step_count == 2   # the step count the failing step had advanced is put back
+    for w, w2 in zip(ws, ws2):
+        np.testing.assert_array_equal(w.value, w2.value)
+
+
+def test_run_steps_gradient_part_then_update_part_is_one_step():
+    def one_weight_step():
+        rng = np.random.default_rng(5)
+        X = rng.standard_normal((8, 3)).astype(np.float32)
+        Y = rng.standard_normal((8, 1)).astype(np.float32)
+        x, y = gg.placeholder((None, 3), name="x"), gg.placeholder((None, 1), name="y")
+        w = gg.variable(rng.standard_normal((3, 1)), name="w")
+        return gg.compile(gg.mse(x @ w, y), optimizer=gg.optim.SGD(lr=0.1, momentum=0.9)), x, y, w, X, Y
+
+    split, x, y, w, X, Y = one_weight_step()
+    whole, x2, y2, w2, _, _ = one_weight_step()
+    losses = np.zeros(1)
+    for step in range(2):
+        before = w.value
+        split.run_steps({x: X, y: Y}, 4, first_step=step, n_steps=1, losses=losses, part="gradients")
+        np.testing.assert_array_equal(w.value, before)          # no update yet
+        split.run_steps({x: X, y: Y}, 4, first_step=step, n_steps=1, part="updates")
+        assert losses[0] == whole(x=X[4 * step:4 * step + 4], y=Y[4 * step:4 * step + 4])
+        np.testing.assert_array_equal(w.value, w2.value)
+    with pytest.raises(ValueError, match='part="gradients" runs one step'):
+        split.run_steps({x: X, y: Y}, 4, part="gradients")
+    with pytest.raises(ValueError, match="part must be one of"):
+        split.run_steps({x: X, y: Y}, 4, part="forward")
+
+
+def test_run_steps_refuses_to_split_a_step_whose_updates_run_among_its_gradients():
+    program, x, y, _, X, Y, _ = _regression_step(gg.optim.SGD(lr=0.1))
+    order = [ins.node.role for ins in program.plan(batch_size=4).instructions]
+    first_update = order.index("update")
+    assert not all(role == "update" for role in order[first_update:])   # the schedule interleaves them
+    with pytest.raises(gg.GraphGradError, match="belongs to the update but runs before the last gradient"):
+        program.run_steps({x: X, y: Y}, 4, n_steps=1, part="gradients")
+
+
+def test_summary_prints_once_and_returns_the_text_only_when_asked(capsys):
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w), optimizer=gg.optim.SGD(lr=0.1))
+    step(x=np.ones((4, 3), np.float32))
+    assert step.summary() is None                       # a REPL or notebook shows nothing more
+    printed = capsys.readouterr().out
+    assert "matmul" in printed and "FLOPs per step" in printed
+    text = step.summary(as_text=True)
+    assert capsys.readouterr().out == "" and text.strip() == printed.strip()
+
+
+def test_program_repr_names_outputs_feeds_optimizer_and_instructions():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    step = gg.compile(gg.mean(x @ w, name="loss"), optimizer="adam")     # a Keras-style name
+    assert type(step.optimizer) is gg.optim.Adam
+    assert repr(step) == '<Program outputs "loss"; feeds "x" (None, 3) float32, optimizer Adam; not run yet>'
+    step(x=np.ones((4, 3), np.float32))
+    assert repr(step).endswith(f"; {len(step.plan().instructions)} instructions for feeds (4, 3)>")
+
+
+def test_compile_with_an_optimizer_class_says_to_pass_an_instance():
+    x = gg.placeholder((None, 3), name="x")
+    w = gg.variable(np.ones((3, 2), np.float32), name="w")
+    with pytest.raises(gg.errors.OptimizerError, match=r"pass an optimizer instance, e.g. gg.optim.Adam\(lr=1e-3\)"):
+        gg.compile(gg.mean(x @ w), optimizer=gg.optim.Adam)
+
+
+def test_run_steps_reads_the_callers_arrays_in_place_and_converts_others_each_call():
+    program, x, y, _, X, Y, _ = _regression_step(None, n=8)
+    losses, again = np.zeros(2), np.zeros(2)
+    program.run_steps({x: X, y: Y}, 4, losses=losses)
+    Y += 1.0                                                  # the same arrays, new contents
+    program.run_steps({x: X, y: Y}, 4, losses=again)
+    assert np.all(again != losses)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4])[0], program(x=X[4:], y=Y[4:])[0]])
+    as_float64 = Y.astype(np.float64)                         # copied to float32 for the run, every run
+    program.run_steps({x: X, y: as_float64}, 4, losses=losses)
+    as_float64 += 1.0
+    program.run_steps({x: X, y: as_float64}, 4, losses=again)
+    np.testing.assert_array_equal(again, [program(x=X[:4], y=Y[:4] + 1)[0], program(x=X[4:], y=Y[4:] + 1)[0]])
+
+
+def test_run_steps_writes_a_per_step_scalar_and_records_an_output():
+    """step_scalar: C writes values[k] into the variable before the k-th step; record: the output's
+    values after the chosen steps, across the full batches and the short last one of one call."""
+    xs = gg.placeholder((None,), name="x", dtype="float64")
+    scale = gg.variable(0.0, name="scale", dtype="float64", trainable=False)
+    total = gg.sum(xs) * scale
+    program = gg.compile([total, gg.reshape(total, (1,)) + 0.0])
+    record_out = program.outputs[1]
+    X = np.arange(10, dtype=np.float64)            # batches of 4: [0..3], [4..7], then [8, 9]
+    values = np.array([1.0, 2.0, 3.0])
+    rows = np.full((3, 1), np.nan)
+    done = program.run_steps({xs: X}, 4, step_scalar=(scale, values), record=(record_out, rows, 1, 0))
+    assert done == 3 and float(scale.value) == 3.0
+    np.testing.assert_array_equal(rows[:, 0], [6.0 * 1, 22.0 * 2, 17.0 * 3])
+    assert runtime.record_count(1, 3, 2) == 1
+    some = np.full((1, 1), np.nan)
+    program.run_steps({xs: X}, 4, step_scalar=(scale, values), record=(record_out, some, 2, 1))
+    np.testing.assert_array_equal(some[:, 0], [22.0 * 2])        # only the step whose count 1 + 1 is even
+    with pytest.raises(ValueError, match="float64 scalar variable"):
+        program.run_steps({xs: X}, 4, step_scalar=(gg.variable(0.0, dtype="float64"), values))
+    with pytest.raises(ValueError, match="shape \\(>= 3, 1\\)"):
+        program.run_steps({xs: X}, 4, record=(record_out, np.zeros((2, 1)), 1, 0))
+    with pytest.raises(ValueError, match="step_scalar values"):
+        program.run_steps({xs: X}, 4, step_scalar=(scale, values[:2]))

@@ -1,150 +1,15 @@
-"""Training: initialisers, layers, fit/evaluate/predict, the epoch-in-C loop against a Python loop
-of single steps, divergence, check_numerics, checkpoints."""
-import glob
+"""Training: fit/evaluate/predict, the epoch-in-C loop against a Python loop of single steps,
+callbacks (ModelCheckpoint included), divergence, check_numerics. Initialisers, layers and
+checkpoints have their own files (test_init.py, test_nn.py, test_checkpoint.py)."""
 import os
 
 import numpy as np
 import pytest
 
 import graphgrad as gg
-from graphgrad import train
+from graphgrad import runtime, train
 from graphgrad._core import lib
-
-
-# ---- data and models ------------------------------------------------------------------------
-
-def regression_data(n=96, d=4, seed=0, dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    w = rng.standard_normal((d, 1))
-    Y = np.tanh(X @ w) + 0.5
-    return X.astype(dtype), Y.astype(dtype)
-
-
-def classification_data(n=120, d=5, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    X = rng.standard_normal((n, d)) + 2.0 * np.eye(classes, d)[labels]
-    return X.astype(np.float32), labels
-
-
-def mlp(d=4, hidden=8, out=1, seed=0, dtype="float32", activation="sigmoid"):
-    return gg.nn.Sequential(gg.nn.Dense(d, hidden, activation=activation, seed=seed, dtype=dtype),
-                            gg.nn.Dense(hidden, out, seed=seed + 1, dtype=dtype))
-
-
-def params(model):
-    return [p.value for p in model.parameters()]
-
-
-def numpy_forward(model, X):
-    h = X.astype(np.float64)
-    for layer in model.layers:
-        h = h @ layer.kernel.value + layer.bias.value
-        if layer.activation == "sigmoid":
-            h = 1 / (1 + np.exp(-h))
-        elif layer.activation == "relu":
-            h = np.maximum(h, 0)
-    return h
-
-
-# ---- initialisers ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name, std", [
-    ("he_normal", np.sqrt(2 / 400)), ("xavier_normal", np.sqrt(2 / 600)), ("glorot_normal", np.sqrt(2 / 600)),
-    ("lecun_normal", np.sqrt(1 / 400)), ("he_uniform", np.sqrt(2 / 400)), ("xavier_uniform", np.sqrt(2 / 600)),
-    ("glorot_uniform", np.sqrt(2 / 600)), ("lecun_uniform", np.sqrt(1 / 400))])
-def test_scaled_initialisers_have_their_published_variance(name, std):
-    w = getattr(gg.init, name)((400, 200), seed=0)
-    assert w.shape == (400, 200) and w.dtype == np.float32
-    assert abs(w.std() / std - 1) < 0.02 and abs(w.mean()) < 0.05 * std
-    if name.endswith("uniform"):       # bounded by sqrt(3) standard deviations
-        assert np.abs(w).max() <= np.sqrt(3) * std * (1 + 1e-6)
-
-
-def test_initialisers_are_reproducible_with_a_seed_and_dtype():
-    a = gg.init.he_normal((30, 20), seed=7)
-    np.testing.assert_array_equal(a, gg.init.he_normal((30, 20), seed=7))
-    assert not np.array_equal(a, gg.init.he_normal((30, 20), seed=8))
-    assert gg.init.normal((3, 2), std=0.5, seed=0, dtype="float64").dtype == np.float64
-    np.testing.assert_array_equal(gg.init.zeros((2, 3)), np.zeros((2, 3)))
-    gg.init.seed(3)
-    first = gg.init.xavier_uniform((5, 5))
-    gg.init.seed(3)
-    np.testing.assert_array_equal(first, gg.init.xavier_uniform((5, 5)))
-    n = gg.init.normal((200000,), std=0.25, mean=1.0, seed=1)
-    assert abs(n.std() - 0.25) < 0.005 and abs(n.mean() - 1.0) < 0.005
-    assert gg.init.fans((784, 30)) == (784, 30) and gg.init.fans((3, 3, 16, 32)) == (144, 288)
-    with pytest.raises(ValueError, match="unknown initialiser"):
-        gg.init.get("he_nromal")
-
-
-# ---- layers ---------------------------------------------------------------------------------
-
-def test_dense_and_sequential_compute_what_numpy_does():
-    model = mlp(d=3, hidden=5, out=2, activation="relu")
-    x = gg.placeholder((None, 3), name="x")
-    X = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
-    out = gg.compile(model(x))(x=X)
-    np.testing.assert_allclose(out, numpy_forward(model, X), rtol=1e-5, atol=1e-6)
-    assert [p.shape for p in model.parameters()] == [(3, 5), (5,), (5, 2), (2,)]
-    no_bias = gg.nn.Dense(3, 2, use_bias=False, seed=0)
-    assert len(no_bias.parameters()) == 1
-    np.testing.assert_allclose(gg.compile(no_bias(x))(x=X), X @ no_bias.kernel.value, rtol=1e-5)
-    layered = gg.nn.Sequential(gg.nn.Dense(3, 2, seed=0), gg.nn.Sigmoid())
-    expected = 1 / (1 + np.exp(-(X @ layered[0].kernel.value)))
-    np.testing.assert_allclose(gg.compile(layered(x))(x=X), expected, rtol=1e-5)
-
-
-def test_layers_validate_and_describe_themselves():
-    with pytest.raises(ValueError, match="unknown activation 'sigmod'"):
-        gg.nn.Dense(3, 2, activation="sigmod")
-    with pytest.raises(ValueError, match="positive sizes"):
-        gg.nn.Dense(0, 2)
-    with pytest.raises(TypeError, match="Sequential takes layers"):
-        gg.nn.Sequential(gg.nn.Dense(3, 2), "relu")
-    model = gg.nn.Sequential(gg.nn.Dense(3, 4, activation=gg.relu, seed=0), gg.nn.ReLU(), gg.nn.Dense(4, 1))
-    rebuilt = gg.nn.from_description(model.describe())
-    assert rebuilt.describe() == model.describe()
-    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
-    custom = gg.nn.Dense(3, 2, activation=lambda t: t * 2.0)
-    with pytest.raises(TypeError, match="custom activation"):
-        custom.describe()
-
-
-def test_dense_seed_makes_kernel_and_bias_reproducible_and_different():
-    a = gg.nn.Dense(6, 6, kernel_init="normal", bias_init="normal", seed=4)
-    b = gg.nn.Dense(6, 6, kernel_init="normal", bias_init="normal", seed=4)
-    np.testing.assert_array_equal(a.kernel.value, b.kernel.value)
-    np.testing.assert_array_equal(a.bias.value, b.bias.value)
-    assert not np.array_equal(a.bias.value, a.kernel.value[0])
-
-
-def test_dropout_masks_in_training_graphs_only():
-    x = gg.placeholder((None, 400), name="x")
-    drop = gg.nn.Dropout(0.3, seed=5)
-    X = np.ones((50, 400), np.float32)
-    with gg.nn.training():
-        f = gg.compile(drop(x))
-    first, second = f(x=X), f(x=X)
-    assert drop.counter.value == 2.0
-    assert abs((first == 0).mean() - 0.3) < 0.01 and abs(first.mean() - 1.0) < 0.02
-    assert set(np.unique(first)) == {0.0, np.float32(1 / 0.7)}
-    assert not np.array_equal(first, second)             # a new mask every step
-    np.testing.assert_array_equal(first.ravel(), from_reference(5, 1, 0.3, X.size))
-    np.testing.assert_array_equal(gg.compile(drop(x))(x=X), X)   # built outside training(): identity
-    with pytest.raises(ValueError, match="rate must be in"):
-        gg.nn.Dropout(1.0)
-
-
-def from_reference(seed, counter, rate, n):
-    from op_cases import dropout_mask_reference
-    return dropout_mask_reference((n,), seed, counter, rate).astype(np.float32)
-
-
-def dropout_mlp(seed=0):
-    return gg.nn.Sequential(gg.nn.Dense(4, 16, activation="relu", seed=seed), gg.nn.Dropout(0.25, seed=seed + 7),
-                            gg.nn.Dense(16, 1, seed=seed + 1))
+from train_cases import classification_data, dropout_mlp, mlp, numpy_forward, params, regression_data
 
 
 def test_fit_with_dropout_matches_a_step_loop_and_predicts_without_it():
@@ -272,7 +137,7 @@ def test_fit_epoch_is_one_c_call_without_a_progress_bar(monkeypatch):
             calls.append(1)
             return real(*args)
 
-    monkeypatch.setattr(train, "lib", Counting())
+    monkeypatch.setattr(runtime, "lib", Counting())
     gg.fit(model, X, Y, optimizer=gg.optim.SGD(lr=0.1), batch_size=8, epochs=3, verbose=0)
     assert len(calls) == 3
 
@@ -373,21 +238,6 @@ def test_bad_loss_metric_and_data_are_clear_errors():
         gg.fit(lambda x: x, X, Y, verbose=0)
 
 
-def test_c_epoch_loop_rejects_an_out_of_range_row_index():
-    X, Y = regression_data(n=20)
-    model = mlp()
-    graph = train._build(model, "eval", X.shape[1:], Y.shape[1:], Y.dtype, "mse", None, False)
-    runner = train._Runner(graph, {graph.x: X, graph.y: Y}, 5)
-    order = np.arange(20, dtype=np.int64)
-    order[7] = 20
-    losses = np.zeros(4)
-    status, done = runner.run(order, 0, 4, losses)
-    assert status == lib.GG_ERR_BAD_STEPS and done == 0
-    status, done = runner.run(np.arange(20, dtype=np.int64), 10, 3, losses)   # runs past the last row
-    assert status == lib.GG_ERR_BAD_STEPS
-    assert runner.run(np.arange(20, dtype=np.int64), 0, 4, losses) == (lib.GG_OK, 4)
-
-
 # ---- progress and callbacks -----------------------------------------------------------------
 
 def test_progress_bar_shows_loss_metric_and_samples_per_second(capsys):
@@ -446,15 +296,12 @@ def test_divergence_stops_with_epoch_step_and_lr_and_keeps_finite_variables():
     assert opt.step_count == err.step - 1
 
 
-def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
+def test_divergence_restores_exactly_the_last_finite_state():
     """Replay a Python loop of single steps to find the last all-finite variables: fit must leave
     exactly those, even when an update (not a loss) was the first to overflow."""
     X, Y = regression_data(n=48)
     B, lr = 8, 1e300     # lr·g overflows float32 in the first update, before any loss does
     fitted = mlp(seed=3, activation="relu")
-    replays = []
-    real_replay = train._replay_finite
-    monkeypatch.setattr(train, "_replay_finite", lambda *args: replays.append(1) or real_replay(*args))
     with pytest.raises(gg.DivergenceError):
         gg.fit(fitted, X, Y, optimizer=gg.optim.SGD(lr=lr), epochs=3, batch_size=B, seed=1, verbose=0)
 
@@ -462,7 +309,7 @@ def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
     x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
     step = gg.compile(gg.mse(looped(x), y), optimizer=gg.optim.SGD(lr=lr))
     last_finite = params(looped)
-    done = False
+    done = update_first = False
     with np.errstate(all="ignore"):
         for epoch in range(3):
             order = np.random.default_rng([1, epoch]).permutation(len(X))
@@ -470,12 +317,12 @@ def test_divergence_restores_exactly_the_last_finite_state(monkeypatch):
                 loss = float(step(x=X[order[i:i + B]], y=Y[order[i:i + B]]))
                 current = params(looped)
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in current):
-                    done = True
+                    done, update_first = True, np.isfinite(loss)
                     break
                 last_finite = current
             if done:
                 break
-    assert done and replays        # an update overflowed before any loss did: undone by replay
+    assert done and update_first   # an update overflowed before any loss did: fit must undo it (by replay)
     for a, b in zip(params(fitted), last_finite):
         np.testing.assert_array_equal(a, b)
 
@@ -502,124 +349,34 @@ def test_check_numerics_names_the_node_and_render_highlights_it(tmp_path):
     assert (tmp_path / "bad.png").stat().st_size > 0
 
 def test_a_non_finite_loss_stops_its_step_before_any_update(monkeypatch):
-    """The loss is checked in C between the forward pass and the updates: no replay is needed."""
+    """The loss is checked in C between the forward pass and the updates: the failing step's
+    updates never run, so nothing is replayed (the epoch stays one C call)."""
     X, Y = regression_data(n=32)
+    v = float(Y[20, 0])
+
+    def bad_loss(p, y):                       # p / 0 in the batch holding row 20: the epoch's step 3
+        return gg.mse(gg.div(p, y - v), y)
+
     model, opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
-    gg.fit(model, X, Y, optimizer=opt, batch_size=8, verbose=0)
-    before, steps = params(model), opt.step_count
-    monkeypatch.setattr(train, "_replay_finite", lambda *args: pytest.fail("replayed"))
-    with pytest.raises(gg.DivergenceError, match=r"epoch 2, step 1 \(optimizer step 5\)"):
-        gg.fit(model, X, Y, loss=lambda p, y: gg.mse(gg.div(p, y - y), y), optimizer=opt, batch_size=8, verbose=0)
-    assert opt.step_count == steps
-    for a, b in zip(params(model), before):
-        np.testing.assert_array_equal(a, b)
+    twin, twin_opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
+    for m, o in ((model, opt), (twin, twin_opt)):
+        gg.fit(m, X, Y, optimizer=o, batch_size=8, seed=0, verbose=0)
+    gg.fit(twin, X[:16], Y[:16], loss=bad_loss, optimizer=twin_opt, batch_size=8, shuffle=False, verbose=0)
+    calls = []
+    real = runtime.lib
 
+    class Counting:
+        def __getattr__(self, name):
+            if name == "gg_program_run_steps":
+                calls.append(name)
+            return getattr(real, name)
 
-# ---- checkpoints ----------------------------------------------------------------------------
-
-OPTIMIZERS = {
-    "sgd-nesterov": lambda: gg.optim.SGD(lr=0.2, momentum=0.9, nesterov=True),
-    "adam-amsgrad": lambda: gg.optim.Adam(lr=0.01, amsgrad=True, clip_norm=1.0),
-    "nadam": lambda: gg.optim.NAdam(lr=0.01),
-}
-
-
-@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_train_save_load_resume_equals_training_straight(tmp_path, make_optimizer):
-    X, Y = regression_data(n=50)
-    kwargs = dict(loss="mse", batch_size=16, seed=11, verbose=0)
-    straight = mlp(seed=0)
-    gg.fit(straight, X, Y, optimizer=make_optimizer(), epochs=4, **kwargs)
-
-    first = mlp(seed=0)
-    opt = make_optimizer()
-    gg.fit(first, X, Y, optimizer=opt, epochs=2, **kwargs)
-    path = str(tmp_path / "ckpt.npz")
-    gg.save(path, first, opt, note="halfway")
-
-    ck = gg.load(path)       # a fresh model and optimizer, rebuilt from the file
-    assert ck.model is not first and ck.epochs_trained == 2 and ck.step == 8 and ck.lr == opt.lr
-    assert ck.metadata == {"note": "halfway"}
-    assert type(ck.optimizer) is type(opt) and ck.optimizer.defaults == opt.defaults
-    assert ck.optimizer.clip_norm == opt.clip_norm
-    gg.fit(ck.model, X, Y, optimizer=ck.optimizer, epochs=2, **kwargs)
-    for a, b in zip(params(ck.model), params(straight)):
-        np.testing.assert_array_equal(a, b)
-    # loading into existing objects works as well
-    again, again_opt = mlp(seed=5), make_optimizer()
-    again_opt.lr = 0.5
-    gg.load(path, model=again, optimizer=again_opt)
-    assert again_opt.lr == opt.lr and again_opt.step_count == 8 and again.epochs_trained == 2
-    gg.fit(again, X, Y, optimizer=again_opt, epochs=2, **kwargs)
-    for a, b in zip(params(again), params(straight)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_resume_with_dropout_continues_its_masks(tmp_path):
-    X, Y = regression_data(n=40)
-    kwargs = dict(optimizer=None, batch_size=8, seed=2, verbose=0)
-    straight = dropout_mlp()
-    gg.fit(straight, X, Y, epochs=4, **{**kwargs, "optimizer": gg.optim.Adam(lr=0.01)})
-    half, opt = dropout_mlp(), gg.optim.Adam(lr=0.01)
-    gg.fit(half, X, Y, epochs=2, **{**kwargs, "optimizer": opt})
-    gg.save(str(tmp_path / "d.npz"), half, opt)
-    ck = gg.load(str(tmp_path / "d.npz"))
-    assert ck.model.layers[1].counter.value == 10.0 and ck.model.layers[1].seed == half.layers[1].seed
-    gg.fit(ck.model, X, Y, epochs=2, **{**kwargs, "optimizer": ck.optimizer})
-    for a, b in zip(params(ck.model), params(straight)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_checkpoint_keeps_parameter_groups(tmp_path):
-    X, Y = regression_data(n=40)
-    model = mlp(seed=0)
-    kernels = [layer.kernel for layer in model.layers]
-    biases = [layer.bias for layer in model.layers]
-    opt = gg.optim.SGD([{"params": kernels}, {"params": biases, "lr": 0.05, "weight_decay": 0.0}], lr=0.2,
-                       momentum=0.5, weight_decay=0.01)
-    gg.fit(model, X, Y, optimizer=opt, batch_size=8, seed=0, verbose=0)
-    path = str(tmp_path / "groups.npz")
-    gg.save(path, model, opt)
-    ck = gg.load(path)
-    groups = ck.optimizer.param_groups
-    assert [g["lr"] for g in groups] == [0.2, 0.05] and [g["weight_decay"] for g in groups] == [0.01, 0.0]
-    assert [p.name for p in groups[1]["params"]] == [p.name for p in biases]
-    gg.fit(model, X, Y, optimizer=opt, batch_size=8, seed=0, verbose=0)
-    gg.fit(ck.model, X, Y, optimizer=ck.optimizer, batch_size=8, seed=0, verbose=0)
-    for a, b in zip(params(ck.model), params(model)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    X, Y = regression_data(n=20)
-    model, opt = mlp(), gg.optim.SGD(lr=0.1, momentum=0.9)
-    gg.fit(model, X, Y, optimizer=opt, verbose=0)
-    path = str(tmp_path / "model.npz")
-    gg.save(path, model, opt)
-    saved = params(model)
-    with open(path, "rb") as f:
-        original_bytes = f.read()
-    gg.fit(model, X, Y, optimizer=opt, verbose=0)
-
-    real = np.lib.format.write_array
-    written = []
-
-    def write_then_crash(*args, **kwargs):
-        if len(written) == 2:
-            raise KeyboardInterrupt("power cut mid-save")
-        written.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(np.lib.format, "write_array", write_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        gg.save(path, model, opt)
-    assert written == [1, 1]                      # it really was interrupted half-way
-    monkeypatch.undo()
-    with open(path, "rb") as f:
-        assert f.read() == original_bytes
-    assert glob.glob(str(tmp_path / "*")) == [path]   # no temporary file left behind
-    restored = gg.load(path).model
-    for a, b in zip(params(restored), saved):
+    monkeypatch.setattr(runtime, "lib", Counting())
+    with pytest.raises(gg.DivergenceError, match=r"epoch 2, step 3 \(optimizer step 7\)"):
+        gg.fit(model, X, Y, loss=bad_loss, optimizer=opt, batch_size=8, shuffle=False, verbose=0)
+    assert calls == ["gg_program_run_steps"]             # a replay would have run the good steps again
+    assert opt.step_count == twin_opt.step_count == 6    # the two good steps of the epoch, not the third
+    for a, b in zip(params(model), params(twin)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -641,33 +398,6 @@ def test_model_checkpoint_callback_saves_each_epoch_or_the_best(tmp_path):
     assert best.saved == [str(tmp_path / "best.npz")] and gg.load(best.saved[0]).epochs_trained == 1
 
 
-def test_checkpoint_errors_and_programs(tmp_path):
-    X, Y = regression_data(n=20)
-    model = mlp()
-    path = str(tmp_path / "m.npz")
-    gg.save(path, model)
-    with pytest.raises(gg.ShapeError, match="has shape"):
-        gg.load(path, model=mlp(hidden=9))
-    custom = gg.nn.Sequential(gg.nn.Dense(4, 1, activation=lambda t: t * 1.0))
-    gg.save(path, custom)
-    with pytest.raises(gg.GraphGradError, match="no model description"):
-        gg.load(path)
-    np.savez(str(tmp_path / "other.npz"), a=np.zeros(2))
-    with pytest.raises(gg.GraphGradError, match="not a graphgrad checkpoint"):
-        gg.load(str(tmp_path / "other.npz"))
-    # a compiled Program: its trainable variables and its optimizer
-    w = gg.variable(np.ones((4, 1)), name="w")
-    x, y = gg.placeholder((None, 4), name="x"), gg.placeholder((None, 1), name="y")
-    step = gg.compile(gg.mse(x @ w, y), optimizer=gg.optim.SGD(lr=0.05, momentum=0.5))
-    step(x=X, y=Y)
-    gg.save(path, step)
-    trained = w.value
-    step(x=X, y=Y)
-    gg.load(path, model=step, optimizer=step.optimizer)
-    np.testing.assert_array_equal(w.value, trained)
-    assert step.optimizer.step_count == 1
-
-
 def test_bench_script_runs_in_a_small_setting(tmp_path):
     import importlib.util
     import json
@@ -680,3 +410,51 @@ def test_bench_script_runs_in_a_small_setting(tmp_path):
     saved = json.loads(out.read_text())
     assert set(saved["samples_per_s_wall"]) == {"step() loop", "gg.fit verbose=0", "gg.fit verbose=1"}
     assert saved["ratio_fit_vs_loop_cpu"] == result["ratio_fit_vs_loop_cpu"] > 0
+
+
+# ---- what a Keras user expects ---------------------------------------------------------------
+
+def test_evaluate_uses_the_loss_the_model_was_fitted_with(tmp_path):
+    X, labels = classification_data()
+    model = mlp(d=5, hidden=6, out=3, seed=1)
+    assert gg.evaluate(model, X, np.eye(3, dtype=np.float32)[labels])["loss"] == pytest.approx(
+        gg.evaluate(model, X, np.eye(3, dtype=np.float32)[labels], loss="mse")["loss"])   # never fitted: fit's mse
+    gg.fit(model, X, labels, loss="softmax_cross_entropy", optimizer="adam", epochs=1, verbose=0)
+    by_default = gg.evaluate(model, X, labels, metrics=["accuracy"])      # int labels: MSE would be a dtype error
+    assert by_default == gg.evaluate(model, X, labels, loss="softmax_cross_entropy", metrics=["accuracy"])
+    gg.save(str(tmp_path / "m.npz"), model)
+    restored = gg.load(str(tmp_path / "m.npz")).model
+    assert gg.evaluate(restored, X, labels)["loss"] == pytest.approx(by_default["loss"], rel=1e-6)
+
+
+def test_fit_takes_an_optimizer_name_and_refuses_a_class():
+    X, Y = regression_data()
+    model = mlp()
+    gg.fit(model, X, Y, optimizer="sgd", epochs=1, verbose=0)
+    with pytest.raises(gg.errors.OptimizerError, match="pass an optimizer instance"):
+        gg.fit(model, X, Y, optimizer=gg.optim.SGD, epochs=1, verbose=0)
+
+
+def test_validation_split_holds_out_the_last_samples_as_keras():
+    X, labels = classification_data()
+    model, twin = mlp(d=5, hidden=6, out=3, seed=1), mlp(d=5, hidden=6, out=3, seed=1)
+    cut = len(X) - int(len(X) * 0.25)
+    split = gg.fit(model, X, labels, loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.1), epochs=2,
+                   validation_split=0.25, seed=3, verbose=0)
+    explicit = gg.fit(twin, X[:cut], labels[:cut], loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.1),
+                      epochs=2, validation_data=(X[cut:], labels[cut:]), seed=3, verbose=0)
+    assert split.history == explicit.history
+    with pytest.raises(ValueError, match="not both"):
+        gg.fit(model, X, labels, validation_split=0.2, validation_data=(X, labels), verbose=0)
+    for bad in (1.0, -0.1, "0.2"):
+        with pytest.raises(ValueError, match=r"validation_split must be a fraction in \[0, 1\)"):
+            gg.fit(model, X, labels, validation_split=bad, verbose=0)
+
+
+def test_a_batch_larger_than_the_data_is_one_full_batch_even_with_drop_last():
+    X, Y = regression_data()
+    model = mlp()
+    full = gg.evaluate(model, X[:5], Y[:5])["loss"]
+    hist = gg.fit(model, X[:5], Y[:5], batch_size=8, drop_last=True, epochs=1, verbose=0)
+    assert len(hist.step_losses[0]) == 1 and hist.samples_per_second[0] > 0
+    assert hist.step_losses[0][0] == pytest.approx(full, rel=1e-6)      # the step saw all 5 samples

@@ -57,3 +57,24 @@ def test_render_other_formats(tmp_path):
     *_, loss = _first_model()
     assert open(gg.render(loss, str(tmp_path / "g.svg")), encoding="utf-8").read().lstrip().startswith("<?xml")
     assert "digraph" in open(gg.render(loss, str(tmp_path / "g.dot")), encoding="utf-8").read()
+
+
+def test_legend_names_only_the_roles_the_picture_has():
+    *_, loss = _first_model()
+    forward_only = gg.to_dot(loss).source
+    assert "legend_forward" in forward_only
+    assert "legend_backward" not in forward_only and "legend_update" not in forward_only
+    w, b, loss = _first_model()
+    with_grads = gg.to_dot([loss] + gg.grad(loss, [w, b])).source
+    assert "legend_backward" in with_grads and "legend_update" not in with_grads
+
+
+def test_chain_rule_labels_say_a_local_gradient_is_summed_over_a_non_scalar():
+    x = gg.placeholder((3, 2), name="x")
+    w = gg.variable(np.arange(6.0).reshape(2, 3), name="w")
+    h = gg.matmul(x, w, name="h")
+    loss = gg.sum(h, name="loss")
+    source = gg.to_dot(loss, show_values=True, feed_dict={x: np.ones((3, 2))}).source
+    # ∂h/∂w, summed over h's 9 elements: every entry of w's gradient is the column sum of x = 3
+    assert "∂h/∂w = 6 values, mean 3" in source and "(each summed over h's 9 elements)" in source
+    assert "h = 9 values, mean" in source

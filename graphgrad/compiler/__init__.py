@@ -12,7 +12,7 @@ from ..ops.registry import concrete_shape
 from .fusion import Step, fuse
 from .lower import Instruction, lower
 from .memory import MemoryPlan, plan_memory
-from .passes import ALL_PASSES, cse, fold_constants, resolve_passes, run_passes, simplify
+from .passes import ALL_PASSES, cse, fold_constants, register_constant_evaluator, resolve_passes, run_passes, simplify
 from .schedule import schedule
 
 
@@ -38,12 +38,6 @@ class Plan:
         """FLOPs per run of the whole instruction list."""
         return sum(self.instruction_flops(ins) for ins in self.instructions)
 
-    def _repr_svg_(self):
-        """Jupyter: the instruction list, fused groups as clusters, arena offsets in the labels."""
-        from ..summary import plan_dot
-        from ..viz import inline_svg
-        return inline_svg(plan_dot(self))
-
 
 def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[int, tuple]:
     """Every node's shape once the placeholders' shapes are known."""
@@ -59,18 +53,22 @@ def concrete_shapes(order: list[Tensor], feed_shapes: dict[int, tuple]) -> dict[
 
 
 def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple], outputs: list[Tensor] | None = None,
-               fusion: bool = True, placeholders: list[Tensor] = (), aliases: dict[int, Tensor] | None = None) -> Plan:
+               fusion: bool = True, placeholders: list[Tensor] = (), aliases: dict[int, Tensor] | None = None,
+               gradients: list[Tensor] = ()) -> Plan:
     """Plan `order` (a schedule) for concrete feed shapes; `outputs` are fetched (kept alive to
     the end and never fused away). Every placeholder in `placeholders` gets a feed buffer, read
     or not; `aliases` maps the id of a node the passes replaced (a user's output) to its
-    replacement, so the plan's shapes and buffer_of answer for the user's node too."""
+    replacement, so the plan's shapes and buffer_of answer for the user's node too. `gradients`
+    are kept as values of their own (never fused into a consumer, so plain SGD's GEMM-update
+    fusion is off for them) and placed in the memory plan's contiguous gradient region."""
     outputs = list(outputs or [])
     fetched = {o.id for o in outputs}
     in_order = {n.id for n in order}
     missing = [p for p in placeholders if p.id not in in_order]
     shapes = concrete_shapes(missing + order, feed_shapes)
-    steps = fuse(order, shapes, fetched, enabled=fusion)
-    memory = plan_memory(missing + order, steps, shapes, fetched)
+    kept = fetched | {g.id for g in gradients}
+    steps = fuse(order, shapes, kept, enabled=fusion)
+    memory = plan_memory(missing + order, steps, shapes, fetched, gradients)
     for old_id, new in (aliases or {}).items():
         shapes.setdefault(old_id, shapes[new.id])
         memory.buffer_of.setdefault(old_id, memory.buffer_of[new.id])
@@ -78,4 +76,4 @@ def build_plan(order: list[Tensor], feed_shapes: dict[int, tuple], outputs: list
 
 
 __all__ = ["Graph", "Plan", "Step", "build_plan", "concrete_shapes", "schedule", "ALL_PASSES", "cse",
-           "fold_constants", "simplify", "resolve_passes", "run_passes"]
+           "fold_constants", "register_constant_evaluator", "simplify", "resolve_passes", "run_passes"]

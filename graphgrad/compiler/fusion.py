@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._core import lib
 from ..graph import Tensor
 from ..ops import REGISTRY
 from ..ops.registry import numel
@@ -32,8 +33,8 @@ ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "abs", "sign", "copy", "exp", 
                "relu", "sigmoid", "tanh", "softplus", "leaky_relu", "elu",
                "relu_backward", "sigmoid_backward", "tanh_backward", "softplus_backward", "leaky_relu_backward",
                "elu_backward", "mse_backward", "l1_backward"}
-MAX_OPS = 8        # csrc/fused.c: GG_FUSED_MAX_OPS (one attrs slot each)
-MAX_INPUTS = 6     # gg_instr.in
+MAX_OPS = lib.GG_FUSED_MAX_OPS     # ops in one fused list (enum gg_limits, csrc/graphgrad.h)
+MAX_INPUTS = lib.GG_MAX_INPUTS     # input buffers of one instruction
 
 FULL, SCALAR, ROW = 0, 1, 2   # how a fused op reads an input (csrc/fused.c input modes)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
+from .._core import lib
 from ..errors import ShapeError
 from ..graph import Tensor
 from ..ops import REGISTRY
@@ -14,11 +15,10 @@ from ..ops.registry import numel
 from .fusion import Step, input_mode
 from .memory import MemoryPlan
 
-MAX_INPUTS, MAX_DIMS, MAX_ATTRS = 6, 32, 8   # the sizes of gg_instr's arrays in csrc/graphgrad.h
-
-# GG_OP_FUSED's dims layout (csrc/graphgrad.h)
-FUSED_HEADER = 14
-REF_TEMP, REF_GEMM = 8, 16
+# the sizes of gg_instr's arrays and GG_OP_FUSED's dims layout: enum gg_limits in csrc/graphgrad.h
+MAX_INPUTS, MAX_DIMS, MAX_ATTRS = lib.GG_MAX_INPUTS, lib.GG_MAX_DIMS, lib.GG_MAX_ATTRS
+FUSED_HEADER = lib.GG_FUSED_HEADER
+REF_TEMP, REF_GEMM = lib.GG_FUSED_REF_TEMP, lib.GG_FUSED_REF_GEMM
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Instruction:
 
 def opcode_value(name: str) -> int:
     """The value of a C enum constant (GG_OP_*, GG_ACT_*)."""
-    from .._core import lib
     return int(getattr(lib, name))
 
 
@@ -66,7 +65,7 @@ def _lower_fused(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tu
         slot_of.setdefault(n.id, k)
     ncols = out_shape[-1] if out_shape else 1
     rows = numel(out_shape) // ncols if ncols else 0
-    dims = [numel(out_shape), 0, 0, rows, ncols, 0, 0, 0]
+    dims = [numel(out_shape), 0, 0, rows, ncols, 0, 0, 0]   # up to GG_FUSED_MODES
     if head is not None:
         low = REGISTRY["matmul"].lower([shapes[i.id] for i in head.inputs], shapes[head.id], head.attrs)
         m, n, k, ta, tb = low.dims[:5]
@@ -86,6 +85,7 @@ def _lower_fused(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tu
         attrs.append(float(low.attrs[0]) if low.attrs else 0.0)
         ref_of[node.id] = REF_TEMP + j
     dims[1] = len(ops)
+    assert len(dims) == lib.GG_FUSED_MODES
     dims += modes + ops
     assert len(dims) == FUSED_HEADER + len(ops)
     return [memory.buffer_of[n.id] for n in slot_nodes], dims, attrs

@@ -10,6 +10,12 @@ or takes over the block of an input that dies at that very step when the op may 
 (OpDef.inplace: input 0; a fused elementwise group: any full-size input); the blocks of values
 read for the last time are freed after the step's output is placed, and neighbouring free
 blocks merge. The arena's size is the highest end any block reached (the peak).
+
+A program compiled for data-parallel training (gg.compile(..., split_gradients=True)) keeps the
+gradients that feed its updates out of the arena, in one contiguous "gradients" region of their
+own, so one in-place allreduce covers them all. Layout: the gradients in the order given (the
+optimizer's variable order), each starting at a 64-byte boundary; the bytes between them are
+zero padding that no instruction writes. A gradient's block is never reused or shared in place.
 """
 from __future__ import annotations
 
@@ -31,11 +37,11 @@ def align(nbytes: int) -> int:
 @dataclass
 class BufferSpec:
     """One entry of the program's buffer table."""
-    kind: str            # "feed", "state" (variable/constant array), or "arena"
+    kind: str            # "feed", "state" (variable/constant array), "arena", or "gradient"
     node: Tensor         # the node whose value the buffer holds
     shape: tuple
     nbytes: int
-    offset: int = -1     # arena offset, for kind == "arena"
+    offset: int = -1     # arena offset (kind "arena"), or offset in the gradient region (kind "gradient")
     first: int = -1      # the step that writes it (arena buffers)
     last: int = -1       # the last step that reads it (the step count for fetched outputs)
     inplace_of: int = -1  # buffer index whose block this one took over at step `first`, or -1
@@ -53,11 +59,8 @@ class MemoryPlan:
     arena_bytes: int              # the arena's size (peak)
     naive_bytes: int              # the sum of all intermediates, aligned (one slot each, no reuse)
     n_steps: int = 0
-
-    def _repr_png_(self):
-        """Jupyter: the arena over time (gg.render_memory's picture)."""
-        from ..viz import memory_png
-        return memory_png(self)
+    gradient_bytes: int = 0       # size of the gradient region (0 unless gradients were placed there)
+    gradient_dtype: object = None  # the one dtype every gradient in the region has
 
 
 class _FreeList:
@@ -111,7 +114,8 @@ def _inplace_candidates(step: Step, shapes: dict[int, tuple]) -> list[Tensor]:
 
 
 def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple],
-                fetched: set[int]) -> MemoryPlan:
+                fetched: set[int], gradients: list[Tensor] = ()) -> MemoryPlan:
+    """Place every buffer; `gradients` (computed nodes, no repeats) go to the gradient region."""
     buffers: list[BufferSpec] = []
     buffer_of: dict[int, int] = {}
 
@@ -132,6 +136,17 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
             continue
         buffer_of[root.id] = len(buffers)
         buffers.append(BufferSpec("arena", root, shapes[root.id], nbytes(root), first=k, last=k))
+    gradient_bytes, gradient_dtype = 0, None
+    for g in gradients:
+        buf = buffers[buffer_of[g.id]]
+        if buf.kind != "arena" or buf.node is not g:
+            raise ValueError(f'gradient "{g.name}" is not computed by an instruction of its own')
+        if gradient_dtype is not None and g.dtype != gradient_dtype:
+            raise TypeError(f"the gradient region holds one dtype: {gradient_dtype.name} and {g.dtype.name} "
+                            f'(gradient "{g.name}") differ')
+        gradient_dtype = g.dtype
+        buf.kind, buf.offset = "gradient", gradient_bytes
+        gradient_bytes += buf.size
     for k, step in enumerate(steps):
         for i in step.inputs:
             buf = buffers[buffer_of[i.id]]
@@ -166,4 +181,4 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
             free.give(buffers[d].offset, buffers[d].size)
 
     naive = sum(b.size for b in buffers if b.kind == "arena")
-    return MemoryPlan(buffers, buffer_of, free.peak, naive, n_steps)
+    return MemoryPlan(buffers, buffer_of, free.peak, naive, n_steps, gradient_bytes, gradient_dtype)

@@ -4,7 +4,9 @@
   constants -> one constant).
 - `fold_constants`: every node that depends only on constants is computed once, at compile
   time, by the C kernels themselves (a small Program over the constant subgraph), and becomes a
-  constant — so folded results are bit for bit what the step would have computed.
+  constant — so folded results are bit for bit what the step would have computed. The compiler
+  does not import the runtime: the runtime registers that evaluator here when it is imported
+  (`register_constant_evaluator`), and a caller may hand fold_constants another one.
 - `simplify`: algebraic identities: x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; x*0 -> 0 only where x is
   finite by construction (IEEE: Inf*0 is NaN); -(-x) -> x; transpose(transpose(x)) -> x when the
   permutations cancel; relu_backward(x, dy) reads relu(x) instead of x (same mask, lets x die
@@ -25,6 +27,17 @@ from ..ops import REGISTRY
 from .schedule import schedule
 
 GraphPass = Callable[[Graph], Graph]
+#: computes the values of some nodes of a constant subgraph: nodes -> one array per node
+ConstantEvaluator = Callable[[list[Tensor]], list[np.ndarray]]
+
+_constant_evaluator: ConstantEvaluator | None = None
+
+
+def register_constant_evaluator(evaluate: ConstantEvaluator) -> None:
+    """Set the evaluator fold_constants uses by default (graphgrad.runtime registers the C
+    interpreter's when it is imported, so that the compiler never imports the runtime)."""
+    global _constant_evaluator
+    _constant_evaluator = evaluate
 
 
 # ---- the rewriting engine shared by the passes -------------------------------------------
@@ -112,9 +125,10 @@ def cse(graph: Graph) -> Graph:
 
 # ---- constant folding -------------------------------------------------------------------------
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph, evaluate: ConstantEvaluator | None = None) -> Graph:
     """Compute every node that depends only on constants once, now, with the C kernels (so the
-    result is exactly what the step would compute), and replace it by a constant."""
+    result is exactly what the step would compute), and replace it by a constant. `evaluate`
+    computes the values (default: the one the runtime registered, which runs the interpreter)."""
     order = _topological(graph)
     foldable: set[int] = set()
     for node in order:
@@ -128,8 +142,11 @@ def fold_constants(graph: Graph) -> Graph:
         if node.id not in foldable:
             frontier_ids.update(i.id for i in node.inputs if i.id in foldable)
     frontier = [n for n in order if n.id in frontier_ids]
-    from ..runtime import Program   # the constant subgraph runs through the interpreter itself
-    values = Program(frontier, passes=[])({})
+    evaluate = evaluate or _constant_evaluator
+    if evaluate is None:
+        raise RuntimeError("fold_constants has no evaluator: import graphgrad (its runtime registers one) "
+                           "or pass evaluate=")
+    values = evaluate(frontier)
     folded = {n.id: _constant_like(n, v) for n, v in zip(frontier, values)}
     return rewrite(graph, lambda node: folded.get(node.id))
 

