@@ -43,7 +43,7 @@ from graphgrad._core import ffi, lib  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fma_peak import measure_peaks  # noqa: E402
 
-PEAK_SET = {"avx512": "avx512", "avx2": "avx2", "portable": "generic"}   # micro-kernel -> its peak loop
+PEAK_SET = {"avx512": "avx512", "avx2": "avx2", "sse2": "generic", "portable": "generic"}   # micro-kernel -> its peak loop
 
 
 class OpenBLAS:

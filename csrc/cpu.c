@@ -16,6 +16,23 @@
 #define GG_X86_64 1
 #endif
 
+#if defined(GG_X86_64)
+/* x86-64-v2/v3/v4 as __builtin_cpu_supports names them (GCC 12, Clang 16 and later), else as the
+ * features those levels add that the builtin knows in older compilers */
+#if (defined(__clang__) && __clang_major__ >= 16) || (!defined(__clang__) && __GNUC__ >= 12)
+#define GG_LEVEL_V2() (__builtin_cpu_supports("x86-64-v2") > 0)
+#define GG_LEVEL_V3() (__builtin_cpu_supports("x86-64-v3") > 0)
+#define GG_LEVEL_V4() (__builtin_cpu_supports("x86-64-v4") > 0)
+#else
+#define GG_LEVEL_V2() (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt"))
+#define GG_LEVEL_V3() (GG_LEVEL_V2() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && \
+                       __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2"))
+#define GG_LEVEL_V4() (GG_LEVEL_V3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && \
+                       __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&            \
+                       __builtin_cpu_supports("avx512vl"))
+#endif
+#endif
+
 /* 1 when this CPU and OS can run the kernel set `isa` ("avx512", "avx2", "generic"), 0 when they
  * cannot, -1 for a name that is not a kernel set */
 int32_t gg_cpu_supports(const char *isa) {
@@ -23,7 +40,7 @@ int32_t gg_cpu_supports(const char *isa) {
     if (strcmp(isa, "generic") == 0) {
 #if defined(GG_X86_64)
         __builtin_cpu_init();
-        return __builtin_cpu_supports("x86-64-v2") > 0;
+        return GG_LEVEL_V2();
 #else
         return 1;
 #endif
@@ -33,8 +50,8 @@ int32_t gg_cpu_supports(const char *isa) {
     __builtin_cpu_init();
     /* the same levels the modules are compiled for (-march=x86-64-v3 / -v4), so no instruction the
      * compiler may emit for that level is missing */
-    if (strcmp(isa, "avx2") == 0) return __builtin_cpu_supports("x86-64-v3") > 0;
-    return __builtin_cpu_supports("x86-64-v4") > 0;
+    if (strcmp(isa, "avx2") == 0) return GG_LEVEL_V3();
+    return GG_LEVEL_V4();
 #else
     return 0;
 #endif

@@ -6,7 +6,7 @@
  *  - gg_gemm_*: a GotoBLAS/BLIS-style GEMM. op(A) and op(B) are copied ("packed") block by block
  *    into contiguous, aligned, zero-padded panels in the order the micro-kernel reads them, so the
  *    transposes cost nothing beyond the packing. A register-blocked micro-kernel (AVX-512, else
- *    AVX2+FMA, else portable C; picked at compile time by the kernel set being built) multiplies one MR-row
+ *    AVX2+FMA, else SSE2, else portable C; picked at compile time by the kernel set being built) multiplies one MR-row
  *    panel of A by one NR-column panel of B over KC steps into MR×NR accumulators held in vector
  *    registers, and writes the tile once: alpha/beta, then the epilogue (bias + activation) while
  *    the tile is still in L1.
@@ -53,7 +53,7 @@
 
 #include "gg_math.h" /* gg_sigmoid (already included by elementwise.c, with tgmath.h) */
 
-#if defined(__AVX__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -137,6 +137,53 @@ typedef __m256i vmask;
 #define VLOADM(p, mk) _mm256_maskload_pd(p, mk)
 #define VSTOREM(p, mk, v) _mm256_maskstore_pd(p, mk, v)
 #endif
+#define NV 2
+#define MR 6
+#elif defined(__SSE2__)
+/* SSE2 (every x86-64; the generic kernel set): 128-bit vectors, no FMA (multiply then add) and no
+ * masked moves: a partial vector goes through a small copy. 6×2 accumulators + 2 B + 1 broadcast fill
+ * the 16 xmm registers. */
+#define GEMM_ISA "sse2"
+typedef int vmask; /* how many leading lanes are valid */
+#define VMASK(cnt) ((cnt) < 0 ? 0 : (cnt) > VL ? VL : (int)(cnt))
+#if defined(GG_REAL_F32)
+typedef __m128 vec;
+#define VL 4
+#define VLOAD(p) _mm_load_ps(p)
+#define VLOADU(p) _mm_loadu_ps(p)
+#define VSTOREU(p, v) _mm_storeu_ps(p, v)
+#define VBCAST(p) _mm_set1_ps(*(p))
+#define VSET1(x) _mm_set1_ps(x)
+#define VMUL(a, b) _mm_mul_ps(a, b)
+#define VZERO() _mm_setzero_ps()
+#define VADD(a, b) _mm_add_ps(a, b)
+#define VMAX(a, b) _mm_max_ps(a, b)
+#else
+typedef __m128d vec;
+#define VL 2
+#define VLOAD(p) _mm_load_pd(p)
+#define VLOADU(p) _mm_loadu_pd(p)
+#define VSTOREU(p, v) _mm_storeu_pd(p, v)
+#define VBCAST(p) _mm_set1_pd(*(p))
+#define VSET1(x) _mm_set1_pd(x)
+#define VMUL(a, b) _mm_mul_pd(a, b)
+#define VZERO() _mm_setzero_pd()
+#define VADD(a, b) _mm_add_pd(a, b)
+#define VMAX(a, b) _mm_max_pd(a, b)
+#endif
+#define VFMA(a, b, c) VADD(VMUL(a, b), c)
+static inline vec gemm_sse_loadm(const real *p, int cnt) {
+    real t[VL] = {0};
+    for (int i = 0; i < cnt; i++) t[i] = p[i];
+    return VLOADU(t);
+}
+static inline void gemm_sse_storem(real *p, int cnt, vec v) {
+    real t[VL];
+    VSTOREU(t, v);
+    for (int i = 0; i < cnt; i++) p[i] = t[i];
+}
+#define VLOADM(p, mk) gemm_sse_loadm(p, mk)
+#define VSTOREM(p, mk, v) gemm_sse_storem(p, mk, v)
 #define NV 2
 #define MR 6
 #else
@@ -711,7 +758,7 @@ void KERNEL(gemm)(real *c, const real *a, const real *b, int64_t m, int64_t n, i
     }
 }
 
-/* The ISA the micro-kernel was compiled for ("avx512", "avx2" or "portable") and its tile. */
+/* The ISA the micro-kernel was compiled for ("avx512", "avx2", "sse2" or "portable") and its tile. */
 const char *KERNEL(gemm_kernel_info)(int32_t *mr, int32_t *nr) {
     if (mr) *mr = MR;
     if (nr) *nr = NR;
