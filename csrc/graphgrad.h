@@ -23,7 +23,8 @@ enum gg_status {
     GG_ERR_BAD_INSTR = 4,
     GG_ERR_BAD_INDEX = 5,     /* an integer label outside [0, classes) */
     GG_ERR_DIVERGED = 6,      /* gg_program_run_steps: a step's loss was NaN/Inf; its update did not run */
-    GG_ERR_BAD_STEPS = 7      /* gg_program_run_steps: a row index or a buffer index out of range */
+    GG_ERR_BAD_STEPS = 7,     /* gg_program_run_steps: a row index or a buffer index out of range */
+    GG_ERR_BAD_BUFFER = 8     /* gg_program_validate: a buffer index outside the table, or -1 where required */
 };
 
 /* ---- dtypes of buffers ---- */
@@ -74,8 +75,19 @@ typedef struct gg_program {
     double *profile_ns;       /* NULL, or n_instr counters: nanoseconds spent in each instruction, summed over runs */
 } gg_program;
 
-/* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr. */
+/* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr.
+ * The instruction list is trusted: check it once with gg_program_validate before the first run. */
 int gg_program_run(gg_program *p);
+
+/* Check the instruction list against the op table and the buffer table, without running it:
+ * known opcodes and dtypes, input counts, buffer indices in [0, n_buffers) (-1 only where an op's
+ * input is optional), dims that fit their arrays, fused op lists (opcodes and operand refs).
+ * Returns a gg_status (GG_OK, GG_ERR_UNKNOWN_OPCODE, GG_ERR_BAD_DTYPE, GG_ERR_BAD_INSTR,
+ * GG_ERR_BAD_BUFFER) and sets p->failed_instr to the first bad instruction (-1 when all are good). */
+int32_t gg_program_validate(gg_program *p);
+
+/* A short description of a gg_status, for messages. */
+const char *gg_status_name(int32_t status);
 
 /* Many steps in one call (an epoch, or a chunk of one): for each step, gather the batch's rows
  * of the full arrays into the feed buffers, run the instructions, and record what the step
