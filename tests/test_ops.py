@@ -32,8 +32,11 @@ def test_registry_is_complete():
     for name, opdef in REGISTRY.items():
         if opdef.opcode is not None:
             code = getattr(lib, opdef.opcode, None)
-            assert code is not None, f"{name}: opcode {opdef.opcode} missing from csrc/graphgrad.h"
+            assert code is not None, f"{name}: opcode {opdef.opcode} missing from csrc/ops.def"
             assert lib.gg_opcode_name(code) != ffi.NULL, f"{name}: the interpreter does not know {opdef.opcode}"
+            # the OpDef and the C op table agree on which ops the fused loop runs
+            assert bool(opdef.fusion) == bool(lib.gg_opcode_fuses(code)), \
+                f"{name}: OpDef.fusion is {opdef.fusion} but csrc/ops.def's row is {'' if opdef.fusion else 'not '}fusable"
         if needs_case(opdef):
             assert OP_CASES.get(name), f"op {name} has no forward/gradcheck case in tests/op_cases.py"
             if opdef.grad is not None:
@@ -117,10 +120,9 @@ def test_binary_broadcast_gradients_fuzz(shapes, op):
 
 
 #: ops whose cases take any shape (all inputs alike): elementwise maps, their backward kernels, losses
-ANY_SHAPE = ["mul", "neg", "abs", "sign", "copy", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "exp",
-             "log", "sqrt", "pow_scalar", "clip", "clip_backward", "leaky_relu", "leaky_relu_backward", "elu",
-             "elu_backward", "gelu", "gelu_backward", "tanh", "tanh_backward", "softplus", "softplus_backward",
-             "mse", "l1", "huber", "binary_cross_entropy"]
+# the elementwise ops and the elementwise losses (a map, then a sum), from the registry
+ANY_SHAPE = [name for name, opdef in REGISTRY.items()
+             if opdef.elementwise or opdef.shape is gg.ops.losses._loss_shape]
 ANY_SHAPE_CASES = [(name, i) for name in ANY_SHAPE for i, c in enumerate(OP_CASES[name])
                    if len({tuple(shape) for shape in c.shapes}) == 1]
 
@@ -453,3 +455,18 @@ def test_vectorised_pow_matches_numpy_including_special_cases(dtype):
     ok = special & ~np.isnan(want_rounded)
     np.testing.assert_allclose(got[ok], want_rounded[ok], rtol=1e-6, atol=4 * np.finfo(dtype).tiny)
     assert (np.signbit(got[ok & (want_rounded == 0)]) == np.signbit(want_rounded[ok & (want_rounded == 0)])).all()
+
+
+def test_exports_come_from_the_op_functions_marked_at_their_definition():
+    """gg.ops exports every @export-marked function, graphgrad the top-level ones, and gg.nn takes
+    every activation-marked one by name: no export list to keep by hand."""
+    assert gg.ops.EXPORTS and gg.ops.ACTIVATIONS
+    for name, fn in gg.ops.EXPORTS.items():
+        assert getattr(gg.ops, name) is fn and name in gg.ops.__all__
+    for name in gg.ops.TOP_LEVEL:
+        assert getattr(gg, name) is gg.ops.EXPORTS[name] and name in gg.__all__
+    assert "sign" in gg.ops.EXPORTS and "sign" not in gg.__all__     # gg.ops only
+    x = gg.placeholder((2, 3))
+    for name, fn in gg.ops.ACTIVATIONS.items():
+        assert gg.nn.activation_function(name) is fn
+        assert gg.nn.Dense(3, 2, activation=name)(x).shape == (2, 2)
