@@ -1,5 +1,5 @@
 """Activations and their backward ops: relu, leaky_relu, elu, gelu (erf and tanh forms),
-sigmoid, tanh, softplus. softmax and log_softmax live with the reductions (reduce.py).
+sigmoid, tanh, softplus, silu (swish). softmax and log_softmax live with the reductions (reduce.py).
 
 Backward ops are ops too (relu_backward(x, dy), sigmoid_backward(y, dy), ...), each with its
 own gradient rule, so gradients of gradients can be built — except gelu_backward, whose
@@ -7,7 +7,7 @@ second derivative is not provided (grad of grad through gelu raises GradientErro
 from __future__ import annotations
 
 from ..graph import Tensor
-from .elementwise import mul, sub
+from .elementwise import add, mul, sub
 from .registry import ANY, Lowered, OpDef, export, make, matching_shape, numel, register
 
 
@@ -69,6 +69,24 @@ register(OpDef("softplus", "GG_OP_SOFTPLUS", _same_shape,
 register(OpDef("softplus_backward", "GG_OP_SOFTPLUS_BACKWARD", _same_shape, grad=_softplus_backward_grad,
                lower=_lower_n, doc="dx = dy * sigmoid(x), from softplus's input x",
                flops=lambda ins, out, attrs: 5 * numel(out), elementwise=True, fusion=(ANY, ANY)))
+
+
+def _silu_backward_grad(node, g):
+    x, dy = node.inputs
+    # dx = dy silu'(x): d/dx = g dy silu''(x), silu'' = s (1 - s) (2 + x (1 - 2 s)) with s = sigmoid(x);
+    # d/ddy = g silu'(x)
+    s = make("sigmoid", [x])
+    second = mul(mul(s, sub(1.0, s)), add(2.0, mul(x, sub(1.0, mul(2.0, s)))))
+    return [mul(mul(g, dy), second), make("silu_backward", [x, g])]
+
+
+register(OpDef("silu", "GG_OP_SILU", _same_shape,
+               grad=lambda node, g: [make("silu_backward", [node.inputs[0], g])],
+               lower=_lower_n, inplace=True, doc="x * sigmoid(x) (swish), computed stably",
+               flops=lambda ins, out, attrs: 5 * numel(out), elementwise=True, fusion=(ANY,)))
+register(OpDef("silu_backward", "GG_OP_SILU_BACKWARD", _same_shape, grad=_silu_backward_grad,
+               lower=_lower_n, doc="dx = dy * sigmoid(x) * (1 + x * (1 - sigmoid(x))), from silu's input x",
+               flops=lambda ins, out, attrs: 8 * numel(out), elementwise=True, fusion=(ANY, ANY)))
 
 
 def _lower_alpha(in_shapes, out_shape, attrs) -> Lowered:
@@ -160,3 +178,13 @@ def tanh(x: Tensor, name: str | None = None) -> Tensor:
 def softplus(x: Tensor, name: str | None = None) -> Tensor:
     """log(1 + exp(x)), elementwise; computed as max(x, 0) + log1p(exp(-|x|)), so finite for any x."""
     return make("softplus", [x], name=name)
+
+
+@export(activation=True)
+def silu(x: Tensor, name: str | None = None) -> Tensor:
+    """x * sigmoid(x), elementwise (the sigmoid linear unit, also called swish; gg.swish is the same
+    function); stable for large |x|."""
+    return make("silu", [x], name=name)
+
+
+swish = export(silu, name="swish", activation=True)
