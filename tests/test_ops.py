@@ -470,3 +470,17 @@ def test_exports_come_from_the_op_functions_marked_at_their_definition():
     for name, fn in gg.ops.ACTIVATIONS.items():
         assert gg.nn.activation_function(name) is fn
         assert gg.nn.Dense(3, 2, activation=name)(x).shape == (2, 2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hardtanh_follows_pytorch_at_nan_and_at_the_bounds(dtype):
+    """hardtanh(NaN) is NaN; the gradient is 0 at and beyond ±1 and passes strictly inside, and at NaN
+    (PyTorch's hardtanh_backward masks only x <= -1 and x >= 1)."""
+    x = gg.placeholder((7,), dtype=dtype)
+    y = gg.hardtanh(x)
+    gx = gg.grad(gg.sum(y * 3.0), x)
+    values = np.array([-2.0, -1.0, -0.5, 0.0, 1.0, 2.5, np.nan], dtype=dtype)
+    for passes in (None, []):      # fused and not
+        out, grad = gg.compile([y, gx], passes=passes)({x: values})
+        np.testing.assert_array_equal(out, np.array([-1, -1, -0.5, 0, 1, 1, np.nan], dtype=dtype))
+        np.testing.assert_array_equal(grad, np.array([0, 0, 3, 3, 0, 0, 3], dtype=dtype))

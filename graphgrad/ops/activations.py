@@ -1,5 +1,5 @@
 """Activations and their backward ops: relu, leaky_relu, elu, gelu (erf and tanh forms),
-sigmoid, tanh, softplus, silu (swish). softmax and log_softmax live with the reductions (reduce.py).
+sigmoid, tanh, softplus, silu (swish), hardtanh. softmax and log_softmax live with the reductions (reduce.py).
 
 Backward ops are ops too (relu_backward(x, dy), sigmoid_backward(y, dy), ...), each with its
 own gradient rule, so gradients of gradients can be built — except gelu_backward, whose
@@ -87,6 +87,17 @@ register(OpDef("silu", "GG_OP_SILU", _same_shape,
 register(OpDef("silu_backward", "GG_OP_SILU_BACKWARD", _same_shape, grad=_silu_backward_grad,
                lower=_lower_n, doc="dx = dy * sigmoid(x) * (1 + x * (1 - sigmoid(x))), from silu's input x",
                flops=lambda ins, out, attrs: 8 * numel(out), elementwise=True, fusion=(ANY, ANY)))
+
+
+register(OpDef("hardtanh", "GG_OP_HARDTANH", _same_shape,
+               grad=lambda node, g: [make("hardtanh_backward", [node.inputs[0], g])],
+               lower=_lower_n, inplace=True, doc="x limited to [-1, 1] (NaN stays NaN)",
+               elementwise=True, fusion=(ANY,)))
+register(OpDef("hardtanh_backward", "GG_OP_HARDTANH_BACKWARD", _same_shape,
+               # linear in dy, piecewise constant in x
+               grad=lambda node, g: [None, make("hardtanh_backward", [node.inputs[0], g])],
+               lower=_lower_n, doc="dx = dy where -1 < x < 1, else 0 (PyTorch's hardtanh_backward)",
+               elementwise=True, fusion=(ANY, ANY)))
 
 
 def _lower_alpha(in_shapes, out_shape, attrs) -> Lowered:
@@ -188,3 +199,10 @@ def silu(x: Tensor, name: str | None = None) -> Tensor:
 
 
 swish = export(silu, name="swish", activation=True)
+
+
+@export(activation=True)
+def hardtanh(x: Tensor, name: str | None = None) -> Tensor:
+    """x limited to [-1, 1], elementwise; NaN stays NaN. The gradient passes strictly inside (-1, 1)
+    and is 0 at the bounds, as in torch.nn.functional.hardtanh."""
+    return make("hardtanh", [x], name=name)
