@@ -148,6 +148,9 @@ int32_t gg_opcode_fuses(int32_t opcode);
 /* Threads used by the parallel kernels (GRAPHGRAD_NUM_THREADS sets the initial value). */
 void gg_set_num_threads(int32_t n);
 int32_t gg_get_num_threads(void);
+/* How many threads a kernel loop over n elements runs on with the current setting: the loop of the
+ * GG_PARALLEL_FOR every parallel kernel uses, counting the threads that ran part of it (for tests). */
+int32_t gg_parallel_team_size(int64_t n);
 
 /* ---- elementwise.c ---- */
 /* The elementwise rows of csrc/ops.def get their kernels' prototypes from the table (in C below, in
@@ -271,7 +274,8 @@ void gg_softmax_ce_f64(double *out, const double *x, const double *t, int64_t ro
 void gg_softmax_ce_backward_f32(float *d, const float *x, const float *t, const float *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
 void gg_softmax_ce_backward_f64(double *d, const double *x, const double *t, const double *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
 /* x is (rows, classes), labels is (rows,) int64; out is () = scale * sum_r (lse_r - x[r, label_r]);
- * dx = dout * scale * (softmax(x) - onehot(label)). Return the number of labels outside [0, classes) (0: ok). */
+ * dx = dout * scale * (softmax(x) - onehot(label)). Return 1 when a label is outside [0, classes) (nothing
+ * is written then), else 0. */
 int32_t gg_softmax_ce_labels_f32(float *out, const float *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
 int32_t gg_softmax_ce_labels_f64(double *out, const double *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
 int32_t gg_softmax_ce_labels_backward_f32(float *dx, const float *x, const int64_t *labels, const float *dout, int64_t rows, int64_t classes, double scale);

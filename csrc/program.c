@@ -27,6 +27,17 @@ void gg_set_num_threads(int32_t n) { gg_num_threads = n > 0 ? n : omp_get_max_th
 
 int32_t gg_get_num_threads(void) { return gg_threads(); }
 
+int32_t gg_parallel_team_size(int64_t n) {
+    enum { MAX_SEEN = 256 };
+    unsigned char seen[MAX_SEEN] = {0};   /* each thread marks only its own slot */
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) seen[omp_get_thread_num() % MAX_SEEN] = 1;
+    );
+    int32_t team = 0;
+    for (int t = 0; t < MAX_SEEN; t++) team += seen[t];
+    return team;
+}
+
 /* ---- helpers ---- */
 #define BUF(p, i) ((p)->buffers[(i)])
 #define F32(p, i) ((float *)BUF(p, i))

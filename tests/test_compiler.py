@@ -84,9 +84,25 @@ def test_lowering_gives_one_instruction_per_op_node():
     plan = step.plan(batch_size=4)
     op_nodes = [n for n in plan.order if n.op not in ("placeholder", "variable", "constant")]
     assert [i.node for i in plan.instructions] == op_nodes
-    # a (B, N) + (N,) bias add keeps two axes with a zero stride on the broadcast one
-    bias_free = [i for i in plan.instructions if i.node.op == "matmul"]
-    assert all(i.dims[:3] for i in bias_free)
+    # each product's dims are (M, N, K, trans_a, trans_b) of its operands' concrete shapes
+    products = [i for i in plan.instructions if i.node.op == "matmul"]
+    assert len(products) == 5     # two forward, three backward (dh, dw2, dw1)
+    for ins in products:
+        a = plan.shapes[ins.node.inputs[0].id]
+        m, k = a[::-1] if ins.node.attrs["trans_a"] else a
+        n = plan.shapes[ins.node.id][1]
+        assert ins.dims[:5] == [m, n, k, int(ins.node.attrs["trans_a"]), int(ins.node.attrs["trans_b"])]
+        assert ins.out_size == m * n
+    assert [4, 3, 4, 0, 0] in [i.dims[:5] for i in products] and [4, 2, 3, 0, 0] in [i.dims[:5] for i in products]
+
+
+def test_a_bias_add_keeps_two_axes_with_a_zero_stride_on_the_broadcast_one():
+    x = gg.placeholder((None, 5), name="x")
+    b = gg.variable(np.ones(5), name="b")
+    plan = gg.compile(x + b, passes=[]).plan(batch_size=3)
+    (add,) = plan.instructions
+    # rank 2, shape (3, 5), x's strides (5, 1), b's (0, 1)
+    assert add.dims == [2, 3, 5, 5, 1, 0, 1]
 
 
 def test_specialisation_per_batch_size_is_cached():

@@ -137,6 +137,21 @@ def test_threads_setting_round_trips():
     assert gg.get_num_threads() == before
 
 
+def test_kernels_run_on_the_threads_the_setting_asks_for():
+    """The parallel loop every kernel uses (GG_PARALLEL_FOR) runs on exactly gg.set_num_threads(n)
+    threads for a large loop, more than the machine has cores too, and on one for a small loop."""
+    from graphgrad._core import lib
+    before = gg.get_num_threads()
+    big = 1 << 20
+    try:
+        for n in (1, 2, 3):
+            gg.set_num_threads(n)
+            assert lib.gg_parallel_team_size(big) == n
+            assert lib.gg_parallel_team_size(100) == 1     # below the parallel threshold: serial
+    finally:
+        gg.set_num_threads(before)
+
+
 def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds(monkeypatch):
     x = gg.placeholder((None, 2), name="x")
     f = gg.compile(gg.sum(x, axis=1))
