@@ -101,7 +101,8 @@ class _Executable:
         self.c_prog.check_numerics = int(check_numerics)
         status = lib.gg_program_validate(self.c_prog)   # once per specialisation: runs trust the list
         if status != lib.GG_OK:
-            raise invalid_program(plan.instructions, self.c_prog.failed_instr, ffi.string(lib.gg_status_name(status)).decode())
+            reason = ffi.string(lib.gg_status_name(status)).decode()
+            raise invalid_program(plan.instructions, self.c_prog.failed_instr, reason)
         # profile mode: C adds each instruction's nanoseconds here on every run
         self.profile_ns = np.zeros(max(len(plan.instructions), 1)) if profile else None
         self.c_prog.profile_ns = ffi.cast("double *", self.profile_ns.ctypes.data) if profile else ffi.NULL

@@ -50,7 +50,8 @@ def _tanh_backward_grad(node, g):
 
 
 register(OpDef("tanh", "GG_OP_TANH", _same_shape, grad=lambda node, g: [make("tanh_backward", [node, g])],
-               lower=_lower_n, inplace=True, doc="hyperbolic tangent", flops=lambda ins, out, attrs: 4 * numel(out), elementwise=True, fusion=(ANY,)))
+               lower=_lower_n, inplace=True, doc="hyperbolic tangent", flops=lambda ins, out, attrs: 4 * numel(out),
+               elementwise=True, fusion=(ANY,)))
 register(OpDef("tanh_backward", "GG_OP_TANH_BACKWARD", _same_shape, grad=_tanh_backward_grad,
                lower=_lower_n, doc="dx = dy * (1 - y^2), from tanh's output y",
                flops=lambda ins, out, attrs: 3 * numel(out), elementwise=True, fusion=(ANY, ANY)))

@@ -113,7 +113,8 @@ def _p_lower(*names):
 
 
 register(OpDef("pow_scalar", "GG_OP_POW_SCALAR", _unary_shape, _grad_pow_scalar, _p_lower("exponent"),
-               inplace=True, elementwise=True, doc="x ** p for a fixed real p (p = 2, 3, 0.5, -1 take exact fast paths)"))
+               inplace=True, elementwise=True,
+               doc="x ** p for a fixed real p (p = 2, 3, 0.5, -1 take exact fast paths)"))
 register(OpDef("clip", "GG_OP_CLIP", _unary_shape,
                lambda node, g: [make("clip_backward", [node.inputs[0], g], dict(node.attrs))],
                _p_lower("min", "max"), inplace=True, elementwise=True, doc="x limited to [min, max] (NaN stays NaN)"))
