@@ -48,6 +48,7 @@ def _sum_grad(node, g):
 
 
 register(OpDef("sum", "GG_OP_SUM", _sum_shape, _sum_grad, _sum_lower,
+               label=lambda attrs: "mean" if attrs.get("mean") else "sum",
                doc="sum (or mean, attr mean=True) over axes, keepdims as in NumPy"))
 
 

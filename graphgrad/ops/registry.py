@@ -67,6 +67,8 @@ class OpDef:
                                             # broadcasting): the op runs at any shape
     fusion: tuple[str, ...] | None = None   # fusable: how the fused loop reads each input (ANY, FULL,
                                             # SCALAR); its opcode is then a fusable row of csrc/ops.def
+    label: Callable | None = None           # (attrs) -> the name pictures and tables show, when it is
+                                            # not `name` (a sum with mean=True shows as "mean")
     doc: str = ""
 
 
@@ -128,7 +130,16 @@ def make(op: str, inputs: Sequence[Tensor], attrs: dict | None = None, name: str
         where = f"\n  at {source}" if source else ""
         label = f' "{name}"' if name else ""
         raise ShapeError(f"{op}{label}: {err}\n  inputs: {shapes}{where}") from None
-    return Tensor(op, inputs, attrs, shape, dtype, name=name, source=source)
+    node = Tensor(op, inputs, attrs, shape, dtype, name=name, source=source)
+    if name is None and opdef.label is not None:
+        node.name = f"{op_label(node)}_{node.id}"    # gg.mean's node is "mean_12", not "sum_12"
+    return node
+
+
+def op_label(node: Tensor) -> str:
+    """What a node's op is called in pictures and tables: its OpDef's label, else the op's name."""
+    opdef = REGISTRY.get(node.op)
+    return opdef.label(node.attrs) if opdef is not None and opdef.label is not None else node.op
 
 
 def concrete_shape(node: Tensor, input_shapes: Sequence[tuple]) -> tuple:
