@@ -278,7 +278,7 @@ static void gemm_epilogue(real *c, int64_t ldc, int64_t rows, int64_t cols, cons
         if (bias)
             for (int64_t j = 0; j < cols; j++) ci[j] += bias[j];
         if (act == GG_ACT_RELU) {
-            for (int64_t j = 0; j < cols; j++) ci[j] = ci[j] > 0 ? ci[j] : (real)0;
+            for (int64_t j = 0; j < cols; j++) ci[j] = ci[j] < 0 ? (real)0 : ci[j];   /* NaN kept: the relu op's body */
         } else if (act == GG_ACT_SIGMOID) {
             for (int64_t j = 0; j < cols; j++) ci[j] = gg_sigmoid(ci[j]);
         }
@@ -559,7 +559,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
             vec r = acc[i][v];
             if (act != GG_ACT_SIGMOID) {
                 if (bias) r = VADD(r, vbias[v]);
-                if (act == GG_ACT_RELU) r = VMAX(r, zero);
+                if (act == GG_ACT_RELU) r = VMAX(zero, r);   /* max(0, NaN) is the second operand: NaN kept */
             }
             if (whole) VSTOREU(ct, r);
             else VSTOREM(ct, mk[v], r);

@@ -23,7 +23,8 @@ enum gg_status {
     GG_ERR_BAD_INSTR = 4,
     GG_ERR_BAD_INDEX = 5,     /* an integer label outside [0, classes) */
     GG_ERR_DIVERGED = 6,      /* gg_program_run_steps: a step's loss was NaN/Inf; its update did not run */
-    GG_ERR_BAD_STEPS = 7      /* gg_program_run_steps: a row index or a buffer index out of range */
+    GG_ERR_BAD_STEPS = 7,     /* gg_program_run_steps: a row index or a buffer index out of range */
+    GG_ERR_BAD_BUFFER = 8     /* gg_program_validate: a buffer index outside the table, or -1 where required */
 };
 
 /* ---- dtypes of buffers ---- */
@@ -74,8 +75,19 @@ typedef struct gg_program {
     double *profile_ns;       /* NULL, or n_instr counters: nanoseconds spent in each instruction, summed over runs */
 } gg_program;
 
-/* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr. */
+/* Run every instruction once, in order. Returns a gg_status; on error sets p->failed_instr.
+ * The instruction list is trusted: check it once with gg_program_validate before the first run. */
 int gg_program_run(gg_program *p);
+
+/* Check the instruction list against the op table and the buffer table, without running it:
+ * known opcodes and dtypes, input counts, buffer indices in [0, n_buffers) (-1 only where an op's
+ * input is optional), dims that fit their arrays, fused op lists (opcodes and operand refs).
+ * Returns a gg_status (GG_OK, GG_ERR_UNKNOWN_OPCODE, GG_ERR_BAD_DTYPE, GG_ERR_BAD_INSTR,
+ * GG_ERR_BAD_BUFFER) and sets p->failed_instr to the first bad instruction (-1 when all are good). */
+int32_t gg_program_validate(gg_program *p);
+
+/* A short description of a gg_status, for messages. */
+const char *gg_status_name(int32_t status);
 
 /* Many steps in one call (an epoch, or a chunk of one): for each step, gather the batch's rows
  * of the full arrays into the feed buffers, run the instructions, and record what the step
@@ -136,6 +148,9 @@ int32_t gg_opcode_fuses(int32_t opcode);
 /* Threads used by the parallel kernels (GRAPHGRAD_NUM_THREADS sets the initial value). */
 void gg_set_num_threads(int32_t n);
 int32_t gg_get_num_threads(void);
+/* How many threads a kernel loop over n elements runs on with the current setting: the loop of the
+ * GG_PARALLEL_FOR every parallel kernel uses, counting the threads that ran part of it (for tests). */
+int32_t gg_parallel_team_size(int64_t n);
 
 /* ---- elementwise.c ---- */
 /* The elementwise rows of csrc/ops.def get their kernels' prototypes from the table (in C below, in
@@ -259,7 +274,8 @@ void gg_softmax_ce_f64(double *out, const double *x, const double *t, int64_t ro
 void gg_softmax_ce_backward_f32(float *d, const float *x, const float *t, const float *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
 void gg_softmax_ce_backward_f64(double *d, const double *x, const double *t, const double *dout, int64_t rows, int64_t classes, double scale, int32_t wrt);
 /* x is (rows, classes), labels is (rows,) int64; out is () = scale * sum_r (lse_r - x[r, label_r]);
- * dx = dout * scale * (softmax(x) - onehot(label)). Return the number of labels outside [0, classes) (0: ok). */
+ * dx = dout * scale * (softmax(x) - onehot(label)). Return 1 when a label is outside [0, classes) (nothing
+ * is written then), else 0. */
 int32_t gg_softmax_ce_labels_f32(float *out, const float *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
 int32_t gg_softmax_ce_labels_f64(double *out, const double *x, const int64_t *labels, int64_t rows, int64_t classes, double scale);
 int32_t gg_softmax_ce_labels_backward_f32(float *dx, const float *x, const int64_t *labels, const float *dout, int64_t rows, int64_t classes, double scale);

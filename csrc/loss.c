@@ -209,7 +209,8 @@ void KERNEL(softmax_ce_backward)(real *d, const real *x, const real *t, const re
 }
 
 /* x is (rows, classes), labels (rows,); out is () = scale * sum_r (lse_r - x[r, label_r]).
- * Returns the number of labels outside [0, classes); out is then left unwritten. */
+ * Returns 1 when a label is outside [0, classes), checked before anything is written (out is then left
+ * unwritten), else 0. */
 int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *labels, int64_t rows, int64_t classes,
                                   double scale) {
     for (int64_t r = 0; r < rows; r++)
@@ -230,7 +231,7 @@ int32_t KERNEL(softmax_ce_labels)(real *out, const real *x, const int64_t *label
 }
 
 /* dx, x are (rows, classes), labels (rows,), dout (): dx = c (softmax(x) - onehot(label)).
- * Returns the number of labels outside [0, classes) (dx is then left unwritten). */
+ * Returns 1 when a label is outside [0, classes) (dx is then left unwritten), else 0. */
 int32_t KERNEL(softmax_ce_labels_backward)(real *dx, const real *x, const int64_t *labels, const real *dout,
                                            int64_t rows, int64_t classes, double scale) {
     for (int64_t r = 0; r < rows; r++)

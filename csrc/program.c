@@ -27,6 +27,17 @@ void gg_set_num_threads(int32_t n) { gg_num_threads = n > 0 ? n : omp_get_max_th
 
 int32_t gg_get_num_threads(void) { return gg_threads(); }
 
+int32_t gg_parallel_team_size(int64_t n) {
+    enum { MAX_SEEN = 256 };
+    unsigned char seen[MAX_SEEN] = {0};   /* each thread marks only its own slot */
+    GG_PARALLEL_FOR(n >= GG_PARALLEL_MIN,
+        for (int64_t i = 0; i < n; i++) seen[omp_get_thread_num() % MAX_SEEN] = 1;
+    );
+    int32_t team = 0;
+    for (int t = 0; t < MAX_SEEN; t++) team += seen[t];
+    return team;
+}
+
 /* ---- helpers ---- */
 #define BUF(p, i) ((p)->buffers[(i)])
 #define F32(p, i) ((float *)BUF(p, i))
@@ -297,6 +308,102 @@ int gg_fused_list_status(const int64_t *dims, uint32_t present) {
         }
     }
     return GG_OK;
+}
+
+/* ---- checking an instruction list once, before it first runs ---- */
+
+/* What bounds an instruction's dims (the LAYOUT column of the op table) */
+enum { LAYOUT_FLAT, LAYOUT_BROADCAST, LAYOUT_REDUCE, LAYOUT_STRIDED, LAYOUT_CONCAT, LAYOUT_FUSED };
+
+/* The op table's row for an opcode: the inputs the interpreter reads ("r" required, "o" optional,
+ * "*" any count) and the dims layout; 0 when the opcode has no row. */
+static int row_of(int32_t opcode, const char **inputs, int *layout) {
+    switch (opcode) {
+#define ROW_(E, INPUTS, LAYOUT) case GG_OP_##E: *inputs = INPUTS; *layout = LAYOUT; return 1;
+#define GG_BINARY(E, CODE, NAME, BODY) ROW_(E, "rr", LAYOUT_BROADCAST)
+#define GG_UNARY(E, CODE, NAME, BODY) ROW_(E, "r", LAYOUT_FLAT)
+#define GG_UNARY_P(E, CODE, NAME, BODY) ROW_(E, "r", LAYOUT_FLAT)
+#define GG_UNARY_PQ(E, CODE, NAME, BODY) ROW_(E, "r", LAYOUT_FLAT)
+#define GG_BACKWARD(E, CODE, NAME, BODY) ROW_(E, "rr", LAYOUT_FLAT)
+#define GG_BACKWARD_P(E, CODE, NAME, BODY) ROW_(E, "rr", LAYOUT_FLAT)
+#define GG_BACKWARD_PQ(E, CODE, NAME, BODY) ROW_(E, "rr", LAYOUT_FLAT)
+#define GG_LOSS_BACKWARD(E, CODE, NAME, COEF, BODY) ROW_(E, "rrr", LAYOUT_FLAT)
+#define GG_OP(E, CODE, NAME, KERNEL, RUN, INPUTS, LAYOUT) ROW_(E, INPUTS, LAYOUT_##LAYOUT)
+#include "ops_table.h"
+#undef ROW_
+    default: return 0;
+    }
+}
+
+static int buffer_index_ok(const gg_program *p, int32_t i, int optional) {
+    return (i >= 0 && i < p->n_buffers) || (optional && i == -1);
+}
+
+/* GG_OK when one instruction can run without reading or writing outside what it is given. */
+static int instr_status(const gg_program *p, const gg_instr *ins) {
+    const char *inputs;
+    int layout;
+    if (!row_of(ins->opcode, &inputs, &layout)) return GG_ERR_UNKNOWN_OPCODE;
+    if (ins->dtype != GG_F32 && ins->dtype != GG_F64) return GG_ERR_BAD_DTYPE;
+    if (ins->n_in < 0 || ins->n_in > GG_MAX_INPUTS || ins->out_size < 0) return GG_ERR_BAD_INSTR;
+    if (!buffer_index_ok(p, ins->out, 0)) return GG_ERR_BAD_BUFFER;
+    uint32_t present = 0;
+    if (inputs[0] == '*') {
+        /* every input is required, except in a fused list, which names the ones it reads */
+        if (ins->n_in < 1) return GG_ERR_BAD_INSTR;
+        for (int32_t k = 0; k < ins->n_in; k++) {
+            if (!buffer_index_ok(p, ins->in[k], layout == LAYOUT_FUSED)) return GG_ERR_BAD_BUFFER;
+            if (ins->in[k] >= 0) present |= 1u << k;
+        }
+    } else {
+        int32_t slots = (int32_t)strlen(inputs), required = 0;
+        for (int32_t k = 0; k < slots; k++)
+            if (inputs[k] == 'r') required = k + 1;
+        if (ins->n_in < required || ins->n_in > slots) return GG_ERR_BAD_INSTR;
+        for (int32_t k = 0; k < ins->n_in; k++)
+            if (!buffer_index_ok(p, ins->in[k], inputs[k] == 'o')) return GG_ERR_BAD_BUFFER;
+    }
+    const int64_t *d = ins->dims;
+    switch (layout) {
+    case LAYOUT_BROADCAST: return d[0] >= 0 && 1 + 3 * d[0] <= GG_MAX_DIMS ? GG_OK : GG_ERR_BAD_INSTR;
+    case LAYOUT_REDUCE: return d[0] >= 0 && 1 + 2 * d[0] <= GG_MAX_DIMS ? GG_OK : GG_ERR_BAD_INSTR;
+    case LAYOUT_STRIDED: return d[1] >= 0 && 2 + 2 * d[1] <= GG_MAX_DIMS ? GG_OK : GG_ERR_BAD_INSTR;
+    case LAYOUT_CONCAT: return 1 + ins->n_in <= GG_MAX_DIMS ? GG_OK : GG_ERR_BAD_INSTR;
+    case LAYOUT_FUSED: return gg_fused_list_status(d, present);
+    default: return GG_OK;
+    }
+}
+
+int32_t gg_program_validate(gg_program *p) {
+    if (p->n_instr < 0 || p->n_buffers < 0 || (p->n_instr > 0 && p->instrs == NULL) ||
+        (p->n_buffers > 0 && p->buffers == NULL)) {
+        p->failed_instr = -1;
+        return GG_ERR_BAD_INSTR;
+    }
+    for (int32_t i = 0; i < p->n_instr; i++) {
+        int status = instr_status(p, &p->instrs[i]);
+        if (status != GG_OK) {
+            p->failed_instr = i;
+            return status;
+        }
+    }
+    p->failed_instr = -1;
+    return GG_OK;
+}
+
+const char *gg_status_name(int32_t status) {
+    switch (status) {
+    case GG_OK: return "ok";
+    case GG_ERR_UNKNOWN_OPCODE: return "an opcode the interpreter does not know";
+    case GG_ERR_BAD_DTYPE: return "a dtype the instruction cannot compute in";
+    case GG_ERR_NUMERICS: return "an output that is not finite (check_numerics)";
+    case GG_ERR_BAD_INSTR: return "a malformed instruction (input count, dims or fused op list)";
+    case GG_ERR_BAD_INDEX: return "a class label outside [0, classes)";
+    case GG_ERR_DIVERGED: return "a loss that is not finite (the step's update did not run)";
+    case GG_ERR_BAD_STEPS: return "a malformed gg_steps description";
+    case GG_ERR_BAD_BUFFER: return "a buffer index outside the buffer table, or -1 where the op needs a buffer";
+    default: return "an unknown status";
+    }
 }
 
 /* Execute one instruction: the op table's row for its opcode says how. */

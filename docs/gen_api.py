@@ -30,7 +30,7 @@ TOPICS = {
                         "clip"],
     "Linear algebra, reductions and shapes": ["matmul", "sum", "mean", "max", "reshape", "transpose", "broadcast_to",
                                               "concat"],
-    "Activations": ["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax"],
+    "Activations": list(gg.ops.ACTIVATIONS),   # the names gg.nn layers accept, from the op registry
     "Losses": ["mse", "l1", "huber", "binary_cross_entropy", "softmax_cross_entropy"],
 }
 

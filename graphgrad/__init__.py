@@ -10,10 +10,7 @@ from .errors import (CycleError, DistributedError, DivergenceError, FeedError, G
                      ISAError, ModelError, NumericsError, OptimizerError, ShapeError)
 from .gradcheck import gradcheck
 from .graph import Graph, Tensor, constant, placeholder, variable
-from .ops import abs, add, div, l1, matmul, mean, mse, mul, neg, relu, sigmoid, sub, sum
-from .ops import (binary_cross_entropy, broadcast_to, clip, concat, elu, exp, gelu, huber, leaky_relu, log,
-                  log_softmax, max, maximum, minimum, pow, reshape, softmax, softmax_cross_entropy, softplus, sqrt,
-                  tanh, transpose)
+from .ops import EXPORTS as _OP_FUNCTIONS, TOP_LEVEL as _OP_NAMES
 from .runtime import Program, compile, get_num_threads, set_num_threads
 from .machine import gemm_config, isa
 from .viz import render, to_dot
@@ -23,6 +20,9 @@ from .checkpoint import Checkpoint, load, save
 from .lr_finder import LRFinderResult, lr_find
 from . import callbacks, plots
 
+# the op functions, from the one place they are declared (graphgrad/ops, @export)
+globals().update({name: _OP_FUNCTIONS[name] for name in _OP_NAMES})
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -30,10 +30,7 @@ __all__ = [
     "render", "to_dot", "render_memory", "set_num_threads", "get_num_threads", "optim", "schedules", "ops", "errors", "datasets",
     "distributed",
     "nn", "init", "fit", "evaluate", "predict", "History", "Callback", "EarlyStopping", "ModelCheckpoint", "save", "load", "Checkpoint", "lr_find", "LRFinderResult",
-    "add", "sub", "mul", "div", "neg", "abs", "matmul", "sum", "mean", "relu", "sigmoid", "mse", "l1",
-    "pow", "exp", "log", "sqrt", "maximum", "minimum", "clip", "reshape", "transpose", "broadcast_to", "concat",
-    "max", "leaky_relu", "elu", "gelu", "tanh", "softplus", "softmax", "log_softmax", "huber",
-    "binary_cross_entropy", "softmax_cross_entropy",
+    *_OP_NAMES,   # the op functions marked @export in graphgrad/ops (gg.add, gg.relu, ...)
     "GraphGradError", "ShapeError", "FeedError", "CycleError", "GradientError", "NumericsError", "DivergenceError",
     "OptimizerError", "ModelError", "DistributedError", "ISAError", "isa", "gemm_config",
 ]

@@ -61,3 +61,11 @@ def describe_node(node) -> str:
     """'op node "name" (created at file:line)' for messages."""
     where = f" (created at {node.source})" if getattr(node, "source", None) else ""
     return f'{node.op} node "{node.name}"{where}'
+
+
+def invalid_program(instructions, index: int, reason: str) -> RuntimeFailure:
+    """The error for an instruction list the C core refused to run (gg_program_validate): which
+    instruction, the node it computes, and why. A compiled program never has one: it is a bug."""
+    what = describe_node(instructions[index].node) if 0 <= index < len(instructions) else "the program header"
+    return RuntimeFailure(f"the compiled program is malformed at instruction {index}, {what}: {reason}. "
+                          "This is a bug in graphgrad; please report it with the program's plan_json()")

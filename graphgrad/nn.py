@@ -22,8 +22,8 @@ from . import init as _init
 from . import ops
 from .graph import Tensor, variable
 
-#: activation names a layer accepts, when this build has the op (resolved at call time)
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "softmax", "log_softmax")
+#: activation names a layer accepts: the op functions marked @export(activation=True) in graphgrad/ops
+ACTIVATIONS = ops.ACTIVATIONS
 
 _layer_ids = itertools.count()
 _training = False
@@ -51,9 +51,9 @@ def activation_function(name: str | Callable | None) -> Callable[[Tensor], Tenso
         return lambda x: x
     if callable(name):
         return name
-    fn = getattr(ops, name, None) if name in ACTIVATIONS else None
+    fn = ACTIVATIONS.get(name)
     if fn is None:
-        available = ["linear"] + [a for a in ACTIVATIONS if hasattr(ops, a)]
+        available = ["linear", *ACTIVATIONS]
         raise ValueError(f"unknown activation {name!r}; this build has {available} (or pass a function Tensor -> Tensor)")
     return fn
 
@@ -62,8 +62,7 @@ def _activation_name(activation) -> str | None:
     """The name that describes `activation`, or None when it is not one of the named ones."""
     if activation is None or isinstance(activation, str):
         return activation or "linear"
-    name = getattr(activation, "__name__", None)
-    return name if name in ACTIVATIONS and getattr(ops, name, None) is activation else None
+    return next((name for name, fn in ACTIVATIONS.items() if fn is activation), None)
 
 
 class Module:

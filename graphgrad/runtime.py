@@ -21,7 +21,8 @@ from ._core import ffi, lib
 from .compiler import Plan, build_plan, register_constant_evaluator, resolve_passes, run_passes, schedule
 from .compiler.memory import ALIGN
 from .dtypes import C_CODES
-from .errors import DivergenceError, FeedError, GraphGradError, NumericsError, RuntimeFailure, ShapeError
+from .errors import (DivergenceError, FeedError, GraphGradError, NumericsError, RuntimeFailure, ShapeError,
+                     invalid_program)
 from .graph import Graph, Tensor, source_text
 from .ops import REGISTRY
 from .ops.registry import _fmt_shape
@@ -98,6 +99,10 @@ class _Executable:
         self.c_prog.n_buffers = len(mem.buffers)
         self.c_prog.buffers = self.c_buffers
         self.c_prog.check_numerics = int(check_numerics)
+        status = lib.gg_program_validate(self.c_prog)   # once per specialisation: runs trust the list
+        if status != lib.GG_OK:
+            reason = ffi.string(lib.gg_status_name(status)).decode()
+            raise invalid_program(plan.instructions, self.c_prog.failed_instr, reason)
         # profile mode: C adds each instruction's nanoseconds here on every run
         self.profile_ns = np.zeros(max(len(plan.instructions), 1)) if profile else None
         self.c_prog.profile_ns = ffi.cast("double *", self.profile_ns.ctypes.data) if profile else ffi.NULL

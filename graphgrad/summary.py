@@ -13,7 +13,7 @@ import re
 from .compiler import Plan
 from .errors import GraphGradError
 from .files import atomic_write
-from .ops.registry import _fmt_shape
+from .ops.registry import _fmt_shape, op_label
 
 ROLE_COLOURS = {"forward": "#cfe2ff", "backward": "#ffd8a8", "update": "#c3f0c8"}
 
@@ -47,7 +47,7 @@ def instruction_rows(plan: Plan) -> list[dict]:
         reads = [k for k in ins.inputs if k >= 0]
         rows.append({
             "index": i,
-            "op": "+".join(m.op for m in ins.members) if ins.fused else node.op,
+            "op": "+".join(op_label(m) for m in ins.members) if ins.fused else op_label(node),
             "fused": ins.fused,
             "members": [names[m.id] for m in ins.members],
             "node": names[node.id],
@@ -188,7 +188,7 @@ def plan_dot(plan: Plan, rankdir: str = "TB", title: str | None = None):
                 for m in ins.members:
                     group.node(str(m.id), f"{m.op}\n{_fmt_shape(plan.shapes[m.id])}", fillcolor=colour)
         else:
-            dot.node(str(ins.node.id), f"#{i} {ins.node.op}\n{_fmt_shape(plan.shapes[ins.node.id])}\n{where(ins.node)}",
+            dot.node(str(ins.node.id), f"#{i} {op_label(ins.node)}\n{_fmt_shape(plan.shapes[ins.node.id])}\n{where(ins.node)}",
                      fillcolor=colour)
     drawn = computed | {n.id for n in plan.order if n.id in mem.buffer_of}
     for ins in plan.instructions:

@@ -23,7 +23,7 @@ from .errors import GraphGradError
 from .files import atomic_write
 from .graph import Tensor, ancestors, building, constant
 from .ops import REGISTRY, make
-from .ops.registry import _fmt_shape
+from .ops.registry import _fmt_shape, op_label
 from .runtime import Program
 from .summary import plan_dot, render_memory
 
@@ -45,10 +45,11 @@ def _fmt_value(v) -> str:
 
 
 def _node_label(node: Tensor) -> str:
-    default_name = node.name == f"{node.op}_{node.id}"
+    op = op_label(node)
+    default_name = node.name == f"{op}_{node.id}"
     if node.op == "constant" and node.data is not None and node.data.size == 1:
         return f"{node.name if not default_name else 'const'}\n= {_fmt_value(node.data)}"
-    title = node.op if default_name else f"{node.name}\n{node.op}"
+    title = op if default_name else f"{node.name}\n{op}"
     return f"{title}\n{_fmt_shape(node.shape)}"
 
 

@@ -111,6 +111,11 @@ def _away_from_half(x):
     return np.where(np.abs(np.abs(x) - 0.5) < 0.1, x + 0.2, x)
 
 
+def _away_from_one(x):
+    # keep x away from hardtanh's bounds ±1, where the gradient jumps, with some values beyond them
+    return 2 * _away_from_half(x / 2)
+
+
 def _probabilities(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -236,6 +241,13 @@ OP_CASES.update({
     "softplus": [_case(gg.softplus, _softplus, [(3, 4)])],
     "softplus_backward": [_case(lambda x, dy: make("softplus_backward", [x, dy]), lambda x, dy: dy * _sigmoid(x),
                                 [(3, 4), (3, 4)])],
+    "silu": [_case(gg.silu, lambda x: x * _sigmoid(x), [(3, 4)]), _case(gg.swish, lambda x: x * _sigmoid(x), [(5,)])],
+    "silu_backward": [_case(lambda x, dy: make("silu_backward", [x, dy]),
+                            lambda x, dy: dy * _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), [(3, 4), (3, 4)])],
+    "hardtanh": [_case(gg.hardtanh, lambda x: np.clip(x, -1, 1), [(3, 4)], [_away_from_one])],
+    "hardtanh_backward": [_case(lambda x, dy: make("hardtanh_backward", [x, dy]),
+                                lambda x, dy: np.where((x <= -1) | (x >= 1), 0, dy), [(3, 4), (3, 4)],
+                                [_away_from_one])],
     "softmax": [_case(gg.softmax, _softmax, [(3, 5)]),
                 _case(lambda x: gg.softmax(x, axis=1), lambda x: _softmax(x, 1), [(2, 3, 4)])],
     "softmax_backward": [_case(lambda y, dy: make("softmax_backward", [y, dy], {"axis": 1}),

@@ -9,6 +9,7 @@ denominator of a division is |b| + 0.5).
 """
 from __future__ import annotations
 
+import inspect
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import graphgrad as gg
+from graphgrad.ops import EXPORTS, REGISTRY, TOP_LEVEL
 
 import reference
 
@@ -23,9 +25,27 @@ import reference
 N_GRAPHS = int(os.environ.get("GG_FUZZ_GRAPHS", 500))
 TOL = {"float64": 1e-9, "float32": 2e-4}
 
-UNARY = ["neg", "abs", "relu", "sigmoid", "sign", "exp", "log", "sqrt", "tanh", "softplus", "elu", "leaky_relu",
-         "gelu", "gelu_tanh", "square", "cube", "root", "clip"]
-BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
+
+
+def _public_elementwise(n_tensors: int) -> list[str]:
+    """The public elementwise op functions (gg.ops.<name>, from the registry) taking n_tensors tensors,
+    that the oracle knows (test_every_public_elementwise_op_is_fuzzed: it knows every gg.<name> one)."""
+    return [name for name in EXPORTS if name in REGISTRY and REGISTRY[name].elementwise
+            and _required_parameters(EXPORTS[name]) == n_tensors and name in reference.FORWARD]
+
+
+def _required_parameters(fn) -> int:
+    return sum(p.default is inspect.Parameter.empty for p in inspect.signature(fn).parameters.values())
+
+
+# settings other than the defaults, and more settings of an op as extra entries (gelu's tanh form,
+# pow_scalar's fast paths); keeping exp, log, sqrt and x**3 inside their domain is in build()
+SETTINGS = {"elu": lambda t: gg.elu(t, alpha=0.7), "leaky_relu": lambda t: gg.leaky_relu(t, alpha=0.1),
+            "clip": lambda t: gg.clip(t, -0.7, 0.6)}
+VARIANTS = {"gelu_tanh": lambda t: gg.gelu(t, approximate="tanh"), "square": lambda t: t ** 2,
+            "cube": lambda t: t ** 3, "root": lambda t: t ** 0.5}
+UNARY = _public_elementwise(1) + list(VARIANTS)
+BINARY = _public_elementwise(2)
 ALONG = ["softmax", "log_softmax"]          # along one axis
 LOSSES = ["mse", "l1", "huber", "binary_cross_entropy"]
 OPS = UNARY + BINARY + ALONG + ["sum", "mean", "transpose", "matmul"] + LOSSES
@@ -160,19 +180,13 @@ def build(recipe):
                 x = gg.tanh(x)
             elif op in ("log", "sqrt", "root"):
                 x = gg.add(gg.abs(x), 0.5)
-            out = {"neg": gg.neg, "abs": gg.abs, "relu": gg.relu, "sigmoid": gg.sigmoid, "sign": gg.ops.sign,
-                   "exp": gg.exp, "log": gg.log, "sqrt": gg.sqrt, "tanh": gg.tanh, "softplus": gg.softplus,
-                   "elu": lambda t: gg.elu(t, alpha=0.7), "leaky_relu": lambda t: gg.leaky_relu(t, alpha=0.1),
-                   "gelu": gg.gelu, "gelu_tanh": lambda t: gg.gelu(t, approximate="tanh"),
-                   "square": lambda t: t ** 2, "cube": lambda t: t ** 3, "root": lambda t: t ** 0.5,
-                   "clip": lambda t: gg.clip(t, -0.7, 0.6)}[op](x)
+            out = (VARIANTS.get(op) or SETTINGS.get(op) or EXPORTS[op])(x)
         elif op in ALONG:
             out = (gg.softmax if op == "softmax" else gg.log_softmax)(x, axis=step[2])
         elif op == "transpose":
             out = gg.transpose(x, step[2])
         elif op in BINARY:
-            fn = {"add": gg.add, "sub": gg.sub, "mul": gg.mul, "div": gg.div, "maximum": gg.maximum,
-                  "minimum": gg.minimum}[op]
+            fn = EXPORTS[op]
             if isinstance(step[2], tuple):
                 _, scalar, scalar_first = step[2]
                 a, b = (scalar, x) if scalar_first else (x, scalar)
@@ -180,6 +194,9 @@ def build(recipe):
                 a, b = x, nodes[step[2]]
             if op == "div":
                 b = abs(b) + 0.5 if isinstance(b, float) else gg.add(gg.abs(b), 0.5)   # keep away from 0
+            if op == "pow":   # a positive base, a bounded exponent
+                a = abs(a) + 0.5 if isinstance(a, float) else gg.add(gg.abs(a), 0.5)
+                b = b if isinstance(b, float) else gg.tanh(b)
             out = fn(a, b)
         elif op in ("sum", "mean"):
             out = (gg.sum if op == "sum" else gg.mean)(x, axis=step[2], keepdims=step[3])
@@ -299,6 +316,13 @@ def test_fuzz_forward_gradients_and_steps():
     assert {r["dtype"] for r in graphs_checked} == {"float32", "float64"}
     assert sum(any(k == "batch" for k, _ in r["leaves"]) for r in graphs_checked) > N_GRAPHS // 10
     assert sum(r["train"] is not None for r in graphs_checked) > N_GRAPHS // 10
+
+
+def test_every_public_elementwise_op_is_fuzzed():
+    """The fuzzer's op lists come from the registry; every public elementwise op is in them, so the
+    oracle must know each one (add it to tests/reference.py with a new op)."""
+    public = [n for n in TOP_LEVEL if n in REGISTRY and REGISTRY[n].elementwise]
+    assert public and set(public) <= set(UNARY) | set(BINARY), set(public) - set(UNARY) - set(BINARY)
 
 
 @pytest.mark.parametrize("recipe", [

@@ -32,8 +32,11 @@ def test_registry_is_complete():
     for name, opdef in REGISTRY.items():
         if opdef.opcode is not None:
             code = getattr(lib, opdef.opcode, None)
-            assert code is not None, f"{name}: opcode {opdef.opcode} missing from csrc/graphgrad.h"
+            assert code is not None, f"{name}: opcode {opdef.opcode} missing from csrc/ops.def"
             assert lib.gg_opcode_name(code) != ffi.NULL, f"{name}: the interpreter does not know {opdef.opcode}"
+            # the OpDef and the C op table agree on which ops the fused loop runs
+            assert bool(opdef.fusion) == bool(lib.gg_opcode_fuses(code)), \
+                f"{name}: OpDef.fusion is {opdef.fusion} but csrc/ops.def's row is {'' if opdef.fusion else 'not '}fusable"
         if needs_case(opdef):
             assert OP_CASES.get(name), f"op {name} has no forward/gradcheck case in tests/op_cases.py"
             if opdef.grad is not None:
@@ -117,10 +120,9 @@ def test_binary_broadcast_gradients_fuzz(shapes, op):
 
 
 #: ops whose cases take any shape (all inputs alike): elementwise maps, their backward kernels, losses
-ANY_SHAPE = ["mul", "neg", "abs", "sign", "copy", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "exp",
-             "log", "sqrt", "pow_scalar", "clip", "clip_backward", "leaky_relu", "leaky_relu_backward", "elu",
-             "elu_backward", "gelu", "gelu_backward", "tanh", "tanh_backward", "softplus", "softplus_backward",
-             "mse", "l1", "huber", "binary_cross_entropy"]
+# the elementwise ops and the elementwise losses (a map, then a sum), from the registry
+ANY_SHAPE = [name for name, opdef in REGISTRY.items()
+             if opdef.elementwise or opdef.shape is gg.ops.losses._loss_shape]
 ANY_SHAPE_CASES = [(name, i) for name in ANY_SHAPE for i, c in enumerate(OP_CASES[name])
                    if len({tuple(shape) for shape in c.shapes}) == 1]
 
@@ -453,3 +455,107 @@ def test_vectorised_pow_matches_numpy_including_special_cases(dtype):
     ok = special & ~np.isnan(want_rounded)
     np.testing.assert_allclose(got[ok], want_rounded[ok], rtol=1e-6, atol=4 * np.finfo(dtype).tiny)
     assert (np.signbit(got[ok & (want_rounded == 0)]) == np.signbit(want_rounded[ok & (want_rounded == 0)])).all()
+
+
+def test_exports_come_from_the_op_functions_marked_at_their_definition():
+    """gg.ops exports every @export-marked function, graphgrad the top-level ones, and gg.nn takes
+    every activation-marked one by name: no export list to keep by hand."""
+    assert gg.ops.EXPORTS and gg.ops.ACTIVATIONS
+    for name, fn in gg.ops.EXPORTS.items():
+        assert getattr(gg.ops, name) is fn and name in gg.ops.__all__
+    for name in gg.ops.TOP_LEVEL:
+        assert getattr(gg, name) is gg.ops.EXPORTS[name] and name in gg.__all__
+    assert "sign" in gg.ops.EXPORTS and "sign" not in gg.__all__     # gg.ops only
+    x = gg.placeholder((2, 3))
+    for name, fn in gg.ops.ACTIVATIONS.items():
+        assert gg.nn.activation_function(name) is fn
+        assert gg.nn.Dense(3, 2, activation=name)(x).shape == (2, 2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hardtanh_follows_pytorch_at_nan_and_at_the_bounds(dtype):
+    """hardtanh(NaN) is NaN; the gradient is 0 at and beyond ±1 and passes strictly inside, and at NaN
+    (PyTorch's hardtanh_backward masks only x <= -1 and x >= 1)."""
+    x = gg.placeholder((7,), dtype=dtype)
+    y = gg.hardtanh(x)
+    gx = gg.grad(gg.sum(y * 3.0), x)
+    values = np.array([-2.0, -1.0, -0.5, 0.0, 1.0, 2.5, np.nan], dtype=dtype)
+    for passes in (None, []):      # fused and not
+        out, grad = gg.compile([y, gx], passes=passes)({x: values})
+        np.testing.assert_array_equal(out, np.array([-1, -1, -0.5, 0, 1, 1, np.nan], dtype=dtype))
+        np.testing.assert_array_equal(grad, np.array([0, 0, 3, 3, 0, 0, 3], dtype=dtype))
+
+
+# ---- NaN and Inf through the activations, as PyTorch -----------------------------------------
+
+SPECIAL = [np.nan, -1.0, 2.0, np.inf, -np.inf, 0.0, -0.5]
+#: op -> (forward as NumPy/PyTorch compute it, d out / d x at each value as PyTorch's backward)
+NAN_REFERENCES = {
+    "relu": (lambda v: np.where(v <= 0, 0.0, v), lambda v: np.where(v <= 0, 0.0, 1.0)),
+    "leaky_relu": (lambda v: np.where(v > 0, v, 0.01 * v), lambda v: np.where(v > 0, 1.0, 0.01)),
+    "elu": (lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0))),
+            lambda v: np.where(v > 0, 1.0, np.exp(np.minimum(v, 0)))),
+    "hardtanh": (lambda v: np.clip(v, -1, 1), lambda v: np.where((v <= -1) | (v >= 1), 0.0, 1.0)),
+    "clip": (lambda v: np.clip(v, -0.7, 0.7), lambda v: np.where((v >= -0.7) & (v <= 0.7), 1.0, 0.0)),
+    "maximum": (lambda v: np.maximum(v, 0.5), None),
+    "minimum": (lambda v: np.minimum(v, 0.5), None),
+}
+
+
+#: d out / d x at x = NaN in PyTorch's backward kernels: relu's threshold_backward, elu's and
+#: hardtanh's mask only their other side, so NaN passes; leaky_relu takes the slope; clamp's mask is 0
+NAN_SLOPE = {"relu": 1.0, "leaky_relu": 0.01, "elu": 1.0, "hardtanh": 1.0, "clip": 0.0}
+
+
+def _nan_op(name, x):
+    if name == "clip":
+        return gg.clip(x, -0.7, 0.7)
+    if name in ("maximum", "minimum"):
+        return getattr(gg, name)(x, gg.constant(0.5, dtype=x.dtype))
+    return getattr(gg, name)(x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(NAN_REFERENCES))
+def test_nan_and_inf_propagate_through_activations_as_pytorch(name, dtype):
+    """relu(NaN) is NaN (it was 0), in the op's own kernel, in a fused chain and in its gradient."""
+    forward, slope = NAN_REFERENCES[name]
+    values = np.array(SPECIAL, dtype=dtype)
+    x = gg.placeholder((len(SPECIAL),), dtype=dtype, name="x")
+    y = _nan_op(name, x)
+    outputs = [y, y * 2.0]                                   # y * 2: fused with the op when fusion is on
+    if slope is not None:
+        outputs.append(gg.grad(gg.sum(y * 3.0), x))
+    with np.errstate(invalid="ignore"):
+        want = forward(values.astype(np.float64))
+    for passes in (None, []):
+        got = gg.compile(outputs, passes=passes)({x: values})
+        np.testing.assert_allclose(got[0], want.astype(dtype), rtol=1e-6)
+        np.testing.assert_allclose(got[1], (2 * want).astype(dtype), rtol=1e-6)
+        if slope is not None:
+            with np.errstate(invalid="ignore"):
+                want_grad = 3 * slope(values.astype(np.float64))
+            want_grad = np.where(np.isnan(values), 3 * NAN_SLOPE[name], want_grad)
+            np.testing.assert_allclose(got[2], want_grad.astype(dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_nan_rows_propagate_through_the_gemm_epilogue(activation, dtype):
+    """matmul + bias + activation runs in the GEMM's epilogue: a NaN input row gives a NaN output row
+    there too (a Dense layer fed a NaN sample must not return finite garbage)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(33, 17)).astype(dtype)
+    X[4, 3], X[20, 0], X[31, 16] = np.nan, np.inf, -np.inf
+    W = rng.normal(size=(17, 9)).astype(dtype)
+    b = rng.normal(size=9).astype(dtype)
+    x = gg.placeholder((None, 17), dtype=dtype, name="x")
+    y = getattr(gg, activation)(x @ gg.constant(W, dtype=dtype) + gg.constant(b, dtype=dtype))
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = X.astype(np.float64) @ W + b
+        want = np.where(z <= 0, 0.0, z) if activation == "relu" else 1 / (1 + np.exp(-z))
+    for passes in (None, []):
+        got = gg.compile(y, passes=passes)(x=X)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-5)

@@ -137,6 +137,21 @@ def test_threads_setting_round_trips():
     assert gg.get_num_threads() == before
 
 
+def test_kernels_run_on_the_threads_the_setting_asks_for():
+    """The parallel loop every kernel uses (GG_PARALLEL_FOR) runs on exactly gg.set_num_threads(n)
+    threads for a large loop, more than the machine has cores too, and on one for a small loop."""
+    from graphgrad._core import lib
+    before = gg.get_num_threads()
+    big = 1 << 20
+    try:
+        for n in (1, 2, 3):
+            gg.set_num_threads(n)
+            assert lib.gg_parallel_team_size(big) == n
+            assert lib.gg_parallel_team_size(100) == 1     # below the parallel threshold: serial
+    finally:
+        gg.set_num_threads(before)
+
+
 def test_repeated_calls_take_the_fast_path_and_still_check_new_feeds(monkeypatch):
     x = gg.placeholder((None, 2), name="x")
     f = gg.compile(gg.sum(x, axis=1))
@@ -383,3 +398,117 @@ def test_run_steps_writes_a_per_step_scalar_and_records_an_output():
         program.run_steps({xs: X}, 4, record=(record_out, np.zeros((2, 1)), 1, 0))
     with pytest.raises(ValueError, match="step_scalar values"):
         program.run_steps({xs: X}, 4, step_scalar=(scale, values[:2]))
+
+
+# ---- gg_program_validate: a malformed instruction list is an error status, never a wild write ----
+
+from graphgrad._core import ffi, lib  # noqa: E402
+
+
+class _RawProgram:
+    """A gg_program built by hand through the C API: `n_buffers` float32 buffers of 8 elements,
+    and one instruction per (opcode, out, inputs, dims) given."""
+
+    def __init__(self, instrs, n_buffers=3):
+        self.arrays = [np.arange(8, dtype=np.float32) for _ in range(n_buffers)]
+        self.buffers = ffi.new("void *[]", [ffi.cast("void *", a.ctypes.data) for a in self.arrays])
+        self.instrs = ffi.new("gg_instr[]", len(instrs))
+        for c, (opcode, out, inputs, dims) in zip(self.instrs, instrs):
+            c.opcode, c.dtype, c.out, c.n_in, c.out_size = opcode, lib.GG_F32, out, len(inputs), 8
+            for k, v in enumerate(inputs):
+                getattr(c, "in")[k] = v
+            for k, v in enumerate(dims):
+                c.dims[k] = v
+        self.prog = ffi.new("gg_program *")
+        self.prog.n_instr, self.prog.instrs = len(instrs), self.instrs
+        self.prog.n_buffers, self.prog.buffers = n_buffers, self.buffers
+
+    def validate(self):
+        return lib.gg_program_validate(self.prog), self.prog.failed_instr
+
+
+def _pack(opcode, *refs):
+    refs = list(refs) + [-1] * (3 - len(refs))
+    return opcode | (refs[0] + 1) << 16 | (refs[1] + 1) << 32 | (refs[2] + 1) << 48
+
+
+def _fused_dims(ops, modes=()):
+    header = [8, len(ops), 0, 1, 8, 0, 0, 0]
+    mode_list = list(modes) + [0] * (lib.GG_MAX_INPUTS - len(modes))
+    return header + mode_list + ops
+
+
+GOOD = [(lib.GG_OP_ADD, 2, [0, 1], [1, 8, 1, 1]), (lib.GG_OP_RELU, 2, [2], [8])]
+
+
+def test_a_well_formed_list_validates_and_runs():
+    raw = _RawProgram(GOOD + [(lib.GG_OP_FUSED, 1, [0, 2], _fused_dims([_pack(lib.GG_OP_MUL, 0, 1),
+                                                                        _pack(lib.GG_OP_NEG, lib.GG_FUSED_REF_TEMP)]))])
+    assert raw.validate() == (lib.GG_OK, -1)
+    assert lib.gg_program_run(raw.prog) == lib.GG_OK
+    x = np.arange(8, dtype=np.float32)
+    np.testing.assert_array_equal(raw.arrays[2], np.maximum(x + x, 0))
+    np.testing.assert_array_equal(raw.arrays[1], -(x * np.maximum(x + x, 0)))
+
+
+@pytest.mark.parametrize("bad, status", [
+    ((999, 2, [0], [8]), "GG_ERR_UNKNOWN_OPCODE"),                              # no row in the op table
+    ((lib.GG_OP_RELU, 3, [0], [8]), "GG_ERR_BAD_BUFFER"),                      # output past the table
+    ((lib.GG_OP_RELU, 2, [-1], [8]), "GG_ERR_BAD_BUFFER"),                     # -1 where the input is required
+    ((lib.GG_OP_ADD, 2, [0, 7], [1, 8, 1, 1]), "GG_ERR_BAD_BUFFER"),           # input past the table
+    ((lib.GG_OP_ADD, 2, [0], [1, 8, 1, 1]), "GG_ERR_BAD_INSTR"),               # too few inputs
+    ((lib.GG_OP_RELU, 2, [0, 1], [8]), "GG_ERR_BAD_INSTR"),                    # more inputs than the op reads
+    ((lib.GG_OP_ADD, 2, [0, 1], [11]), "GG_ERR_BAD_INSTR"),                    # rank 11: 1 + 33 dims
+    ((lib.GG_OP_TRANSPOSE, 2, [0], [0, 16]), "GG_ERR_BAD_INSTR"),              # rank 16: 2 + 32 dims
+    ((lib.GG_OP_SUM, 2, [0], [-1]), "GG_ERR_BAD_INSTR"),                       # negative rank
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(999, 0)])), "GG_ERR_UNKNOWN_OPCODE"),
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_CLIP, 0)])), "GG_ERR_UNKNOWN_OPCODE"),  # not fusable
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_ADD, 0, 5)])), "GG_ERR_BAD_INSTR"),   # no in[5]
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_NEG, lib.GG_FUSED_REF_TEMP)])),
+     "GG_ERR_BAD_INSTR"),                                                       # reads its own result
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_NEG, lib.GG_FUSED_REF_GEMM)])),
+     "GG_ERR_BAD_INSTR"),                                                       # a head it does not have
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_NEG, 0, 1)])), "GG_ERR_BAD_INSTR"),   # extra ref
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([])), "GG_ERR_BAD_INSTR"),       # an empty list
+    ((lib.GG_OP_FUSED, 2, [0, 1], _fused_dims([_pack(lib.GG_OP_NEG, 0)], modes=[3])), "GG_ERR_BAD_INSTR"),
+])
+def test_a_corrupted_instruction_is_an_error_status(bad, status):
+    """Each corruption of a well-formed list is reported with its status and index, and the
+    buffers are untouched (validation writes nothing)."""
+    raw = _RawProgram(GOOD + [bad])
+    before = [a.copy() for a in raw.arrays]
+    assert raw.validate() == (getattr(lib, status), len(GOOD))
+    assert all(np.array_equal(a, b) for a, b in zip(raw.arrays, before))
+    assert ffi.string(lib.gg_status_name(getattr(lib, status))).decode() != "an unknown status"
+
+
+def test_the_fused_kernel_refuses_an_op_it_does_not_run():
+    """Called directly (no validation first), gg_fused still checks its list: an unknown op is an
+    error status and the output is not written."""
+    x = np.arange(8, dtype=np.float32)
+    out = np.full(8, 7.0, dtype=np.float32)
+    ins = ffi.new("const float *[]", [ffi.cast("float *", x.ctypes.data)] + [ffi.NULL] * (lib.GG_MAX_INPUTS - 1))
+    dims = ffi.new("int64_t[]", _fused_dims([_pack(lib.GG_OP_SOFTMAX, 0)]) + [0] * 8)
+    attrs = ffi.new("double[]", lib.GG_MAX_ATTRS)
+    status = lib.gg_fused_f32(ffi.cast("float *", out.ctypes.data), ins, dims, attrs, ffi.NULL, 0)
+    assert status == lib.GG_ERR_UNKNOWN_OPCODE
+    assert (out == 7.0).all()
+
+
+def test_a_malformed_plan_raises_a_typed_error_naming_the_node(monkeypatch):
+    """The runtime validates each specialisation once: a corrupted instruction (here an input index
+    past the buffer table, injected into the lowering) is a RuntimeFailure naming the node, before
+    anything runs."""
+    import graphgrad.compiler as compiler
+    real_lower = compiler.lower
+
+    def corrupting_lower(steps, shapes, memory):
+        instructions = real_lower(steps, shapes, memory)
+        instructions[-1].inputs[0] = 10_000
+        return instructions
+
+    monkeypatch.setattr(compiler, "lower", corrupting_lower)
+    a = gg.placeholder((3,), name="a")
+    f = gg.compile(gg.exp(a, name="the_exp"))
+    with pytest.raises(gg.errors.RuntimeFailure, match=r'instruction 0, exp node "the_exp".*buffer index'):
+        f(a=np.ones(3, np.float32))

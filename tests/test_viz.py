@@ -78,3 +78,15 @@ def test_chain_rule_labels_say_a_local_gradient_is_summed_over_a_non_scalar():
     # ∂h/∂w, summed over h's 9 elements: every entry of w's gradient is the column sum of x = 3
     assert "∂h/∂w = 6 values, mean 3" in source and "(each summed over h's 9 elements)" in source
     assert "h = 9 values, mean" in source
+
+
+def test_a_mean_is_drawn_and_listed_as_a_mean():
+    x = gg.placeholder((None, 3), name="x")
+    m = gg.mean(x * x)
+    s = gg.sum(x)
+    assert m.name.startswith("mean_") and s.name.startswith("sum_")
+    source = gg.to_dot([m, s]).source
+    assert f'label="mean\n(' in source.replace("\\n", "\n") and f'label="sum\n(' in source.replace("\\n", "\n")
+    program = gg.compile(m, passes=[])
+    program(x=np.ones((2, 3), np.float32))
+    assert "mean" in program.summary(as_text=True)

@@ -26,13 +26,8 @@ from dataclasses import dataclass, field
 from .._core import lib
 from ..graph import Tensor
 from ..ops import REGISTRY
-from ..ops.registry import numel
+from ..ops.registry import ANY as READ_ANY, FULL as READ_FULL, numel
 
-#: ops the fused kernel knows (their GG_OP_* codes double as its op-list codes)
-ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "abs", "sign", "copy", "exp", "log", "sqrt",
-               "relu", "sigmoid", "tanh", "softplus", "leaky_relu", "elu",
-               "relu_backward", "sigmoid_backward", "tanh_backward", "softplus_backward", "leaky_relu_backward",
-               "elu_backward", "mse_backward", "l1_backward"}
 MAX_OPS = lib.GG_FUSED_MAX_OPS     # ops in one fused list (enum gg_limits, csrc/graphgrad.h)
 MAX_INPUTS = lib.GG_MAX_INPUTS     # input buffers of one instruction
 
@@ -69,14 +64,20 @@ def input_mode(inp_shape: tuple, out_shape: tuple) -> int | None:
     return None
 
 
+def _reads_ok(how: str, inp_shape: tuple, out_shape: tuple) -> bool:
+    """Whether the fused loop can read an input of inp_shape as `how` (an OpDef.fusion entry)."""
+    if how == READ_ANY:
+        return input_mode(inp_shape, out_shape) is not None
+    return numel(inp_shape) == (numel(out_shape) if how == READ_FULL else 1)
+
+
 def _elementwise_ok(node: Tensor, shapes: dict[int, tuple]) -> bool:
-    if node.op not in ELEMENTWISE:
+    """Whether the node can be an op of a fused list: its OpDef says it fuses, and how it reads each input."""
+    fusion = REGISTRY[node.op].fusion
+    if fusion is None or len(fusion) != len(node.inputs):
         return False
     out = shapes[node.id]
-    if node.op in ("mse_backward", "l1_backward"):
-        p, y, dout = (shapes[i.id] for i in node.inputs)
-        return numel(p) == numel(out) and numel(y) == numel(out) and numel(dout) == 1
-    return all(input_mode(shapes[i.id], out) is not None for i in node.inputs)
+    return all(_reads_ok(how, shapes[i.id], out) for how, i in zip(fusion, node.inputs))
 
 
 def _external_inputs(nodes: list[Tensor]) -> list[Tensor]:

@@ -7,8 +7,8 @@ gradient rule is built from graph ops, so gradients of gradients work."""
 from __future__ import annotations
 
 from ..graph import Tensor, as_tensor
-from .registry import (Lowered, OpDef, broadcast_shapes, broadcast_strides, collapse_dims, make, matching_shape,
-                       numel, register)
+from .registry import (ANY, Lowered, OpDef, broadcast_shapes, broadcast_strides, collapse_dims, export, make,
+                       matching_shape, numel, register)
 from .reduce import unbroadcast
 
 
@@ -53,7 +53,7 @@ def _grad_div(node, g):
 
 def _binary(name, opcode, grad, doc, flops_per=1):
     register(OpDef(name=name, opcode=opcode, shape=_binary_shape, grad=grad, lower=_binary_lower,
-                   inplace=True, broadcasts=True, doc=doc,
+                   inplace=True, broadcasts=True, doc=doc, elementwise=True, fusion=(ANY, ANY),
                    flops=lambda ins, out, attrs: flops_per * numel(out)))
 
 
@@ -89,7 +89,7 @@ _binary("equal", "GG_OP_EQUAL", lambda node, g: [None, None], "1 where a == b, e
 
 def _unary(name, opcode, grad, doc):
     register(OpDef(name=name, opcode=opcode, shape=_unary_shape, grad=grad, lower=_unary_lower,
-                   inplace=True, doc=doc))
+                   inplace=True, doc=doc, elementwise=True, fusion=(ANY,)))
 
 
 _unary("neg", "GG_OP_NEG", lambda node, g: [neg(g)], "-x")
@@ -113,16 +113,17 @@ def _p_lower(*names):
 
 
 register(OpDef("pow_scalar", "GG_OP_POW_SCALAR", _unary_shape, _grad_pow_scalar, _p_lower("exponent"),
-               inplace=True, doc="x ** p for a fixed real p (p = 2, 3, 0.5, -1 take exact fast paths)"))
+               inplace=True, elementwise=True,
+               doc="x ** p for a fixed real p (p = 2, 3, 0.5, -1 take exact fast paths)"))
 register(OpDef("clip", "GG_OP_CLIP", _unary_shape,
                lambda node, g: [make("clip_backward", [node.inputs[0], g], dict(node.attrs))],
-               _p_lower("min", "max"), inplace=True, doc="x limited to [min, max] (NaN stays NaN)"))
+               _p_lower("min", "max"), inplace=True, elementwise=True, doc="x limited to [min, max] (NaN stays NaN)"))
 
 
 register(OpDef("clip_backward", "GG_OP_CLIP_BACKWARD", lambda shapes, attrs: matching_shape(*shapes),
                # linear in dy, piecewise constant in x
                lambda node, g: [None, make("clip_backward", [node.inputs[0], g], dict(node.attrs))],
-               _p_lower("min", "max"),
+               _p_lower("min", "max"), elementwise=True,
                doc="dx = dy where min <= x <= max (bounds included, as PyTorch's clamp), else 0"))
 
 
@@ -134,41 +135,49 @@ def _binary_operands(a, b) -> tuple[Tensor, Tensor]:
     return a, b
 
 
+@export
 def add(a, b, name: str | None = None) -> Tensor:
     """a + b with NumPy broadcasting. Shapes: broadcast(a.shape, b.shape)."""
     return make("add", _binary_operands(a, b), name=name)
 
 
+@export
 def sub(a, b, name: str | None = None) -> Tensor:
     """a - b with NumPy broadcasting."""
     return make("sub", _binary_operands(a, b), name=name)
 
 
+@export
 def mul(a, b, name: str | None = None) -> Tensor:
     """a * b (elementwise) with NumPy broadcasting."""
     return make("mul", _binary_operands(a, b), name=name)
 
 
+@export
 def div(a, b, name: str | None = None) -> Tensor:
     """a / b (elementwise) with NumPy broadcasting."""
     return make("div", _binary_operands(a, b), name=name)
 
 
+@export
 def neg(x: Tensor, name: str | None = None) -> Tensor:
     """-x"""
     return make("neg", [x], name=name)
 
 
+@export
 def abs(x: Tensor, name: str | None = None) -> Tensor:  # noqa: A001 - the public name is gg.abs
     """|x|"""
     return make("abs", [x], name=name)
 
 
+@export(top_level=False)
 def sign(x: Tensor, name: str | None = None) -> Tensor:
     """sign(x): -1, 0 or 1."""
     return make("sign", [x], name=name)
 
 
+@export
 def pow(a, b, name: str | None = None) -> Tensor:  # noqa: A001 - the public name is gg.pow
     """a ** b. A real-number exponent b gives one pow_scalar node (x*x for b = 2); a Tensor
     exponent broadcasts as in NumPy."""
@@ -177,42 +186,50 @@ def pow(a, b, name: str | None = None) -> Tensor:  # noqa: A001 - the public nam
     return make("pow", _binary_operands(a, b), name=name)
 
 
+@export
 def maximum(a, b, name: str | None = None) -> Tensor:
     """The elementwise larger of a and b, broadcasting; NaN propagates (np.maximum). At ties the
     gradient is split evenly between a and b (torch.maximum)."""
     return make("maximum", _binary_operands(a, b), name=name)
 
 
+@export
 def minimum(a, b, name: str | None = None) -> Tensor:
     """The elementwise smaller of a and b, broadcasting; NaN propagates (np.minimum)."""
     return make("minimum", _binary_operands(a, b), name=name)
 
 
+@export(top_level=False)
 def maximum_mask(a, b, name: str | None = None) -> Tensor:
     """1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share), broadcasting."""
     return make("maximum_mask", _binary_operands(a, b), name=name)
 
 
+@export(top_level=False)
 def equal(a, b, name: str | None = None) -> Tensor:
     """1.0 where a == b, else 0.0, broadcasting (a float mask)."""
     return make("equal", _binary_operands(a, b), name=name)
 
 
+@export
 def exp(x: Tensor, name: str | None = None) -> Tensor:
     """e ** x, elementwise."""
     return make("exp", [x], name=name)
 
 
+@export
 def log(x: Tensor, name: str | None = None) -> Tensor:
     """Natural logarithm, elementwise (-inf at 0, NaN below)."""
     return make("log", [x], name=name)
 
 
+@export
 def sqrt(x: Tensor, name: str | None = None) -> Tensor:
     """Square root, elementwise."""
     return make("sqrt", [x], name=name)
 
 
+@export
 def clip(x: Tensor, min: float | None = None, max: float | None = None,  # noqa: A002 - PyTorch's names
          name: str | None = None) -> Tensor:
     """x limited to [min, max] (either bound may be None). The gradient passes where

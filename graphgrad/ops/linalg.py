@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..graph import Tensor, as_tensor
-from .registry import Lowered, OpDef, OpShapeError, make, register
+from .registry import export, Lowered, OpDef, OpShapeError, make, register
 
 
 def _operand_dims(shape, transposed, which):
@@ -52,6 +52,7 @@ register(OpDef("matmul", "GG_OP_MATMUL", _matmul_shape, _matmul_grad, _matmul_lo
                doc="op(a) @ op(b) for 2-D a, b; op transposes when trans_a / trans_b"))
 
 
+@export
 def matmul(a, b, trans_a: bool = False, trans_b: bool = False, name: str | None = None) -> Tensor:
     """Matrix product: a (M, K) @ b (K, N) -> (M, N); trans_a / trans_b use aᵀ / bᵀ without copying."""
     a = as_tensor(a, like=b if isinstance(b, Tensor) else None)

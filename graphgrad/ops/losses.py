@@ -10,7 +10,7 @@ import numpy as np
 
 from ..graph import Tensor, as_tensor, constant
 from .elementwise import neg
-from .registry import Lowered, OpDef, OpShapeError, make, numel, register
+from .registry import FULL, SCALAR, export, Lowered, OpDef, OpShapeError, make, numel, register
 
 REDUCTIONS = ("mean", "sum")
 
@@ -144,9 +144,11 @@ for _name, _doc in (("mse", "mean (or sum) of (p - y)^2"), ("l1", "mean (or sum)
                     ("huber", "mean (or sum) of 0.5 (p - y)^2 within delta, delta (|p - y| - 0.5 delta) beyond")):
     register(OpDef(_name, f"GG_OP_{_name.upper()}", _loss_shape, _loss_grad(f"{_name}_backward"), _loss_lower,
                    doc=_doc, flops=lambda ins, out, attrs: 3 * numel(ins[0])))
+    # mse's and l1's gradients are maps over (p, y) scaled by the scalar dout: the fused loop runs them
     register(OpDef(f"{_name}_backward", f"GG_OP_{_name.upper()}_BACKWARD", _backward_shape, _SECOND_ORDER[_name],
                    _backward_lower, doc=f"gradient of {_name} with respect to the prediction",
-                   flops=lambda ins, out, attrs: 3 * numel(out)))
+                   flops=lambda ins, out, attrs: 3 * numel(out), elementwise=_name != "huber",
+                   fusion=(FULL, FULL, SCALAR) if _name != "huber" else None))
 
 
 def _loss(op, prediction, target, reduction, name) -> Tensor:
@@ -157,16 +159,19 @@ def _loss(op, prediction, target, reduction, name) -> Tensor:
     return make(op, [prediction, target], {"reduction": reduction}, name=name)
 
 
+@export
 def mse(prediction: Tensor, target, reduction: str = "mean", name: str | None = None) -> Tensor:
     """Mean squared error: mean((prediction - target)^2) over all elements. Shapes must match."""
     return _loss("mse", prediction, target, reduction, name)
 
 
+@export
 def l1(prediction: Tensor, target, reduction: str = "mean", name: str | None = None) -> Tensor:
     """Mean absolute error: mean(|prediction - target|) over all elements. Shapes must match."""
     return _loss("l1", prediction, target, reduction, name)
 
 
+@export
 def huber(prediction: Tensor, target, delta: float = 1.0, reduction: str = "mean", name: str | None = None) -> Tensor:
     """Huber loss (torch.nn.HuberLoss): 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta),
     d = prediction - target; mean or sum over all elements."""
@@ -199,6 +204,7 @@ register(OpDef("binary_cross_entropy_backward", "GG_OP_BCE_BACKWARD", _backward_
                doc="d/dx = scale (sigmoid(x) - y) (wrt=0) or d/dy = -scale x (wrt=1)"))
 
 
+@export
 def binary_cross_entropy(logits: Tensor, target, reduction: str = "mean", name: str | None = None) -> Tensor:
     """Binary cross-entropy on logits (torch.nn.functional.binary_cross_entropy_with_logits):
     -[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], computed as max(x, 0) - x y +
@@ -273,6 +279,7 @@ register(OpDef("softmax_cross_entropy_labels_backward", "GG_OP_SOFTMAX_CE_LABELS
                doc="d/dx = scale (softmax(x) - onehot(label))"))
 
 
+@export
 def softmax_cross_entropy(logits: Tensor, target, reduction: str = "mean", name: str | None = None) -> Tensor:
     """Cross-entropy of softmax(logits) over the last axis (torch.nn.functional.cross_entropy),
     fused and stable: log-sum-exp with the max subtracted, so logits of ±1000 give a finite loss

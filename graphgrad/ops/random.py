@@ -9,7 +9,7 @@ derivative is zero: gradients flow through x * mask as dy * mask."""
 from __future__ import annotations
 
 from ..graph import Tensor
-from .registry import Lowered, OpDef, OpShapeError, make, numel, register
+from .registry import export, Lowered, OpDef, OpShapeError, make, numel, register
 
 
 def _mask_shape(shapes, attrs):
@@ -33,6 +33,7 @@ register(OpDef("dropout_mask", "GG_OP_DROPOUT_MASK", _mask_shape, grad=lambda no
                doc="0 with probability rate, else 1/(1-rate); a pure function of (seed, counter, index)"))
 
 
+@export(top_level=False)
 def dropout_mask(like: Tensor, counter: Tensor, rate: float, seed: int, name: str | None = None) -> Tensor:
     """The inverted-dropout mask for a tensor shaped like `like` (see the module docstring)."""
     rate = float(rate)

@@ -4,7 +4,7 @@ log_softmax along one axis. `unbroadcast` undoes NumPy broadcasting in gradients
 from __future__ import annotations
 
 from ..graph import Tensor
-from .registry import (Lowered, OpDef, OpShapeError, collapse_dims, make, matching_shape, normalize_axes, numel,
+from .registry import (export, Lowered, OpDef, OpShapeError, collapse_dims, make, matching_shape, normalize_axes, numel,
                        register)
 
 
@@ -48,6 +48,7 @@ def _sum_grad(node, g):
 
 
 register(OpDef("sum", "GG_OP_SUM", _sum_shape, _sum_grad, _sum_lower,
+               label=lambda attrs: "mean" if attrs.get("mean") else "sum",
                doc="sum (or mean, attr mean=True) over axes, keepdims as in NumPy"))
 
 
@@ -84,16 +85,19 @@ def _reduce(x: Tensor, axis, keepdims: bool, mean: bool, name) -> Tensor:
     return make("sum", [x], {"axes": axes, "keepdims": bool(keepdims), "mean": mean}, name=name)
 
 
+@export
 def sum(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -> Tensor:  # noqa: A001
     """Sum over `axis` (None: all axes; int or tuple; negatives count from the end)."""
     return _reduce(x, axis, keepdims, False, name)
 
 
+@export
 def mean(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -> Tensor:
     """Mean over `axis` (None: all axes)."""
     return _reduce(x, axis, keepdims, True, name)
 
 
+@export(top_level=False)
 def zeros_like(x: Tensor) -> Tensor:
     """Zeros of x's shape and dtype (the batch dimension resolved at run time)."""
     from ..graph import constant
@@ -101,6 +105,7 @@ def zeros_like(x: Tensor) -> Tensor:
                 {"axes": tuple(range(x.ndim)), "keepdims": False, "mean": False})
 
 
+@export(top_level=False)
 def unbroadcast(g: Tensor, target: Tensor) -> Tensor:
     """Sum g over the axes NumPy broadcasting added or stretched, giving target's shape."""
     if g.shape == target.shape:
@@ -146,6 +151,7 @@ register(OpDef("max", "GG_OP_MAX", _max_shape, _max_grad, _max_lower,
                doc="maximum over axes, keepdims as in NumPy; NaN propagates; the gradient is shared by ties"))
 
 
+@export
 def max(x: Tensor, axis=None, keepdims: bool = False, name: str | None = None) -> Tensor:  # noqa: A001
     """Maximum over `axis` (None: all axes). NaN propagates as in NumPy; a zero-size reduction
     is an error. The gradient is split evenly among the elements equal to the maximum (as
@@ -217,12 +223,14 @@ def _along(op, x: Tensor, axis: int, name):
     return make(op, [x], {"axis": axis}, name=name)
 
 
+@export(activation=True)
 def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis` (default the last), computed with the max subtracted so
     any finite logits give a finite result."""
     return _along("softmax", x, axis, name)
 
 
+@export(activation=True)
 def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
     """log(softmax(x)) along `axis`, computed as x - max - log(sum(exp(x - max)))."""
     return _along("log_softmax", x, axis, name)

@@ -4,7 +4,9 @@ An OpDef says, for one op: its C opcode, its shape rule (static shapes, None all
 batch dimension, and again with concrete shapes when a Program is specialised), its dtype rule,
 its gradient rule (built from other graph ops, so gradients are graphs too), how it lowers to
 an instruction's integer dims and real attrs, whether it may run in place, which inputs it
-overwrites (optimizer updates), and a FLOPs estimate.
+overwrites (optimizer updates), whether it is elementwise and whether and how the fused loop may
+run it, and a FLOPs estimate. The public function that makes the op is marked @export where it is
+defined: gg.ops and graphgrad export what is marked, and gg.nn takes the activations by name.
 """
 from __future__ import annotations
 
@@ -44,6 +46,11 @@ def _elementwise_flops(in_shapes, out_shape, attrs) -> int:
     return numel(out_shape)
 
 
+# How the fused elementwise loop (csrc/fused.c) may read one input of a fusable op: ANY means in full,
+# as a scalar broadcast, or as a (cols,) row broadcast over the rows; FULL and SCALAR only that way.
+ANY, FULL, SCALAR = "any", "full", "scalar"
+
+
 @dataclass(frozen=True)
 class OpDef:
     name: str
@@ -56,6 +63,12 @@ class OpDef:
     broadcasts: bool = False                # NumPy broadcasting of the inputs to the output's shape
     writes: tuple = ()                      # inputs the instruction overwrites (its output aliases writes[0])
     flops: Callable = _elementwise_flops    # (input shapes, output shape, attrs) -> FLOPs
+    elementwise: bool = False               # output element i reads element i of each input (after
+                                            # broadcasting): the op runs at any shape
+    fusion: tuple[str, ...] | None = None   # fusable: how the fused loop reads each input (ANY, FULL,
+                                            # SCALAR); its opcode is then a fusable row of csrc/ops.def
+    label: Callable | None = None           # (attrs) -> the name pictures and tables show, when it is
+                                            # not `name` (a sum with mean=True shows as "mean")
     doc: str = ""
 
 
@@ -65,8 +78,37 @@ REGISTRY: dict[str, OpDef] = {}
 def register(opdef: OpDef) -> OpDef:
     if opdef.name in REGISTRY:
         raise ValueError(f"op {opdef.name!r} is declared twice")
+    if opdef.fusion is not None and (not opdef.elementwise or not set(opdef.fusion) <= {ANY, FULL, SCALAR}):
+        raise ValueError(f"op {opdef.name!r}: only an elementwise op fuses, reading its inputs as {ANY}, {FULL} "
+                         f"or {SCALAR}")
     REGISTRY[opdef.name] = opdef
     return opdef
+
+
+#: the public op functions by name (gg.ops.<name>), filled by @export where each is defined
+EXPORTS: dict[str, Callable] = {}
+#: the names also exported as graphgrad.<name>
+TOP_LEVEL: list[str] = []
+#: the names gg.nn accepts as an activation ("relu", ...), each the function it names
+ACTIVATIONS: dict[str, Callable] = {}
+
+
+def export(fn: Callable | None = None, *, name: str | None = None, top_level: bool = True,
+           activation: bool = False):
+    """Mark a public op function: gg.ops.<name> (and graphgrad.<name> unless top_level=False), and with
+    activation=True an activation name gg.nn layers accept. Use as @export, @export(...), or
+    export(fn, name="alias") for a second name. Returns the function unchanged."""
+    def mark(f: Callable) -> Callable:
+        public = name or f.__name__
+        if public in EXPORTS and EXPORTS[public] is not f:
+            raise ValueError(f"two op functions are exported as {public!r}")
+        EXPORTS[public] = f
+        if top_level and public not in TOP_LEVEL:
+            TOP_LEVEL.append(public)
+        if activation:
+            ACTIVATIONS[public] = f
+        return f
+    return mark(fn) if fn is not None else mark
 
 
 def _fmt_shape(shape) -> str:
@@ -88,7 +130,16 @@ def make(op: str, inputs: Sequence[Tensor], attrs: dict | None = None, name: str
         where = f"\n  at {source}" if source else ""
         label = f' "{name}"' if name else ""
         raise ShapeError(f"{op}{label}: {err}\n  inputs: {shapes}{where}") from None
-    return Tensor(op, inputs, attrs, shape, dtype, name=name, source=source)
+    node = Tensor(op, inputs, attrs, shape, dtype, name=name, source=source)
+    if name is None and opdef.label is not None:
+        node.name = f"{op_label(node)}_{node.id}"    # gg.mean's node is "mean_12", not "sum_12"
+    return node
+
+
+def op_label(node: Tensor) -> str:
+    """What a node's op is called in pictures and tables: its OpDef's label, else the op's name."""
+    opdef = REGISTRY.get(node.op)
+    return opdef.label(node.attrs) if opdef is not None and opdef.label is not None else node.op
 
 
 def concrete_shape(node: Tensor, input_shapes: Sequence[tuple]) -> tuple:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..graph import Tensor
-from .registry import Lowered, OpDef, OpShapeError, collapse_dims, make, numel, register
+from .registry import export, Lowered, OpDef, OpShapeError, collapse_dims, make, numel, register
 
 
 def contiguous_strides(shape: Sequence[int]) -> list[int]:
@@ -65,6 +65,7 @@ register(OpDef("reshape", "GG_OP_RESHAPE", _reshape_shape, _reshape_grad,
                doc="the same elements in a new shape (one of its sizes may be -1 or None: inferred)"))
 
 
+@export
 def reshape(x: Tensor, shape, name: str | None = None) -> Tensor:
     """x's elements (C order) in `shape`. One entry may be -1 (inferred, as in NumPy) or None
     (the batch dimension: inferred too, from the fed shape): reshape(x, (None, 784))."""
@@ -102,6 +103,7 @@ register(OpDef("transpose", "GG_OP_TRANSPOSE", _transpose_shape, _transpose_grad
                flops=lambda ins, out, attrs: 0, doc="axes permuted (a strided copy); default: reversed"))
 
 
+@export
 def transpose(x: Tensor, axes: Sequence[int] | None = None, name: str | None = None) -> Tensor:
     """x with its axes permuted: output axis i is input axis axes[i] (np.transpose); the default
     reverses them (x.T for a matrix)."""
@@ -152,6 +154,7 @@ register(OpDef("broadcast_to", "GG_OP_BROADCAST_TO", _broadcast_to_shape, _broad
                flops=lambda ins, out, attrs: 0, doc="x repeated along its size-1 (or missing leading) axes"))
 
 
+@export
 def broadcast_to(x: Tensor, shape, name: str | None = None) -> Tensor:
     """x broadcast to `shape` by NumPy's rules (np.broadcast_to), materialised. A None entry keeps
     x's size on that axis (e.g. the batch dimension)."""
@@ -253,6 +256,7 @@ def _index_items(key, rank: int):
     return tuple(items)
 
 
+@export(top_level=False)
 def getitem(x: Tensor, key, name: str | None = None) -> Tensor:
     """x[key] for basic indexing: ints (drop the axis), slices with any step, and one `...`.
     x[a:b] slices the batch axis; sizes that depend on the batch dimension are resolved from the
@@ -321,6 +325,7 @@ register(OpDef("concat_part", "GG_OP_CONCAT_PART", _concat_part_shape, _concat_p
                doc="the block of g that input `index` of a concat filled (the concat's gradient)"))
 
 
+@export
 def concat(tensors: Sequence[Tensor], axis: int = 0, name: str | None = None) -> Tensor:
     """The tensors joined along `axis` (np.concatenate); all other sizes must match. Default
     axis 0: joining batches."""
