@@ -152,6 +152,9 @@ def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> li
             picked = range(len(node.inputs)) if low.inputs is None else low.inputs
             inputs = [-1 if k < 0 else memory.buffer_of[node.inputs[k].id] for k in picked]
             dims, attrs, opcode = low.dims, low.attrs, opcode_value(opdef.opcode)
+            if opdef.scratch is not None:   # the scratch block is the last input; its size ends dims
+                scratch = memory.scratch_of[node.id]
+                inputs, dims = inputs + [scratch], list(dims) + [memory.buffers[scratch].shape[0]]
         if len(inputs) > MAX_INPUTS or len(dims) > MAX_DIMS or len(attrs) > MAX_ATTRS:
             raise ShapeError(f'{node.op} "{node.name}": too many inputs or dimensions for one instruction '
                              f"(rank above 10 after collapsing axes?)")
