@@ -15,7 +15,8 @@ Batch normalisation in training mode is three nodes: batch_norm_stats(x) (the ba
 biased variance, (2, C)), batch_norm_running_update (writes the running mean and variance in
 place, like an optimizer update), and batch_norm_train(x, gamma, beta, stats, update), whose
 gradient rule gives x's full gradient (through the statistics too): the statistics are only ever
-read by it, so they get no gradient of their own. The update is an input of batch_norm_train only
+read by it, so they get no gradient of their own (batch_norm_stats has no gradient rule: anything
+else that differentiates through them gets a GradientError). The update is an input of batch_norm_train only
 so that it runs in every step that computes the output; it is not read. Second derivatives through
 batch normalisation are not provided (its backward ops have no gradient rule).
 
@@ -28,9 +29,9 @@ from __future__ import annotations
 import os
 from numbers import Integral
 
-from ..errors import GradientError, ShapeError
+from ..errors import ShapeError
 from ..graph import Tensor, user_source
-from .elementwise import mul, pow, sub
+from .elementwise import mul, neg, pow, sub
 from .reduce import sum as reduce_sum
 from .registry import Lowered, OpDef, OpShapeError, export, make, numel, register
 from .shape import getitem, reshape
@@ -396,13 +397,8 @@ def _check_channel_vectors(shapes, c, names):
             raise OpShapeError(f"{label} must be ({c},), one per channel, got {tuple(shape)}")
 
 
-def _stats_grad(node, g):
-    raise GradientError(f'the batch statistics "{node.name}" are differentiated through batch_norm (its gradient '
-                        "includes them); they have no gradient of their own")
-
-
 register(OpDef("batch_norm_stats", "GG_OP_BATCH_NORM_STATS",
-               lambda shapes, attrs: (2, _bn_layout(shapes[0])[1]), _stats_grad,
+               lambda shapes, attrs: (2, _bn_layout(shapes[0])[1]), None,
                lambda ins, out, attrs: Lowered(dims=list(_bn_layout(ins[0]))),
                flops=lambda ins, out, attrs: 3 * numel(ins[0]),
                doc="(2, C): the batch mean and biased variance of each channel"))
@@ -463,13 +459,18 @@ def _channel_view(v: Tensor, x: Tensor) -> Tensor:
 
 
 def _bn_eval_grad(node, g):
-    """Evaluation mode is an affine map per channel: dx = g·gamma·inv_std, dgamma = Σ g·x̂, dbeta = Σ g."""
+    """Evaluation mode is an affine map per channel, y = (x - mean)·k + beta with k = gamma·inv_std:
+    dx = g·k, dgamma = Σ g·x̂, dbeta = Σ g, dmean = -Σ g·k, dvar = Σ g·(x - mean)·gamma·(-½)·inv_std³."""
     x, gamma, beta, mean, var = node.inputs
     axes = (0,) + tuple(range(2, x.ndim))
     inv = pow(var + node.attrs["eps"], -0.5)
-    dx = mul(g, _channel_view(mul(gamma, inv), x))
-    xhat = mul(sub(x, _channel_view(mean, x)), _channel_view(inv, x))
-    return [dx, reduce_sum(mul(g, xhat), axis=axes), reduce_sum(g, axis=axes), None, None]
+    k = mul(gamma, inv)
+    centred = sub(x, _channel_view(mean, x))
+    dx = mul(g, _channel_view(k, x))
+    dgamma = reduce_sum(mul(g, mul(centred, _channel_view(inv, x))), axis=axes)
+    dmean = neg(reduce_sum(dx, axis=axes))
+    dvar = mul(reduce_sum(mul(g, centred), axis=axes), mul(mul(k, mul(inv, inv)), -0.5))
+    return [dx, dgamma, reduce_sum(g, axis=axes), dmean, dvar]
 
 
 register(OpDef("batch_norm_eval", "GG_OP_BATCH_NORM", _bn_eval_shape, _bn_eval_grad,
