@@ -296,34 +296,141 @@ static inline int64_t pool_argmax(const real *x, const gg_pool2d_shape *s, int64
     return best;
 }
 
+/* Pooling windows that tile the image (kernel == stride, no padding: MaxPool2D(2)'s case) need no
+ * bounds checks; these loops are written for them and inlined with the 2×2 sizes as constants. The
+ * comparison is the generic one (first maximum, NaN wins), so both paths give the same result. */
+static inline int64_t pool_tiled_argmax(const real *x, int64_t w, int64_t kh, int64_t kw, int64_t y0, int64_t x0) {
+    int64_t best = y0 * w + x0;
+    real bv = x[best];
+    for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++) {
+            int64_t at = (y0 + ki) * w + x0 + kj;
+            real v = x[at];
+            if (v > bv || (v != v && bv == bv)) {
+                best = at;
+                bv = v;
+            }
+        }
+    return best;
+}
+
+static inline int pool_is_tiled(const gg_pool2d_shape *s) {
+    return s->kh == s->sh && s->kw == s->sw && s->ph == 0 && s->pw == 0;
+}
+
+static inline void max_pool_tiled_plane(real *op, const real *xp, const gg_pool2d_shape *s, int64_t kh, int64_t kw) {
+    for (int64_t oy = 0; oy < s->oh; oy++)
+        for (int64_t ox = 0; ox < s->ow; ox++) op[oy * s->ow + ox] = xp[pool_tiled_argmax(xp, s->w, kh, kw, oy * kh, ox * kw)];
+}
+
+static inline void max_pool_tiled_backward_plane(real *dp, const real *xp, const real *gp, const gg_pool2d_shape *s,
+                                                 int64_t kh, int64_t kw) {
+    /* every covered element is written (0 or its window's gradient); rows and columns past the last
+     * window are zeroed */
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+        for (int64_t ox = 0; ox < s->ow; ox++) {
+            int64_t a = pool_tiled_argmax(xp, s->w, kh, kw, oy * kh, ox * kw);
+            for (int64_t ki = 0; ki < kh; ki++)
+                for (int64_t kj = 0; kj < kw; kj++) dp[(oy * kh + ki) * s->w + ox * kw + kj] = 0;
+            dp[a] = gp[oy * s->ow + ox];
+        }
+        for (int64_t ki = 0; ki < kh; ki++)
+            for (int64_t ix = s->ow * kw; ix < s->w; ix++) dp[(oy * kh + ki) * s->w + ix] = 0;
+    }
+    for (int64_t iy = s->oh * kh; iy < s->h; iy++)
+        for (int64_t ix = 0; ix < s->w; ix++) dp[iy * s->w + ix] = 0;
+}
+
+/* b replaces the best value a when greater, or NaN over a number (the generic rule, branch-free) */
+#define POOL_WINS(b, a) ((b) > (a) || ((b) != (b) && (a) == (a)))
+
+/* The 2×2 windows of one plane, branch-free so the loops vectorise. */
+static void max_pool_2x2_plane(real *restrict op, const real *restrict xp, const gg_pool2d_shape *s) {
+    const int64_t oh = s->oh, ow = s->ow, w = s->w;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const real *restrict r0 = xp + 2 * oy * w, *restrict r1 = r0 + w;
+        real *restrict o = op + oy * ow;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            real m = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            m = POOL_WINS(b, m) ? b : m;
+            m = POOL_WINS(c, m) ? c : m;
+            m = POOL_WINS(d, m) ? d : m;
+            o[ox] = m;
+        }
+    }
+}
+
+static void max_pool_2x2_backward_plane(real *restrict dp, const real *restrict xp, const real *restrict gp,
+                                        const gg_pool2d_shape *s) {
+    const int64_t oh = s->oh, ow = s->ow, w = s->w;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const real *restrict r0 = xp + 2 * oy * w, *restrict r1 = r0 + w;
+        real *restrict d0 = dp + 2 * oy * w, *restrict d1 = d0 + w;
+        const real *restrict g = gp + oy * ow;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            real a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            /* the winner's position as three selects (the same order of comparisons as the generic rule) */
+            int wb = POOL_WINS(b, a);
+            real m = wb ? b : a;
+            int wc = POOL_WINS(c, m);
+            m = wc ? c : m;
+            int wd = POOL_WINS(d, m);
+            real v = g[ox], zero = 0;
+            d0[2 * ox] = !wb && !wc && !wd ? v : zero;
+            d0[2 * ox + 1] = wb && !wc && !wd ? v : zero;
+            d1[2 * ox] = wc && !wd ? v : zero;
+            d1[2 * ox + 1] = wd ? v : zero;
+        }
+        if (w > 2 * ow) {   /* an odd width: the last column is in no window */
+            d0[w - 1] = 0;
+            d1[w - 1] = 0;
+        }
+    }
+    if (s->h > 2 * oh) memset(dp + (s->h - 1) * w, 0, (size_t)w * sizeof(real));
+}
+
 /* x is (n, c, h, w), out is (n, c, oh, ow): the maximum of each window */
 void KERNEL(max_pool2d)(real *out, const real *x, const gg_pool2d_shape *s) {
     int64_t planes = s->n * s->c, in_plane = s->h * s->w, out_plane = s->oh * s->ow;
+    int tiled = pool_is_tiled(s), two = tiled && s->kh == 2 && s->kw == 2;
     GG_PARALLEL_FOR(planes * out_plane * s->kh * s->kw >= GG_PARALLEL_MIN,
         for (int64_t p = 0; p < planes; p++) {
             const real *xp = x + p * in_plane;
             real *op = out + p * out_plane;
-            for (int64_t oy = 0; oy < s->oh; oy++)
-                for (int64_t ox = 0; ox < s->ow; ox++) {
-                    int64_t a = pool_argmax(xp, s, oy, ox);
-                    op[oy * s->ow + ox] = a < 0 ? (real)-INFINITY : xp[a];
-                }
+            if (two) {
+                max_pool_2x2_plane(op, xp, s);
+            } else if (tiled) {
+                max_pool_tiled_plane(op, xp, s, s->kh, s->kw);
+            } else {
+                for (int64_t oy = 0; oy < s->oh; oy++)
+                    for (int64_t ox = 0; ox < s->ow; ox++) {
+                        int64_t a = pool_argmax(xp, s, oy, ox);
+                        op[oy * s->ow + ox] = a < 0 ? (real)-INFINITY : xp[a];
+                    }
+            }
         });
 }
 
 /* dx is (n, c, h, w) = each dy (n, c, oh, ow) added at its window's arg-max in x */
 void KERNEL(max_pool2d_backward)(real *dx, const real *x, const real *dy, const gg_pool2d_shape *s) {
     int64_t planes = s->n * s->c, in_plane = s->h * s->w, out_plane = s->oh * s->ow;
+    int tiled = pool_is_tiled(s), two = tiled && s->kh == 2 && s->kw == 2;
     GG_PARALLEL_FOR(planes * out_plane * s->kh * s->kw >= GG_PARALLEL_MIN,
         for (int64_t p = 0; p < planes; p++) {
             const real *xp = x + p * in_plane, *gp = dy + p * out_plane;
             real *dp = dx + p * in_plane;
-            memset(dp, 0, (size_t)in_plane * sizeof(real));
-            for (int64_t oy = 0; oy < s->oh; oy++)
-                for (int64_t ox = 0; ox < s->ow; ox++) {
-                    int64_t a = pool_argmax(xp, s, oy, ox);
-                    if (a >= 0) dp[a] += gp[oy * s->ow + ox];
-                }
+            if (two) {
+                max_pool_2x2_backward_plane(dp, xp, gp, s);
+            } else if (tiled) {
+                max_pool_tiled_backward_plane(dp, xp, gp, s, s->kh, s->kw);
+            } else {
+                memset(dp, 0, (size_t)in_plane * sizeof(real));
+                for (int64_t oy = 0; oy < s->oh; oy++)
+                    for (int64_t ox = 0; ox < s->ow; ox++) {
+                        int64_t a = pool_argmax(xp, s, oy, ox);
+                        if (a >= 0) dp[a] += gp[oy * s->ow + ox];
+                    }
+            }
         });
 }
 
@@ -489,4 +596,5 @@ void KERNEL(batch_norm_param_grad)(real *dparams, const real *x, const real *sta
         });
 }
 
+#undef POOL_WINS
 #undef CONV_MIN
