@@ -323,4 +323,4 @@ def test_column_buffers_are_arena_scratch_bounded_by_the_threads_not_the_batch()
         sizes[batch] = scratch[0].nbytes
     assert sizes[4] == sizes[64]   # one image's columns per thread, whatever the batch
     assert sizes[4] % (3 * 9 * 16 * 16 * 4) == 0
-    assert "scratch" in program.summary(batch_size=64)
+    assert "scratch" in program.summary(batch_size=64, as_text=True)
