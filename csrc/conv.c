@@ -47,31 +47,32 @@ static inline void conv_valid_range(int64_t out_size, int64_t stride, int64_t pa
     if (*hi < *lo) *hi = *lo;
 }
 
-/* col is (c·kh·kw, oh·ow); x is one image (c, h, w) */
-void KERNEL(im2col)(real *col, const real *x, const gg_conv2d_shape *s) {
-    int64_t P = s->oh * s->ow;
+/* col is (c·kh·kw, oh·ow), the patches of one image x (c, h, w). Rows are short (ow reals), so the
+ * copies are plain loops the compiler vectorises, not memcpy calls. */
+void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_shape *s) {
+    const int64_t P = s->oh * s->ow, oh = s->oh, ow = s->ow, w = s->w, sw = s->sw;
     for (int64_t ch = 0; ch < s->c; ch++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
-                real *row = col + ((ch * s->kh + ki) * s->kw + kj) * P;
-                const real *plane = x + ch * s->h * s->w;
+                real *restrict row = col + ((ch * s->kh + ki) * s->kw + kj) * P;
+                const real *plane = x + ch * s->h * w;
                 int64_t lo, hi;
-                conv_valid_range(s->ow, s->sw, s->pw, kj * s->dw, s->w, &lo, &hi);
-                for (int64_t oy = 0; oy < s->oh; oy++) {
-                    real *r = row + oy * s->ow;
+                conv_valid_range(ow, sw, s->pw, kj * s->dw, w, &lo, &hi);
+                for (int64_t oy = 0; oy < oh; oy++) {
+                    real *restrict r = row + oy * ow;
                     int64_t iy = oy * s->sh - s->ph + ki * s->dh;
                     if (iy < 0 || iy >= s->h) {
-                        memset(r, 0, (size_t)s->ow * sizeof(real));
+                        for (int64_t ox = 0; ox < ow; ox++) r[ox] = 0;
                         continue;
                     }
-                    const real *src = plane + iy * s->w - s->pw + kj * s->dw;
+                    const real *restrict src = plane + iy * w - s->pw + kj * s->dw;
                     for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0;
-                    if (s->sw == 1) {
-                        memcpy(r + lo, src + lo, (size_t)(hi - lo) * sizeof(real));
+                    if (sw == 1) {
+                        for (int64_t ox = lo; ox < hi; ox++) r[ox] = src[ox];
                     } else {
-                        for (int64_t ox = lo; ox < hi; ox++) r[ox] = src[ox * s->sw];
+                        for (int64_t ox = lo; ox < hi; ox++) r[ox] = src[ox * sw];
                     }
-                    for (int64_t ox = hi; ox < s->ow; ox++) r[ox] = 0;
+                    for (int64_t ox = hi; ox < ow; ox++) r[ox] = 0;
                 }
             }
 }
@@ -324,7 +325,7 @@ static inline void max_pool_tiled_plane(real *op, const real *xp, const gg_pool2
 }
 
 static inline void max_pool_tiled_backward_plane(real *dp, const real *xp, const real *gp, const gg_pool2d_shape *s,
-                                                 int64_t kh, int64_t kw) {
+                                                 int64_t kh, int64_t kw, int positive) {
     /* every covered element is written (0 or its window's gradient); rows and columns past the last
      * window are zeroed */
     for (int64_t oy = 0; oy < s->oh; oy++) {
@@ -332,7 +333,7 @@ static inline void max_pool_tiled_backward_plane(real *dp, const real *xp, const
             int64_t a = pool_tiled_argmax(xp, s->w, kh, kw, oy * kh, ox * kw);
             for (int64_t ki = 0; ki < kh; ki++)
                 for (int64_t kj = 0; kj < kw; kj++) dp[(oy * kh + ki) * s->w + ox * kw + kj] = 0;
-            dp[a] = gp[oy * s->ow + ox];
+            dp[a] = !positive || xp[a] > 0 ? gp[oy * s->ow + ox] : (real)0;
         }
         for (int64_t ki = 0; ki < kh; ki++)
             for (int64_t ix = s->ow * kw; ix < s->w; ix++) dp[(oy * kh + ki) * s->w + ix] = 0;
@@ -344,13 +345,74 @@ static inline void max_pool_tiled_backward_plane(real *dp, const real *xp, const
 /* b replaces the best value a when greater, or NaN over a number (the generic rule, branch-free) */
 #define POOL_WINS(b, a) ((b) > (a) || ((b) != (b) && (a) == (a)))
 
+/* AVX-512, float32: 16 windows at a time. The 32 reals of a row pair's segment are split into their
+ * even and odd columns by two-source permutes, compared as the scalar rule does (NaN included), and
+ * the backward's four outputs are interleaved back the same way. */
+#if defined(__AVX512F__) && defined(GG_REAL_F32)
+#include <immintrin.h>
+#define POOL_VEC 16
+static inline __mmask16 pool_wins16(__m512 b, __m512 m) {
+    return _mm512_cmp_ps_mask(b, m, _CMP_GT_OQ) |
+           (_mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(m, m, _CMP_ORD_Q));
+}
+static inline __mmask16 pool_is_max16(__m512 v, __m512 m) {
+    return _mm512_cmp_ps_mask(v, m, _CMP_EQ_OQ) |
+           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q));
+}
+/* lanes [0, n) of a 16-lane mask (n clipped to 0..16) */
+static inline __mmask16 pool_lanes(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1u); }
+/* the window maxima of `count` (1..16) windows starting at column 2·ox of rows r0, r1 (masked loads
+ * past them: nothing outside the rows is read); their four values in a..d */
+static inline __m512 pool_max16(const float *r0, const float *r1, int64_t count, __m512 *a, __m512 *b, __m512 *c,
+                                __m512 *d) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    __mmask16 k0 = pool_lanes(2 * count), k1 = pool_lanes(2 * count - 16);
+    __m512 p0 = _mm512_maskz_loadu_ps(k0, r0), p1 = _mm512_maskz_loadu_ps(k1, r0 + 16);
+    __m512 q0 = _mm512_maskz_loadu_ps(k0, r1), q1 = _mm512_maskz_loadu_ps(k1, r1 + 16);
+    *a = _mm512_permutex2var_ps(p0, even, p1);
+    *b = _mm512_permutex2var_ps(p0, odd, p1);
+    *c = _mm512_permutex2var_ps(q0, even, q1);
+    *d = _mm512_permutex2var_ps(q0, odd, q1);
+    __m512 m = *a;
+    m = _mm512_mask_blend_ps(pool_wins16(*b, m), m, *b);
+    m = _mm512_mask_blend_ps(pool_wins16(*c, m), m, *c);
+    return _mm512_mask_blend_ps(pool_wins16(*d, m), m, *d);
+}
+/* `count` windows' backward: their gradients v placed at each arg-max, rows d0 and d1 from column 2·ox */
+static inline void pool_place16(float *d0, float *d1, int64_t count, __m512 a, __m512 b, __m512 c, __m512 m,
+                                __m512 v) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    __mmask16 ea = pool_is_max16(a, m), eb = pool_is_max16(b, m) & ~ea;
+    __mmask16 ec = pool_is_max16(c, m) & ~(ea | eb), ed = ~(ea | eb | ec);
+    __m512 va = _mm512_maskz_mov_ps(ea, v), vb = _mm512_maskz_mov_ps(eb, v);
+    __m512 vc = _mm512_maskz_mov_ps(ec, v), vd = _mm512_maskz_mov_ps(ed, v);
+    __mmask16 k0 = pool_lanes(2 * count), k1 = pool_lanes(2 * count - 16);
+    _mm512_mask_storeu_ps(d0, k0, _mm512_permutex2var_ps(va, lo, vb));
+    _mm512_mask_storeu_ps(d0 + 16, k1, _mm512_permutex2var_ps(va, hi, vb));
+    _mm512_mask_storeu_ps(d1, k0, _mm512_permutex2var_ps(vc, lo, vd));
+    _mm512_mask_storeu_ps(d1 + 16, k1, _mm512_permutex2var_ps(vc, hi, vd));
+}
+#else
+#define POOL_VEC 0
+#endif
+
 /* The 2×2 windows of one plane, branch-free so the loops vectorise. */
 static void max_pool_2x2_plane(real *restrict op, const real *restrict xp, const gg_pool2d_shape *s) {
     const int64_t oh = s->oh, ow = s->ow, w = s->w;
     for (int64_t oy = 0; oy < oh; oy++) {
         const real *restrict r0 = xp + 2 * oy * w, *restrict r1 = r0 + w;
         real *restrict o = op + oy * ow;
-        for (int64_t ox = 0; ox < ow; ox++) {
+        int64_t ox = 0;
+#if POOL_VEC
+        for (; ox < ow; ox += POOL_VEC) {
+            __m512 a, b, c, d;
+            int64_t count = ow - ox < POOL_VEC ? ow - ox : POOL_VEC;
+            _mm512_mask_storeu_ps(o + ox, pool_lanes(count), pool_max16(r0 + 2 * ox, r1 + 2 * ox, count, &a, &b, &c, &d));
+        }
+#endif
+        for (; ox < ow; ox++) {
             real m = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
             m = POOL_WINS(b, m) ? b : m;
             m = POOL_WINS(c, m) ? c : m;
@@ -360,26 +422,47 @@ static void max_pool_2x2_plane(real *restrict op, const real *restrict xp, const
     }
 }
 
-static void max_pool_2x2_backward_plane(real *restrict dp, const real *restrict xp, const real *restrict gp,
-                                        const gg_pool2d_shape *s) {
+/* v attains the window's maximum m (NaN matches NaN: the first NaN is the arg-max) */
+#define POOL_IS_MAX(v, m) ((v) == (m) || ((v) != (v) && (m) != (m)))
+
+/* The 2×2 windows' backward: the arg-max is the first element (row-major) equal to the window's
+ * maximum, which is what the generic rule picks; selects only, so the loop vectorises.
+ * positive: the gradient passes only where the maximum is > 0 (a ReLU's backward folded in). */
+static inline void max_pool_2x2_backward_plane(real *restrict dp, const real *restrict xp, const real *restrict gp,
+                                               const gg_pool2d_shape *s, const int positive) {
     const int64_t oh = s->oh, ow = s->ow, w = s->w;
     for (int64_t oy = 0; oy < oh; oy++) {
         const real *restrict r0 = xp + 2 * oy * w, *restrict r1 = r0 + w;
         real *restrict d0 = dp + 2 * oy * w, *restrict d1 = d0 + w;
         const real *restrict g = gp + oy * ow;
-        for (int64_t ox = 0; ox < ow; ox++) {
+        int64_t ox = 0;
+#if POOL_VEC
+        for (; ox < ow; ox += POOL_VEC) {
+            __m512 a, b, c, d;
+            int64_t count = ow - ox < POOL_VEC ? ow - ox : POOL_VEC;
+            __m512 m = pool_max16(r0 + 2 * ox, r1 + 2 * ox, count, &a, &b, &c, &d);
+            __m512 v = _mm512_maskz_loadu_ps(pool_lanes(count), g + ox);
+            if (positive) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+            pool_place16(d0 + 2 * ox, d1 + 2 * ox, count, a, b, c, m, v);
+        }
+#endif
+        for (; ox < ow; ox++) {
             real a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-            /* the winner's position as three selects (the same order of comparisons as the generic rule) */
-            int wb = POOL_WINS(b, a);
-            real m = wb ? b : a;
-            int wc = POOL_WINS(c, m);
-            m = wc ? c : m;
-            int wd = POOL_WINS(d, m);
-            real v = g[ox], zero = 0;
-            d0[2 * ox] = !wb && !wc && !wd ? v : zero;
-            d0[2 * ox + 1] = wb && !wc && !wd ? v : zero;
-            d1[2 * ox] = wc && !wd ? v : zero;
-            d1[2 * ox + 1] = wd ? v : zero;
+            real m = a;
+            m = POOL_WINS(b, m) ? b : m;
+            m = POOL_WINS(c, m) ? c : m;
+            m = POOL_WINS(d, m) ? d : m;
+            real zero = 0, v = !positive || m > 0 ? g[ox] : zero;
+            real va = POOL_IS_MAX(a, m) ? v : zero;
+            real left = POOL_IS_MAX(a, m) ? zero : v;               /* the gradient not yet placed */
+            real vb = POOL_IS_MAX(b, m) ? left : zero;
+            left = POOL_IS_MAX(b, m) ? zero : left;
+            real vc = POOL_IS_MAX(c, m) ? left : zero;
+            left = POOL_IS_MAX(c, m) ? zero : left;
+            d0[2 * ox] = va;
+            d0[2 * ox + 1] = vb;
+            d1[2 * ox] = vc;
+            d1[2 * ox + 1] = left;
         }
         if (w > 2 * ow) {   /* an odd width: the last column is in no window */
             d0[w - 1] = 0;
@@ -411,31 +494,35 @@ void KERNEL(max_pool2d)(real *out, const real *x, const gg_pool2d_shape *s) {
         });
 }
 
-/* dx is (n, c, h, w) = each dy (n, c, oh, ow) added at its window's arg-max in x */
-void KERNEL(max_pool2d_backward)(real *dx, const real *x, const real *dy, const gg_pool2d_shape *s) {
+/* dx is (n, c, h, w) = each dy (n, c, oh, ow) added at its window's arg-max in x (positive: only where
+ * that maximum is > 0, i.e. followed by the backward of the ReLU whose output x is) */
+void KERNEL(max_pool2d_backward)(real *dx, const real *x, const real *dy, const gg_pool2d_shape *s, int32_t positive) {
     int64_t planes = s->n * s->c, in_plane = s->h * s->w, out_plane = s->oh * s->ow;
     int tiled = pool_is_tiled(s), two = tiled && s->kh == 2 && s->kw == 2;
     GG_PARALLEL_FOR(planes * out_plane * s->kh * s->kw >= GG_PARALLEL_MIN,
         for (int64_t p = 0; p < planes; p++) {
             const real *xp = x + p * in_plane, *gp = dy + p * out_plane;
             real *dp = dx + p * in_plane;
-            if (two) {
-                max_pool_2x2_backward_plane(dp, xp, gp, s);
+            if (two && positive) {
+                max_pool_2x2_backward_plane(dp, xp, gp, s, 1);
+            } else if (two) {
+                max_pool_2x2_backward_plane(dp, xp, gp, s, 0);
             } else if (tiled) {
-                max_pool_tiled_backward_plane(dp, xp, gp, s, s->kh, s->kw);
+                max_pool_tiled_backward_plane(dp, xp, gp, s, s->kh, s->kw, positive);
             } else {
                 memset(dp, 0, (size_t)in_plane * sizeof(real));
                 for (int64_t oy = 0; oy < s->oh; oy++)
                     for (int64_t ox = 0; ox < s->ow; ox++) {
                         int64_t a = pool_argmax(xp, s, oy, ox);
-                        if (a >= 0) dp[a] += gp[oy * s->ow + ox];
+                        if (a >= 0 && (!positive || xp[a] > 0)) dp[a] += gp[oy * s->ow + ox];
                     }
             }
         });
 }
 
-/* out is (n, c, oh, ow) = g (n, c, h, w) read at each window's arg-max in x (the adjoint of the backward) */
-void KERNEL(max_pool2d_gather)(real *out, const real *x, const real *g, const gg_pool2d_shape *s) {
+/* out is (n, c, oh, ow) = g (n, c, h, w) read at each window's arg-max in x (the adjoint of the backward;
+ * positive as there) */
+void KERNEL(max_pool2d_gather)(real *out, const real *x, const real *g, const gg_pool2d_shape *s, int32_t positive) {
     int64_t planes = s->n * s->c, in_plane = s->h * s->w, out_plane = s->oh * s->ow;
     GG_PARALLEL_FOR(planes * out_plane * s->kh * s->kw >= GG_PARALLEL_MIN,
         for (int64_t p = 0; p < planes; p++) {
@@ -444,7 +531,7 @@ void KERNEL(max_pool2d_gather)(real *out, const real *x, const real *g, const gg
             for (int64_t oy = 0; oy < s->oh; oy++)
                 for (int64_t ox = 0; ox < s->ow; ox++) {
                     int64_t a = pool_argmax(xp, s, oy, ox);
-                    op[oy * s->ow + ox] = a < 0 ? (real)0 : gp[a];
+                    op[oy * s->ow + ox] = a < 0 || (positive && !(xp[a] > 0)) ? (real)0 : gp[a];
                 }
         });
 }
@@ -597,4 +684,6 @@ void KERNEL(batch_norm_param_grad)(real *dparams, const real *x, const real *sta
 }
 
 #undef POOL_WINS
+#undef POOL_VEC
+#undef POOL_IS_MAX
 #undef CONV_MIN

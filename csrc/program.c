@@ -353,8 +353,8 @@ static int pool_checked(const int64_t *d, gg_pool2d_shape *s) {
         return GG_OK;                                    \
     }
 POOL_RUNNER(max_pool2d, (OUT, IN(0), &s))
-POOL_RUNNER(max_pool2d_backward, (OUT, IN(0), IN(1), &s))
-POOL_RUNNER(max_pool2d_gather, (OUT, IN(0), IN(1), &s))
+POOL_RUNNER(max_pool2d_backward, (OUT, IN(0), IN(1), &s, d[12] != 0))
+POOL_RUNNER(max_pool2d_gather, (OUT, IN(0), IN(1), &s, d[12] != 0))
 POOL_RUNNER(avg_pool2d, (OUT, IN(0), &s))
 POOL_RUNNER(avg_pool2d_backward, (OUT, IN(0), &s))
 #undef POOL_RUNNER

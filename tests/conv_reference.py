@@ -84,33 +84,37 @@ def max_pool2d(x, kernel, stride=None, padding=0):
     for a, b, i, j, oh, ow, items in _pool_windows(x, kernel, stride, padding):
         if out is None:
             out = np.zeros((x.shape[0], x.shape[1], oh, ow))
-        out[a, b, i, j] = max(v for _, v in items)
+        y, z = _argmax(items)
+        out[a, b, i, j] = x[a, b, y, z]
     return out
 
 
 def _argmax(items):
+    """The first maximum (strictly greater replaces: a tie keeps the first); the first NaN beats numbers."""
     best = items[0]
     for item in items[1:]:
-        if item[1] > best[1]:   # strictly greater: a tie keeps the first
+        if item[1] > best[1] or (np.isnan(item[1]) and not np.isnan(best[1])):
             best = item
     return best[0]
 
 
-def max_pool2d_backward(x, dy, kernel, stride=None, padding=0):
+def max_pool2d_backward(x, dy, kernel, stride=None, padding=0, positive=False):
+    """positive: only where the window's maximum is > 0 (then the ReLU backward of relu_backward(x, ·))."""
     dx = np.zeros_like(x)
     for a, b, i, j, oh, ow, items in _pool_windows(x, kernel, stride, padding):
         y, z = _argmax(items)
-        dx[a, b, y, z] += dy[a, b, i, j]
+        if not positive or x[a, b, y, z] > 0:
+            dx[a, b, y, z] += dy[a, b, i, j]
     return dx
 
 
-def max_pool2d_gather(x, g, kernel, stride=None, padding=0):
+def max_pool2d_gather(x, g, kernel, stride=None, padding=0, positive=False):
     out = None
     for a, b, i, j, oh, ow, items in _pool_windows(x, kernel, stride, padding):
         if out is None:
             out = np.zeros((x.shape[0], x.shape[1], oh, ow))
         y, z = _argmax(items)
-        out[a, b, i, j] = g[a, b, y, z]
+        out[a, b, i, j] = g[a, b, y, z] if not positive or x[a, b, y, z] > 0 else 0.0
     return out
 
 

@@ -465,18 +465,24 @@ def _pooled_shape(x_shape, kernel, stride, padding):
     return cref.max_pool2d(np.zeros(x_shape), kernel, stride, padding).shape
 
 
-def _max_backward_case(x_shape, kernel, stride=None, padding=0):
-    attrs = _pool_attrs(kernel, stride, padding)
+def _centred_distinct(x):
+    """Distinct values on both sides of 0 (for the positive flag)."""
+    return _distinct(x) - _distinct(x).mean()
+
+
+def _max_backward_case(x_shape, kernel, stride=None, padding=0, positive=False):
+    attrs = {**_pool_attrs(kernel, stride, padding), "positive": positive}
     return OpCase(lambda x, dy: make("max_pool2d_backward", [x, dy], attrs),
-                  lambda x, dy: cref.max_pool2d_backward(x, dy, kernel, stride, padding),
-                  [x_shape, _pooled_shape(x_shape, kernel, stride, padding)], prepare=[_distinct])
+                  lambda x, dy: cref.max_pool2d_backward(x, dy, kernel, stride, padding, positive),
+                  [x_shape, _pooled_shape(x_shape, kernel, stride, padding)],
+                  prepare=[_centred_distinct if positive else _distinct])
 
 
-def _gather_case(x_shape, kernel, stride=None, padding=0):
-    attrs = _pool_attrs(kernel, stride, padding)
+def _gather_case(x_shape, kernel, stride=None, padding=0, positive=False):
+    attrs = {**_pool_attrs(kernel, stride, padding), "positive": positive}
     return OpCase(lambda x, g: make("max_pool2d_gather", [x, g], attrs),
-                  lambda x, g: cref.max_pool2d_gather(x, g, kernel, stride, padding), [x_shape, x_shape],
-                  prepare=[_distinct])
+                  lambda x, g: cref.max_pool2d_gather(x, g, kernel, stride, padding, positive), [x_shape, x_shape],
+                  prepare=[_centred_distinct if positive else _distinct])
 
 
 def _avg_backward_case(x_shape, kernel, stride=None, padding=0):
@@ -528,8 +534,11 @@ OP_CASES.update({
                    _pool_case("max_pool2d", (1, 2, 7, 5), 3, stride=2, padding=1),
                    _pool_case("max_pool2d", (2, 1, 5, 6), (2, 3), stride=(1, 2))],
     "max_pool2d_backward": [_max_backward_case((2, 3, 6, 6), 2), _max_backward_case((1, 2, 7, 5), 3, 2, 1),
-                            _max_backward_case((2, 2, 5, 5), 3, 1)],   # overlapping windows add up
-    "max_pool2d_gather": [_gather_case((2, 3, 6, 6), 2), _gather_case((1, 2, 7, 5), 3, 2, 1)],
+                            _max_backward_case((2, 2, 5, 5), 3, 1),   # overlapping windows add up
+                            _max_backward_case((2, 3, 7, 6), 2, positive=True),
+                            _max_backward_case((1, 2, 7, 5), 3, 2, 1, positive=True)],
+    "max_pool2d_gather": [_gather_case((2, 3, 6, 6), 2), _gather_case((1, 2, 7, 5), 3, 2, 1),
+                          _gather_case((2, 2, 6, 5), 2, positive=True)],
     "avg_pool2d": [_pool_case("avg_pool2d", (2, 3, 6, 6), 2),
                    _pool_case("avg_pool2d", (1, 2, 7, 5), 3, stride=2, padding=1),
                    _pool_case("avg_pool2d", (2, 1, 5, 6), (2, 3), stride=(1, 2))],

@@ -159,25 +159,47 @@ def test_conv2d_and_its_gradients_fuzz(geometry, dtype, seed):
     np.testing.assert_allclose(got_db, g64.sum(axis=(0, 2, 3)), **tol)
 
 
-@settings(max_examples=30)
-@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), k=st.integers(1, 3),
+@settings(max_examples=40)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 40), k=st.integers(1, 3),
        s=st.integers(1, 3), p=st.integers(0, 1), op=st.sampled_from(["max_pool2d", "avg_pool2d"]),
-       seed=st.integers(0, 2**16))
-def test_pooling_fuzz(n, c, h, w, k, s, p, op, seed):
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_pooling_fuzz(n, c, h, w, k, s, p, op, dtype, seed):
+    """Widths up to 40 take the vectorised 2×2 path over more than one block of windows."""
     if 2 * p > k or h + 2 * p < k or w + 2 * p < k:
         return
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w))
-    X = gg.placeholder(x.shape, dtype="float64")
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    X = gg.placeholder(x.shape, dtype=dtype)
     y = getattr(gg, op)(X, k, s, p)
     want = getattr(cref, op)(x, k, s, p)
     g = rng.standard_normal(want.shape)
-    (dx,) = gg.grad(gg.sum(y * gg.constant(g, dtype="float64")), [X])
+    (dx,) = gg.grad(gg.sum(y * gg.constant(g, dtype=dtype)), [X])
     got_y, got_dx = gg.compile([y, dx])({X: x})
-    np.testing.assert_allclose(got_y, want, rtol=1e-12, atol=1e-12)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_y, want, **tol)
+    g = g.astype(dtype).astype(np.float64)
     want_dx = (cref.max_pool2d_backward(x, g, k, s, p) if op == "max_pool2d"
                else cref.avg_pool2d_backward(g, (h, w), k, s, p))
-    np.testing.assert_allclose(got_dx, want_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_dx, want_dx, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [6, 37])
+def test_max_pool_nan_propagates_and_takes_the_gradient(dtype, width):
+    x = np.arange(2 * 4 * width, dtype=dtype).reshape(1, 2, 4, width) % 7
+    x[0, 0, 1, 1] = np.nan          # window (0, 0): NaN is the maximum, and gets the gradient
+    x[0, 1, 2, width - 2] = x[0, 1, 3, width - 1] = np.nan   # two NaNs in one window: the first wins
+    X = gg.placeholder(x.shape, dtype=dtype)
+    y = gg.max_pool2d(X, 2)
+    (dx,) = gg.grad(gg.sum(y * gg.constant(np.ones(y.shape), dtype=dtype)), [X])
+    got_y, got_dx = gg.compile([y, dx], passes=[])({X: x})
+    want_y = cref.max_pool2d(x.astype(np.float64), 2)
+    assert np.isnan(got_y[0, 0, 0, 0]) and np.isnan(got_y[0, 1, 1, width // 2 - 1])
+    np.testing.assert_array_equal(np.isnan(got_y), np.isnan(want_y))
+    np.testing.assert_array_equal(got_y[~np.isnan(got_y)], want_y[~np.isnan(want_y)])
+    assert got_dx[0, 0, 1, 1] == 1 and got_dx[0, 0, 0, 0] == 0
+    assert got_dx[0, 1, 2, width - 2] == 1 and got_dx[0, 1, 3, width - 1] == 0
+    assert got_dx.sum() == y.shape[2] * y.shape[3] * 2
 
 
 # ---- threads, fusion ------------------------------------------------------------------------------

@@ -275,8 +275,12 @@ def _pool_shape(op):
     return lambda shapes, attrs: (lambda g: (g[0], g[1], g[4], g[5]))(_pool_geometry(shapes[0], attrs, op))
 
 
-def _pool_lower(op, source: int = 0):
-    return lambda ins, out, attrs: Lowered(dims=_pool_geometry(_pool_input(ins, out, attrs, source), attrs, op))
+def _pool_lower(op, source: int = 0, flag: bool = False):
+    """dims: the pool geometry, then (max_pool2d_backward and gather) the `positive` flag."""
+    def lower(ins, out, attrs):
+        dims = _pool_geometry(_pool_input(ins, out, attrs, source), attrs, op)
+        return Lowered(dims=dims + ([int(bool(attrs.get("positive", False)))] if flag else []))
+    return lower
 
 
 def _pool_input(ins, out, attrs, source):
@@ -303,8 +307,9 @@ def _max_backward_shape(shapes, attrs):
 
 register(OpDef("max_pool2d_backward", "GG_OP_MAX_POOL2D_BACKWARD", _max_backward_shape,
                grad=lambda node, g: [None, make("max_pool2d_gather", [node.inputs[0], g], dict(node.attrs))],
-               lower=_pool_lower("max_pool2d"), flops=lambda i, o, a: _pool_flops(i, o, a, "max_pool2d"),
-               doc="dx: each dy added at its window's arg-max in x"))
+               lower=_pool_lower("max_pool2d", flag=True), flops=lambda i, o, a: _pool_flops(i, o, a, "max_pool2d"),
+               doc="dx: each dy added at its window's arg-max in x (attr positive: only where that maximum is > 0, "
+                   "the backward of a ReLU whose output x is folded in; the simplify pass sets it)"))
 
 
 def _gather_shape(shapes, attrs):
@@ -315,8 +320,8 @@ def _gather_shape(shapes, attrs):
 
 register(OpDef("max_pool2d_gather", "GG_OP_MAX_POOL2D_GATHER", _gather_shape,
                grad=lambda node, g: [None, make("max_pool2d_backward", [node.inputs[0], g], dict(node.attrs))],
-               lower=_pool_lower("max_pool2d"), flops=lambda i, o, a: _pool_flops(i, o, a, "max_pool2d"),
-               doc="g read at each window's arg-max in x (max_pool2d_backward's adjoint)"))
+               lower=_pool_lower("max_pool2d", flag=True), flops=lambda i, o, a: _pool_flops(i, o, a, "max_pool2d"),
+               doc="g read at each window's arg-max in x (max_pool2d_backward's adjoint, positive as there)"))
 
 register(OpDef("avg_pool2d", "GG_OP_AVG_POOL2D", _pool_shape("avg_pool2d"),
                grad=lambda node, g: [make("avg_pool2d_backward", [g],
