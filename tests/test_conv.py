@@ -346,3 +346,47 @@ def test_column_buffers_are_arena_scratch_bounded_by_the_threads_not_the_batch()
     assert sizes[4] == sizes[64]   # one image's columns per thread, whatever the batch
     assert sizes[4] % (3 * 9 * 16 * 16 * 4) == 0
     assert "scratch" in program.summary(batch_size=64, as_text=True)
+
+
+# ---- checkpoints: resume equals uninterrupted, running statistics included -------------------------
+
+def _cnn_with_batch_norm():
+    nn = gg.nn
+    return nn.Sequential(nn.Conv2D(1, 4, 3, padding=1, use_bias=False, seed=0, name="c1"), nn.BatchNorm(4, name="b1"),
+                         nn.ReLU(), nn.MaxPool2D(2, name="p1"),
+                         nn.Conv2D(4, 6, 3, activation="relu", kernel_init="he_normal", seed=1, name="c2"),
+                         nn.GlobalAvgPool2D(name="g"), nn.Dropout(0.25, seed=3, name="d"),
+                         nn.Dense(6, 3, seed=2, name="out"))
+
+
+def test_cnn_resume_from_a_checkpoint_equals_training_straight(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((48, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    kwargs = dict(loss="softmax_cross_entropy", batch_size=16, seed=5, verbose=0)
+    straight = _cnn_with_batch_norm()
+    gg.fit(straight, X, y, optimizer=gg.optim.Adam(lr=0.01), epochs=4, **kwargs)
+
+    half, opt = _cnn_with_batch_norm(), gg.optim.Adam(lr=0.01)
+    gg.fit(half, X, y, optimizer=opt, epochs=2, **kwargs)
+    path = str(tmp_path / "cnn.npz")
+    gg.save(path, half, opt)
+    ck = gg.load(path)          # the model rebuilt from its description
+    bn = ck.model.layers[1]
+    np.testing.assert_array_equal(bn.running_mean.value, half.layers[1].running_mean.value)
+    np.testing.assert_array_equal(bn.running_var.value, half.layers[1].running_var.value)
+    gg.fit(ck.model, X, y, optimizer=ck.optimizer, epochs=2, **kwargs)
+    for a, b in zip(ck.model.parameters() + ck.model.buffers(), straight.parameters() + straight.buffers()):
+        np.testing.assert_array_equal(a.value, b.value)
+    np.testing.assert_array_equal(gg.predict(ck.model, X), gg.predict(straight, X))
+
+
+def test_model_summary_lists_output_shapes_and_parameters():
+    text = _cnn_with_batch_norm().summary(input_shape=(1, 8, 8), print_fn=None)
+    lines = {line.split()[0]: line for line in text.splitlines() if line[:1].isalpha() and "(" in line}
+    assert "(None, 4, 8, 8)" in lines["c1"] and lines["c1"].split()[-1] == "36"
+    assert "(None, 4, 8, 8)" in lines["b1"] and lines["b1"].split()[-1] == "8"
+    assert "(None, 4, 4, 4)" in lines["p1"]
+    assert "(None, 6, 2, 2)" in lines["c2"] and lines["c2"].split()[-1] == "222"
+    assert "(None, 6)" in lines["g"] and "(None, 3)" in lines["out"] and lines["out"].split()[-1] == "21"
+    assert "Trainable params: 287" in text and "Non-trainable params: 8" in text
