@@ -346,6 +346,62 @@ typedef struct {
 void gg_gemm_config_f32(gg_gemm_config *out);
 void gg_gemm_config_f64(gg_gemm_config *out);
 
+/* ---- conv.c ---- */
+/* The geometry of a convolution: x (n, c, h, w), w (o, c, kh, kw), out (n, o, oh, ow) with
+ * oh = (h + 2·ph - dh·(kh-1) - 1) / sh + 1 (and the same for ow); the field order is the layout
+ * of the instruction's dims. */
+typedef struct gg_conv2d_shape {
+    int64_t n, c, h, w, o, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
+} gg_conv2d_shape;
+/* The geometry of a pooling: x (n, c, h, w), out (n, c, oh, ow), window kh×kw, stride, padding. */
+typedef struct gg_pool2d_shape {
+    int64_t n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+} gg_pool2d_shape;
+/* col is (c·kh·kw, oh·ow), the patches of one image x (c, h, w); col2im sums them back into dx (c, h, w) */
+void gg_im2col_f32(float *col, const float *x, const gg_conv2d_shape *s);
+void gg_im2col_f64(double *col, const double *x, const gg_conv2d_shape *s);
+void gg_col2im_f32(float *dx, const float *col, const gg_conv2d_shape *s);
+void gg_col2im_f64(double *dx, const double *col, const gg_conv2d_shape *s);
+/* scratch elements and packing bytes a convolution kernel needs on up to `threads` threads;
+ * kind 0 = conv2d, 1 = input gradient, 2 = weight gradient */
+int64_t gg_conv2d_scratch_elems_f32(const gg_conv2d_shape *s, int32_t kind, int32_t threads);
+int64_t gg_conv2d_scratch_elems_f64(const gg_conv2d_shape *s, int32_t kind, int32_t threads);
+int64_t gg_conv2d_workspace_bytes_f32(const gg_conv2d_shape *s, int32_t kind, int32_t threads);
+int64_t gg_conv2d_workspace_bytes_f64(const gg_conv2d_shape *s, int32_t kind, int32_t threads);
+/* x is (n, c, h, w), w is (o, c, kh, kw), bias is (o,) or NULL, out is (n, o, oh, ow) = act(conv(x, w) + bias);
+ * scratch holds the column buffers (fewer threads run when it holds fewer), work the GEMM packing */
+void gg_conv2d_f32(float *out, const float *x, const float *w, const float *bias, const gg_conv2d_shape *s, int32_t act, float *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+void gg_conv2d_f64(double *out, const double *x, const double *w, const double *bias, const gg_conv2d_shape *s, int32_t act, double *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+/* dy is (n, o, oh, ow), w is (o, c, kh, kw), dx is (n, c, h, w): the gradient of conv2d's input */
+void gg_conv2d_input_grad_f32(float *dx, const float *dy, const float *w, const gg_conv2d_shape *s, float *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+void gg_conv2d_input_grad_f64(double *dx, const double *dy, const double *w, const gg_conv2d_shape *s, double *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+/* x is (n, c, h, w), dy is (n, o, oh, ow), dw is (o, c, kh, kw): the gradient of conv2d's weights */
+void gg_conv2d_weight_grad_f32(float *dw, const float *x, const float *dy, const gg_conv2d_shape *s, float *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+void gg_conv2d_weight_grad_f64(double *dw, const double *x, const double *dy, const gg_conv2d_shape *s, double *scratch, int64_t scratch_elems, void *work, int64_t work_bytes);
+/* x, dx, g are (n, c, h, w); out, dy are (n, c, oh, ow) */
+void gg_max_pool2d_f32(float *out, const float *x, const gg_pool2d_shape *s);
+void gg_max_pool2d_f64(double *out, const double *x, const gg_pool2d_shape *s);
+/* positive = 1: the gradient passes only where the window's maximum is > 0 (a ReLU's backward folded in) */
+void gg_max_pool2d_backward_f32(float *dx, const float *x, const float *dy, const gg_pool2d_shape *s, int32_t positive);
+void gg_max_pool2d_backward_f64(double *dx, const double *x, const double *dy, const gg_pool2d_shape *s, int32_t positive);
+void gg_max_pool2d_gather_f32(float *out, const float *x, const float *g, const gg_pool2d_shape *s, int32_t positive);
+void gg_max_pool2d_gather_f64(double *out, const double *x, const double *g, const gg_pool2d_shape *s, int32_t positive);
+void gg_avg_pool2d_f32(float *out, const float *x, const gg_pool2d_shape *s);
+void gg_avg_pool2d_f64(double *out, const double *x, const gg_pool2d_shape *s);
+void gg_avg_pool2d_backward_f32(float *dx, const float *dy, const gg_pool2d_shape *s);
+void gg_avg_pool2d_backward_f64(double *dx, const double *dy, const gg_pool2d_shape *s);
+/* x, y, dy, dx are (n, c, s); stats, dparams are (2, c); mean, var, gamma, beta, running_* are (c,) */
+void gg_batch_norm_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t s);
+void gg_batch_norm_stats_f64(double *stats, const double *x, int64_t n, int64_t c, int64_t s);
+void gg_batch_norm_f32(float *y, const float *x, const float *mean, const float *var, const float *gamma, const float *beta, int64_t n, int64_t c, int64_t s, double eps);
+void gg_batch_norm_f64(double *y, const double *x, const double *mean, const double *var, const double *gamma, const double *beta, int64_t n, int64_t c, int64_t s, double eps);
+void gg_batch_norm_running_update_f32(float *running_mean, float *running_var, const float *stats, int64_t c, int64_t count, double momentum);
+void gg_batch_norm_running_update_f64(double *running_mean, double *running_var, const double *stats, int64_t c, int64_t count, double momentum);
+void gg_batch_norm_backward_f32(float *dx, const float *x, const float *gamma, const float *stats, const float *dy, int64_t n, int64_t c, int64_t s, double eps);
+void gg_batch_norm_backward_f64(double *dx, const double *x, const double *gamma, const double *stats, const double *dy, int64_t n, int64_t c, int64_t s, double eps);
+void gg_batch_norm_param_grad_f32(float *dparams, const float *x, const float *stats, const float *dy, int64_t n, int64_t c, int64_t s, double eps);
+void gg_batch_norm_param_grad_f64(double *dparams, const double *x, const double *stats, const double *dy, int64_t n, int64_t c, int64_t s, double eps);
+
 /* END CDEF */
 
 /* ---- what cffi does not read: the opcode enum and the elementwise prototypes from the op table ---- */

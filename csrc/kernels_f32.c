@@ -9,3 +9,4 @@
 #include "metrics.c"
 #include "fused.c"
 #include "random.c"
+#include "conv.c"

@@ -264,6 +264,133 @@ OWN_RUNNER(fused) {
     return status;
 }
 
+/* ---- convolution, pooling, batch normalisation (conv.c) ---- */
+
+/* The geometry of a convolution or pooling instruction: its first dims, field by field. */
+static gg_conv2d_shape conv_shape_of(const int64_t *d) {
+    gg_conv2d_shape s = {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14]};
+    return s;
+}
+
+static gg_pool2d_shape pool_shape_of(const int64_t *d) {
+    gg_pool2d_shape s = {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11]};
+    return s;
+}
+
+/* A convolution's geometry and scratch, checked: the sizes positive, the output size the one the
+ * input, kernel, stride, padding and dilation give, and room for at least one thread's columns. */
+static int conv_checked(const gg_program *p, const gg_instr *ins, int32_t kind, gg_conv2d_shape *s, void **scratch,
+                        int64_t *scratch_elems) {
+    *s = conv_shape_of(ins->dims);
+    int32_t slot = kind == 0 ? 3 : 2;
+    if (ins->n_in <= slot || ins->in[slot] < 0) return GG_ERR_BAD_INSTR;
+    if (s->n < 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->sh <= 0 ||
+        s->sw <= 0 || s->ph < 0 || s->pw < 0 || s->dh <= 0 || s->dw <= 0)
+        return GG_ERR_BAD_INSTR;
+    if (s->oh != (s->h + 2 * s->ph - s->dh * (s->kh - 1) - 1) / s->sh + 1 || s->oh <= 0 ||
+        s->ow != (s->w + 2 * s->pw - s->dw * (s->kw - 1) - 1) / s->sw + 1 || s->ow <= 0)
+        return GG_ERR_BAD_INSTR;
+    *scratch = BUF(p, ins->in[slot]);
+    *scratch_elems = ins->dims[kind == 0 ? 16 : 15];
+    int64_t need = ins->dtype == GG_F64 ? gg_conv2d_scratch_elems_f64(s, kind, 1) : gg_conv2d_scratch_elems_f32(s, kind, 1);
+    return *scratch_elems < need ? GG_ERR_BAD_INSTR : GG_OK;
+}
+
+OWN_RUNNER(conv2d) {
+    (void)a;
+    gg_conv2d_shape s;
+    void *scratch;
+    int64_t elems;
+    int status = conv_checked(p, ins, 0, &s, &scratch, &elems);
+    if (status != GG_OK) return status;
+    DISPATCH(conv2d, (OUT, IN(0), IN(1), OPT(p, ins->in[2]), &s, (int32_t)d[15], scratch, elems, p->workspace,
+                      p->workspace_bytes));
+    return GG_OK;
+}
+
+OWN_RUNNER(conv2d_input_grad) {
+    (void)a;
+    gg_conv2d_shape s;
+    void *scratch;
+    int64_t elems;
+    int status = conv_checked(p, ins, 1, &s, &scratch, &elems);
+    if (status != GG_OK) return status;
+    (void)d;
+    DISPATCH(conv2d_input_grad, (OUT, IN(0), IN(1), &s, scratch, elems, p->workspace, p->workspace_bytes));
+    return GG_OK;
+}
+
+OWN_RUNNER(conv2d_weight_grad) {
+    (void)a;
+    gg_conv2d_shape s;
+    void *scratch;
+    int64_t elems;
+    int status = conv_checked(p, ins, 2, &s, &scratch, &elems);
+    if (status != GG_OK) return status;
+    (void)d;
+    DISPATCH(conv2d_weight_grad, (OUT, IN(0), IN(1), &s, scratch, elems, p->workspace, p->workspace_bytes));
+    return GG_OK;
+}
+
+/* A pooling's geometry, checked as a convolution's (dilation 1). */
+static int pool_checked(const int64_t *d, gg_pool2d_shape *s) {
+    *s = pool_shape_of(d);
+    if (s->n < 0 || s->c < 0 || s->h <= 0 || s->w <= 0 || s->kh <= 0 || s->kw <= 0 || s->sh <= 0 || s->sw <= 0 ||
+        s->ph < 0 || s->pw < 0 || 2 * s->ph > s->kh || 2 * s->pw > s->kw)
+        return GG_ERR_BAD_INSTR;
+    if (s->oh != (s->h + 2 * s->ph - s->kh) / s->sh + 1 || s->oh <= 0 ||
+        s->ow != (s->w + 2 * s->pw - s->kw) / s->sw + 1 || s->ow <= 0)
+        return GG_ERR_BAD_INSTR;
+    return GG_OK;
+}
+
+#define POOL_RUNNER(NAME, ARGS)                          \
+    OWN_RUNNER(NAME) {                                   \
+        (void)a;                                         \
+        gg_pool2d_shape s;                               \
+        if (pool_checked(d, &s) != GG_OK) return GG_ERR_BAD_INSTR; \
+        DISPATCH(NAME, ARGS);                            \
+        return GG_OK;                                    \
+    }
+POOL_RUNNER(max_pool2d, (OUT, IN(0), &s))
+POOL_RUNNER(max_pool2d_backward, (OUT, IN(0), IN(1), &s, d[12] != 0))
+POOL_RUNNER(max_pool2d_gather, (OUT, IN(0), IN(1), &s, d[12] != 0))
+POOL_RUNNER(avg_pool2d, (OUT, IN(0), &s))
+POOL_RUNNER(avg_pool2d_backward, (OUT, IN(0), &s))
+#undef POOL_RUNNER
+
+OWN_RUNNER(batch_norm_stats) {
+    (void)a;
+    DISPATCH(batch_norm_stats, (OUT, IN(0), d[0], d[1], d[2]));
+    return GG_OK;
+}
+
+OWN_RUNNER(batch_norm) {
+    /* dims[3] = 1: in[1] and in[2] are one (2, c) stats buffer, the variance at offset c */
+    int64_t var_at = d[3] ? d[1] : 0;
+    if (ins->dtype == GG_F32)
+        gg_batch_norm_f32(OUT, IN(0), IN(1), (const float *)IN(2) + var_at, IN(3), IN(4), d[0], d[1], d[2], a[0]);
+    else if (ins->dtype == GG_F64)
+        gg_batch_norm_f64(OUT, IN(0), IN(1), (const double *)IN(2) + var_at, IN(3), IN(4), d[0], d[1], d[2], a[0]);
+    else return GG_ERR_BAD_DTYPE;
+    return GG_OK;
+}
+
+OWN_RUNNER(batch_norm_running_update) {
+    DISPATCH(batch_norm_running_update, (OUT, IN(0), IN(1), d[0], d[1], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(batch_norm_backward) {
+    DISPATCH(batch_norm_backward, (OUT, IN(0), IN(1), IN(2), IN(3), d[0], d[1], d[2], a[0]));
+    return GG_OK;
+}
+
+OWN_RUNNER(batch_norm_param_grad) {
+    DISPATCH(batch_norm_param_grad, (OUT, IN(0), IN(1), IN(2), d[0], d[1], d[2], a[0]));
+    return GG_OK;
+}
+
 /* ---- the fused op list (GG_OP_FUSED), checked before fused.c runs it ---- */
 
 /* How many operands a fusable op reads (its refs), or 0 for an op the fused loop does not run:
@@ -578,6 +705,11 @@ int64_t gg_program_workspace_bytes(const gg_program *p, int32_t threads) {
             const int64_t *d = ins->dims;  /* the GEMM head: rows, cols, k */
             bytes = ins->dtype == GG_F64 ? gg_gemm_workspace_bytes_f64(d[3], d[4], d[5], threads)
                                          : gg_gemm_workspace_bytes_f32(d[3], d[4], d[5], threads);
+        } else if (ins->opcode >= GG_OP_CONV2D && ins->opcode <= GG_OP_CONV2D_WEIGHT_GRAD) {
+            gg_conv2d_shape s = conv_shape_of(ins->dims);   /* each thread's own GEMM packing */
+            int32_t kind = ins->opcode - GG_OP_CONV2D;
+            bytes = ins->dtype == GG_F64 ? gg_conv2d_workspace_bytes_f64(&s, kind, threads)
+                                         : gg_conv2d_workspace_bytes_f32(&s, kind, threads);
         }
         if (bytes > need) need = bytes;
     }

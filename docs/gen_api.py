@@ -32,6 +32,7 @@ TOPICS = {
                                               "concat"],
     "Activations": list(gg.ops.ACTIVATIONS),   # the names gg.nn layers accept, from the op registry
     "Losses": ["mse", "l1", "huber", "binary_cross_entropy", "softmax_cross_entropy"],
+    "Convolutional networks": ["conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm", "flatten"],
 }
 
 NOTES = {

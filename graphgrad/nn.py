@@ -1,4 +1,5 @@
-"""Layers: Dense, activation layers and Sequential, the Keras/PyTorch-style way to build a model.
+"""Layers: Dense, Conv2D, pooling, BatchNorm, Flatten, Dropout, activation layers and Sequential,
+the Keras/PyTorch-style way to build a model.
 
 A layer owns its variables (created once, at construction) and, when called on a Tensor, adds
 its ops to the graph and returns the output Tensor: `model(x)` builds the forward graph that
@@ -7,7 +8,12 @@ gg.fit, gg.evaluate and gg.predict compile. Every layer can describe itself as p
 
 Train and eval mode are decided when the graph is built, not when it runs: inside
 `with gg.nn.training():` layers build their training graph (Dropout masks), outside it their
-inference graph. gg.fit builds its step in training mode; evaluate and predict do not.
+inference graph. gg.fit builds its step in training mode; evaluate and predict do not. Dropout
+masks and BatchNorm's batch statistics (and the update of its running statistics, inside the
+step) exist only in training graphs; inference graphs use no mask and the running statistics.
+
+Convolutional layers take NCHW input and hold (out, in, kh, kw) weights, as PyTorch and ONNX.
+`model.summary(input_shape)` prints each layer's output shape and parameter count, as Keras.
 """
 from __future__ import annotations
 
@@ -207,6 +213,156 @@ class Dropout(Module):
         return {"type": "Dropout", "rate": self.rate, "seed": self.seed, "name": self.name}
 
 
+def _kernel_pair(value, what: str) -> tuple[int, int]:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+                                  for v in items):
+        raise ValueError(f"{what} must be a positive int or a pair of them, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+class Conv2D(Module):
+    """y = activation(conv2d(x, W, b)): x is (batch, in_channels, H, W), W is (out_channels,
+    in_channels, kh, kw), b is (out_channels,), y is (batch, out_channels, OH, OW).
+
+    stride, dilation: int or pair; padding: int, pair, "valid" or "same". kernel_init / bias_init as
+    for Dense (Keras' defaults, glorot_uniform and zeros); the fans are the kernel's:
+    fan_in = in_channels·kh·kw, fan_out = out_channels·kh·kw (a callable initialiser is asked for
+    shape (kh, kw, in_channels, out_channels), whose fans gg.init computes so, and the result is
+    transposed to graphgrad's layout). The bias and a ReLU run inside the convolution's GEMM.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 activation: str | Callable | None = None, use_bias: bool = True, kernel_init="glorot_uniform",
+                 bias_init="zeros", seed=None, dtype="float32", name: str | None = None):
+        if int(in_channels) <= 0 or int(out_channels) <= 0:
+            raise ValueError(f"Conv2D needs positive channel counts, got in_channels={in_channels}, "
+                             f"out_channels={out_channels}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _kernel_pair(kernel_size, "Conv2D kernel_size")
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.activation = activation
+        self._activation = activation_function(activation)
+        self.use_bias = bool(use_bias)
+        self.name = name or f"conv{next(_layer_ids)}"
+        rng = _init.generator(seed)
+        dt = _dt.as_dtype(dtype)
+        kh, kw = self.kernel_size
+        kernel = _init.get(kernel_init)((kh, kw, self.in_channels, self.out_channels), seed=rng, dtype=dt)
+        self.kernel = variable(np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1))), name=f"{self.name}/kernel",
+                               dtype=dt)
+        self.bias = (variable(_init.get(bias_init)((self.out_channels,), seed=rng, dtype=dt),
+                              name=f"{self.name}/bias", dtype=dt) if self.use_bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = ops.conv2d(x, self.kernel, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                       name=self.name)
+        return self._activation(z)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.kernel] + ([self.bias] if self.bias is not None else [])
+
+    def describe(self) -> dict:
+        activation = _activation_name(self.activation)
+        if activation is None:
+            raise TypeError(f"Conv2D {self.name!r} uses a custom activation {self.activation!r}: it cannot be "
+                            "described; load its checkpoint with gg.load(path, model=...)")
+        plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has no tuples)
+        return {"type": "Conv2D", "in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": plain(self.stride), "padding": plain(self.padding),
+                "dilation": plain(self.dilation), "activation": activation, "use_bias": self.use_bias,
+                "dtype": self.kernel.dtype.name, "name": self.name}
+
+
+class _Pool2D(Module):
+    op = ""
+
+    def __init__(self, pool_size=2, stride=None, padding=0, name: str | None = None):
+        self.pool_size = _kernel_pair(pool_size, f"{type(self).__name__} pool_size")
+        self.stride, self.padding = stride, padding
+        self.name = name or f"{self.op.split('_')[0]}pool{next(_layer_ids)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(ops, self.op)(x, self.pool_size, self.stride, self.padding, name=self.name)
+
+    def describe(self) -> dict:
+        plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+        return {"type": type(self).__name__, "pool_size": list(self.pool_size), "stride": plain(self.stride),
+                "padding": plain(self.padding), "name": self.name}
+
+
+class MaxPool2D(_Pool2D):
+    """The maximum of each pool_size window (stride: default pool_size; padding with -inf)."""
+    op = "max_pool2d"
+
+
+class AvgPool2D(_Pool2D):
+    """The mean of each pool_size window (padding counted as zeros, as PyTorch's default)."""
+    op = "avg_pool2d"
+
+
+class GlobalAvgPool2D(Module):
+    """(batch, C, H, W) -> (batch, C): each channel's mean over the image."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or f"globalavgpool{next(_layer_ids)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.global_avg_pool2d(x, name=self.name)
+
+    def describe(self) -> dict:
+        return {"type": "GlobalAvgPool2D", "name": self.name}
+
+
+class Flatten(Module):
+    """(batch, d1, d2, ...) -> (batch, d1·d2·...), in C order (NCHW: as PyTorch and ONNX flatten)."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or f"flatten{next(_layer_ids)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.flatten(x, name=self.name)
+
+    def describe(self) -> dict:
+        return {"type": "Flatten", "name": self.name}
+
+
+class BatchNorm(Module):
+    """Batch normalisation over the channels of (batch, C, H, W) input or the features of (batch, C):
+    y = (x - mean) / sqrt(var + eps) · gamma + beta. Training graphs use the batch's statistics and
+    move the running ones towards them (running = (1 - momentum)·running + momentum·batch, the
+    variance unbiased, as PyTorch), inside the compiled step; inference graphs use the running
+    statistics. gamma and beta are trained; running_mean and running_var are buffers (saved in
+    checkpoints, never trained)."""
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype="float32",
+                 name: str | None = None):
+        if int(num_features) <= 0:
+            raise ValueError(f"BatchNorm needs a positive num_features, got {num_features}")
+        self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
+        self.name = name or f"batchnorm{next(_layer_ids)}"
+        dt = _dt.as_dtype(dtype)
+        c = self.num_features
+        self.gamma = variable(np.ones(c), name=f"{self.name}/gamma", dtype=dt)
+        self.beta = variable(np.zeros(c), name=f"{self.name}/beta", dtype=dt)
+        self.running_mean = variable(np.zeros(c), name=f"{self.name}/running_mean", dtype=dt, trainable=False)
+        self.running_var = variable(np.ones(c), name=f"{self.name}/running_var", dtype=dt, trainable=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var, training=_training,
+                              momentum=self.momentum, eps=self.eps, name=self.name)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.gamma, self.beta]
+
+    def buffers(self) -> list[Tensor]:
+        return [self.running_mean, self.running_var]
+
+    def describe(self) -> dict:
+        return {"type": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
+                "dtype": self.gamma.dtype.name, "name": self.name}
+
+
 class Sequential(Module):
     """Layers applied one after the other: Sequential(Dense(784, 30, activation="sigmoid"), Dense(30, 10))."""
 
@@ -232,6 +388,38 @@ class Sequential(Module):
     def describe(self) -> dict:
         return {"type": "Sequential", "layers": [layer.describe() for layer in self.layers]}
 
+    def summary(self, input_shape=None, print_fn=print) -> str:
+        """Each layer's output shape and parameter count, as Keras' model.summary(); printed with
+        print_fn (None: only returned). input_shape: one example's shape, e.g. (1, 28, 28) (default:
+        (in_features,) when the first layer is a Dense). Output shapes are those of an inference graph."""
+        if input_shape is None:
+            first = self.layers[0] if self.layers else None
+            if not isinstance(first, Dense):
+                raise ValueError("summary(input_shape=...) needs one example's shape, e.g. (1, 28, 28), "
+                                 "when the first layer is not a Dense")
+            input_shape = (first.in_features,)
+        from .graph import placeholder
+        x = placeholder((None,) + tuple(input_shape), name="input", dtype=self.dtype)
+        rows = []
+        with training(False):
+            for layer in self.layers:
+                x = layer(x)
+                count = sum(int(np.prod(p.shape)) for p in layer.parameters())
+                label = f"{getattr(layer, 'name', type(layer).__name__.lower())} ({type(layer).__name__})"
+                rows.append((label, "(" + ", ".join("None" if d is None else str(d) for d in x.shape) + ")", count))
+        trainable = sum(r[2] for r in rows)
+        frozen = sum(int(np.prod(b.shape)) for b in self.buffers() if b.dtype.kind == "f" and b.ndim > 0)
+        width = max([28] + [len(r[0]) + 2 for r in rows])
+        rule = "=" * (width + 36)
+        lines = [rule, f"{'Layer (type)':<{width}}{'Output Shape':<24}{'Param #':>12}", rule]
+        lines += [f"{label:<{width}}{shape:<24}{count:>12,}" for label, shape, count in rows]
+        lines += [rule, f"Total params: {trainable + frozen:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {frozen:,}", rule]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
     def __getitem__(self, index: int) -> Module:
         return self.layers[index]
 
@@ -256,4 +444,23 @@ def from_description(description: dict) -> Module:
         return Activation(description["activation"])
     if kind == "Dropout":
         return Dropout(description["rate"], seed=description["seed"], name=description.get("name"))
+    if kind == "Conv2D":
+        pair = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
+        return Conv2D(description["in_channels"], description["out_channels"], tuple(description["kernel_size"]),
+                      stride=pair(description["stride"]), padding=pair(description["padding"]),
+                      dilation=pair(description["dilation"]), activation=description["activation"],
+                      use_bias=description["use_bias"], kernel_init="zeros", bias_init="zeros",
+                      dtype=description["dtype"], name=description.get("name"))
+    if kind in ("MaxPool2D", "AvgPool2D"):
+        pair = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
+        return {"MaxPool2D": MaxPool2D, "AvgPool2D": AvgPool2D}[kind](
+            tuple(description["pool_size"]), pair(description["stride"]), pair(description["padding"]),
+            name=description.get("name"))
+    if kind == "GlobalAvgPool2D":
+        return GlobalAvgPool2D(name=description.get("name"))
+    if kind == "Flatten":
+        return Flatten(name=description.get("name"))
+    if kind == "BatchNorm":
+        return BatchNorm(description["num_features"], momentum=description["momentum"], eps=description["eps"],
+                         dtype=description["dtype"], name=description.get("name"))
     raise ValueError(f"cannot rebuild a module of type {kind!r}")

@@ -114,6 +114,10 @@ def format_summary(plan: Plan, profile_ns=None) -> str:
     ratio = f" ({t['arena_peak_bytes'] / t['naive_bytes']:.2f}x)" if t["naive_bytes"] else ""
     lines.append(f"arena: {_human_bytes(t['arena_peak_bytes'])} peak, naive sum of intermediates "
                  f"{_human_bytes(t['naive_bytes'])}{ratio}")
+    scratch = [b for b in plan.memory.buffers if b.scratch]
+    if scratch:
+        lines.append(f"scratch (convolution column buffers, in the arena for one instruction each): "
+                     f"{len(scratch)} blocks, largest {_human_bytes(max(b.size for b in scratch))}")
     if timed:
         hottest = sorted(range(len(rows)), key=lambda i: -profile_ns[i])[:3]
         lines.append(f"profile: {total_ns / 1e6:.3f} ms measured in C; hottest: " + ", ".join(

@@ -405,3 +405,155 @@ def _dropout_case(seed, counter, rate, shape):
 
 OP_CASES["dropout_mask"] = [_dropout_case(7, 3, 0.5, (4, 5)), _dropout_case(2 ** 40 + 5, 12345, 0.2, (3, 7, 2)),
                             _dropout_case(1, 0, 0.9, (50,))]
+
+
+# convolutional ops (ops/conv.py), against the loop/einsum references of tests/conv_reference.py
+import conv_reference as cref  # noqa: E402
+
+
+def _conv_case(x_shape, w_shape, stride=1, padding=0, dilation=1, bias=True):
+    shapes = [x_shape, w_shape] + ([(w_shape[0],)] if bias else [])
+
+    def build(x, w, *b):
+        return gg.conv2d(x, w, *b, stride=stride, padding=padding, dilation=dilation)
+
+    ref_padding = (w_shape[2] // 2, w_shape[3] // 2) if padding == "same" else padding   # odd kernels, dilation 1
+
+    def ref(x, w, *b):
+        return cref.conv2d(x, w, b[0] if b else None, stride, ref_padding, dilation)
+    return OpCase(build, ref, shapes)
+
+
+def _conv_attrs(stride, padding, dilation):
+    pair = lambda v: tuple(v) if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return {"stride": pair(stride), "padding": pair(padding), "dilation": pair(dilation)}
+
+
+def _input_grad_case(x_shape, w_shape, stride=1, padding=0, dilation=1):
+    y = cref.conv2d(np.zeros(x_shape), np.zeros(w_shape), None, stride, padding, dilation)
+    attrs = {**_conv_attrs(stride, padding, dilation), "input_hw": x_shape[2:]}
+    return OpCase(lambda dy, w: make("conv2d_input_grad", [dy, w], attrs),
+                  lambda dy, w: cref.conv2d_input_grad(dy, w, x_shape[2:], stride, padding, dilation),
+                  [y.shape, w_shape])
+
+
+def _weight_grad_case(x_shape, w_shape, stride=1, padding=0, dilation=1):
+    y = cref.conv2d(np.zeros(x_shape), np.zeros(w_shape), None, stride, padding, dilation)
+    attrs = {**_conv_attrs(stride, padding, dilation), "kernel": w_shape[2:]}
+    return OpCase(lambda x, dy: make("conv2d_weight_grad", [x, dy], attrs),
+                  lambda x, dy: cref.conv2d_weight_grad(x, dy, w_shape[2:], stride, padding, dilation),
+                  [x_shape, y.shape])
+
+
+def _pool_attrs(kernel, stride, padding):
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+def _distinct(x):
+    """Values far apart, so a small finite-difference step never changes a window's maximum."""
+    order = np.argsort(np.argsort(x, axis=None)).reshape(x.shape)
+    return order * 0.1 + 0.01 * np.tanh(x)
+
+
+def _pool_case(op, x_shape, kernel, stride=None, padding=0):
+    fn, ref = getattr(gg, op), getattr(cref, op)
+    return OpCase(lambda x: fn(x, kernel, stride, padding), lambda x: ref(x, kernel, stride, padding), [x_shape],
+                  prepare=[_distinct] if op == "max_pool2d" else [])
+
+
+def _pooled_shape(x_shape, kernel, stride, padding):
+    return cref.max_pool2d(np.zeros(x_shape), kernel, stride, padding).shape
+
+
+def _centred_distinct(x):
+    """Distinct values on both sides of 0 (for the positive flag)."""
+    return _distinct(x) - _distinct(x).mean()
+
+
+def _max_backward_case(x_shape, kernel, stride=None, padding=0, positive=False):
+    attrs = {**_pool_attrs(kernel, stride, padding), "positive": positive}
+    return OpCase(lambda x, dy: make("max_pool2d_backward", [x, dy], attrs),
+                  lambda x, dy: cref.max_pool2d_backward(x, dy, kernel, stride, padding, positive),
+                  [x_shape, _pooled_shape(x_shape, kernel, stride, padding)],
+                  prepare=[_centred_distinct if positive else _distinct])
+
+
+def _gather_case(x_shape, kernel, stride=None, padding=0, positive=False):
+    attrs = {**_pool_attrs(kernel, stride, padding), "positive": positive}
+    return OpCase(lambda x, g: make("max_pool2d_gather", [x, g], attrs),
+                  lambda x, g: cref.max_pool2d_gather(x, g, kernel, stride, padding, positive), [x_shape, x_shape],
+                  prepare=[_centred_distinct if positive else _distinct])
+
+
+def _avg_backward_case(x_shape, kernel, stride=None, padding=0):
+    attrs = {**_pool_attrs(kernel, stride, padding), "input_hw": x_shape[2:]}
+    return OpCase(lambda dy: make("avg_pool2d_backward", [dy], attrs),
+                  lambda dy: cref.avg_pool2d_backward(dy, x_shape[2:], kernel, stride, padding),
+                  [_pooled_shape(x_shape, kernel, stride, padding)])
+
+
+def _bn_train_build(x, gamma, beta):
+    c = x.shape[1]
+    mean = gg.variable(np.zeros(c), dtype=x.dtype.name, trainable=False)
+    var = gg.variable(np.ones(c), dtype=x.dtype.name, trainable=False)
+    return gg.batch_norm(x, gamma, beta, mean, var, training=True)
+
+
+def _bn_train_case(x_shape):
+    c = x_shape[1]
+    return OpCase(_bn_train_build, cref.batch_norm_train, [x_shape, (c,), (c,)])
+
+
+def _bn_eval_case(x_shape):
+    c = x_shape[1]
+    return OpCase(lambda x, g, b, m, v: gg.batch_norm(x, g, b, m, v, training=False), cref.batch_norm,
+                  [x_shape, (c,), (c,), (c,), (c,)], prepare=[None, None, None, None, _positive])
+
+
+def _stats(x):
+    return make("batch_norm_stats", [x])
+
+
+OP_CASES.update({
+    "conv2d": [_conv_case((2, 3, 7, 6), (4, 3, 3, 3)),
+               _conv_case((1, 1, 5, 5), (1, 1, 2, 2), bias=False),
+               _conv_case((2, 2, 8, 7), (3, 2, 3, 2), stride=2, padding=1),
+               _conv_case((2, 3, 9, 8), (2, 3, 3, 3), stride=(2, 1), padding=(2, 0), dilation=2),
+               _conv_case((3, 4, 5, 5), (6, 4, 1, 1)),                      # pointwise: no column buffer
+               _conv_case((2, 3, 6, 6), (4, 3, 3, 3), padding="same"),
+               _conv_case((1, 2, 6, 5), (2, 2, 3, 3), stride=2, padding=2, dilation=(1, 2))],
+    "conv2d_input_grad": [_input_grad_case((2, 3, 7, 6), (4, 3, 3, 3)),
+                          _input_grad_case((2, 2, 8, 7), (3, 2, 3, 2), stride=2, padding=1),
+                          _input_grad_case((1, 3, 9, 8), (2, 3, 3, 3), stride=(2, 1), padding=(2, 0), dilation=2),
+                          _input_grad_case((2, 4, 5, 5), (3, 4, 1, 1))],
+    "conv2d_weight_grad": [_weight_grad_case((2, 3, 7, 6), (4, 3, 3, 3)),
+                           _weight_grad_case((2, 2, 8, 7), (3, 2, 3, 2), stride=2, padding=1),
+                           _weight_grad_case((3, 3, 9, 8), (2, 3, 3, 3), stride=(2, 1), padding=(2, 0), dilation=2),
+                           _weight_grad_case((2, 4, 5, 5), (3, 4, 1, 1))],
+    "max_pool2d": [_pool_case("max_pool2d", (2, 3, 6, 6), 2),
+                   _pool_case("max_pool2d", (1, 2, 7, 5), 3, stride=2, padding=1),
+                   _pool_case("max_pool2d", (2, 1, 5, 6), (2, 3), stride=(1, 2))],
+    "max_pool2d_backward": [_max_backward_case((2, 3, 6, 6), 2), _max_backward_case((1, 2, 7, 5), 3, 2, 1),
+                            _max_backward_case((2, 2, 5, 5), 3, 1),   # overlapping windows add up
+                            _max_backward_case((2, 3, 7, 6), 2, positive=True),
+                            _max_backward_case((1, 2, 7, 5), 3, 2, 1, positive=True)],
+    "max_pool2d_gather": [_gather_case((2, 3, 6, 6), 2), _gather_case((1, 2, 7, 5), 3, 2, 1),
+                          _gather_case((2, 2, 6, 5), 2, positive=True)],
+    "avg_pool2d": [_pool_case("avg_pool2d", (2, 3, 6, 6), 2),
+                   _pool_case("avg_pool2d", (1, 2, 7, 5), 3, stride=2, padding=1),
+                   _pool_case("avg_pool2d", (2, 1, 5, 6), (2, 3), stride=(1, 2))],
+    "avg_pool2d_backward": [_avg_backward_case((2, 3, 6, 6), 2), _avg_backward_case((1, 2, 7, 5), 3, 2, 1)],
+    "batch_norm_stats": [OpCase(_stats, cref.batch_stats, [(4, 3, 2, 5)], differentiable=False),
+                         OpCase(_stats, cref.batch_stats, [(6, 4)], differentiable=False)],
+    "batch_norm_train": [_bn_train_case((4, 3, 2, 5)), _bn_train_case((6, 4)), _bn_train_case((1, 2, 3, 3))],
+    "batch_norm_eval": [_bn_eval_case((4, 3, 2, 5)), _bn_eval_case((5, 3))],
+    "batch_norm_backward": [
+        OpCase(lambda x, g, dy: make("batch_norm_backward", [x, g, _stats(x), dy], {"eps": 1e-5}),
+               lambda x, g, dy: cref.batch_norm_backward(x, g, dy), [(4, 3, 2, 5), (3,), (4, 3, 2, 5)],
+               differentiable=False),
+        OpCase(lambda x, g, dy: make("batch_norm_backward", [x, g, _stats(x), dy], {"eps": 1e-5}),
+               lambda x, g, dy: cref.batch_norm_backward(x, g, dy), [(6, 4), (4,), (6, 4)], differentiable=False)],
+    "batch_norm_param_grad": [
+        OpCase(lambda x, dy: make("batch_norm_param_grad", [x, _stats(x), dy], {"eps": 1e-5}),
+               lambda x, dy: cref.batch_norm_param_grad(x, dy), [(4, 3, 2, 5), (4, 3, 2, 5)], differentiable=False)],
+})

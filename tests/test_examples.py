@@ -122,3 +122,54 @@ def test_lr_finder_quick(tmp_path):
     assert result["result"].suggestion == pytest.approx(result["result"].lr_at_min / 10)
     for name in ("lr_find.png", "lr_compare.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_mnist_cnn_quick(tmp_path):
+    result = run_example("mnist_cnn", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    assert result["accuracy"] > 0.7            # 2 epochs (32 steps) on 2,000 digits
+    for key in ("filters", "feature_maps", "curves", "train_step"):
+        assert os.path.getsize(result[key]) > 1000, key
+
+
+def _numpy_inference(params, buffers, images):
+    """The batch-norm CNN's logits in evaluation mode, from a checkpoint's arrays, in NumPy."""
+    import numpy as np
+    import conv_reference as cref
+    w1, g1, b1, w2, g2, b2, wd, bd = params
+    (m1, v1), (m2, v2) = buffers[0:2], buffers[2:4]
+    h = images.astype(np.float64)
+    for w, g, b, m, v in ((w1, g1, b1, m1, v1), (w2, g2, b2, m2, v2)):
+        h = cref.conv2d(h, w)
+        h = np.maximum(cref.batch_norm(h, g, b, m, v), 0)
+        h = cref.max_pool2d(h, 2)
+    return h.reshape(len(h), -1) @ wd + bd
+
+
+def test_mnist_cnn_batchnorm_eval_uses_the_saved_running_statistics(tmp_path):
+    import numpy as np
+    import graphgrad as gg
+    result = run_example("mnist_cnn_batchnorm", "--out", str(tmp_path), "--quick", "--verbose", "0")
+    # 32 steps: the running statistics still lag the weights (chance is 0.1; 15 epochs reach > 0.97)
+    assert result["accuracy"] > 0.35
+    saved = np.load(result["checkpoint"])
+    params = [saved[f"param/{i}"].astype(np.float64) for i in range(8)]
+    buffers = [saved[f"buffer/{i}"].astype(np.float64) for i in range(4)]   # bn1 mean, var, bn2 mean, var
+    assert not np.allclose(buffers[0], 0) and not np.allclose(buffers[1], 1)   # trained: they moved
+    model = result["model"]
+    images = result["test"][0][:16]
+    eval_logits = gg.predict(model, images)
+    np.testing.assert_allclose(eval_logits, _numpy_inference(params, buffers, images), rtol=2e-3, atol=2e-3)
+
+    # the same layers in a training graph: batch statistics, so other outputs, and the step moves the
+    # running statistics
+    x = gg.placeholder((None, 1, 28, 28), name="x")
+    block = gg.nn.Sequential(*model.layers[:3])          # conv1, bn1, relu
+    eval_block = gg.compile(block(x))(x=images)
+    with gg.nn.training():
+        train_block = gg.compile(block(x))(x=images)
+    assert np.abs(train_block - eval_block).max() > 1e-2
+    import conv_reference as cref
+    h = cref.conv2d(images.astype(np.float64), params[0])
+    want = np.maximum(cref.batch_norm_train(h, params[1], params[2]), 0)
+    np.testing.assert_allclose(train_block, want, rtol=2e-3, atol=2e-3)
+    assert not np.allclose(model.layers[1].running_mean.value, saved["buffer/0"])

@@ -11,6 +11,9 @@ fetched and has the same element count. A group runs as soon as every value it r
 and only if no update overwrites a variable it reads before that point.
 Elementwise inputs may be full-size, scalars, or rows broadcast over the leading axes (a bias).
 
+A convolution takes a ReLU that only it feeds into its GEMM's epilogue (conv2d's kernel adds the
+bias and applies the activation to each finished block), and nothing else.
+
 Plain SGD (no momentum, no weight decay) joins the matrix product that computes its gradient:
 w ← w − lr·(a·b) is one GEMM with alpha = −lr and beta = 1 writing into w, so the gradient is
 never stored and the update makes no pass of its own. Bit for bit the same as the two steps:
@@ -135,6 +138,15 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             group_of[node.id] = group
             head_of[node.id] = node
             continue
+        if node.op == "conv2d":
+            group_of[node.id] = [node]
+            continue
+        if node.op == "relu" and node.inputs[0].op == "conv2d" and can_absorb(node.inputs[0], node) \
+                and len(group_of[node.inputs[0].id]) == 1:
+            group = group_of[node.inputs[0].id]
+            group.append(node)
+            group_of[node.id] = group
+            continue
         if _gemm_update_ok(node, consumers, fetched, first_write, position, group_of):
             group = [node.inputs[1], node]
             for m in group:
@@ -145,7 +157,7 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             continue
         merged: list[list[Tensor]] = []
         for i in node.inputs:
-            if can_absorb(i, node) and not any(group_of[i.id] is g for g in merged):
+            if can_absorb(i, node) and i.op != "conv2d" and not any(group_of[i.id] is g for g in merged):
                 merged.append(group_of[i.id])
         heads = [g for g in merged if g[0].id in head_of]
         if len(heads) > 1:   # one matmul per instruction: keep the first head's group
@@ -179,7 +191,7 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
         if group is None or len(group) == 1:
             keyed.append((position[node.id], position[node.id], Step([node], inputs=_external_inputs([node]))))
         elif group[-1] is node:
-            head = group[0] if group[0].op == "matmul" else None
+            head = group[0] if group[0].op in ("matmul", "conv2d") else None
             inputs = _external_inputs(group)
             start = max(position[i.id] for i in inputs) + 0.5
             if REGISTRY[node.op].writes:   # an update stays where the schedule put it

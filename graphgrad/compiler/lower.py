@@ -132,6 +132,16 @@ def _lower_gemm_update(step: Step, shapes: dict[int, tuple], memory: MemoryPlan)
     return inputs, list(low.dims) + [0], [-1.0, 1.0]
 
 
+def _lower_conv_epilogue(step: Step, shapes: dict[int, tuple], memory: MemoryPlan) -> tuple[list, list, list]:
+    """(input buffers, dims, attrs) of the GG_OP_CONV2D that applies its ReLU in the epilogue."""
+    conv = step.head
+    low = REGISTRY["conv2d"].lower([shapes[i.id] for i in conv.inputs], shapes[conv.id], conv.attrs)
+    inputs = [-1 if k < 0 else memory.buffer_of[conv.inputs[k].id] for k in low.inputs]
+    scratch = memory.scratch_of[step.root.id]
+    dims = list(low.dims[:-1]) + [opcode_value("GG_ACT_RELU"), memory.buffers[scratch].shape[0]]
+    return inputs + [scratch], dims, list(low.attrs)
+
+
 def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> list[Instruction]:
     instructions = []
     for step in steps:
@@ -139,6 +149,9 @@ def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> li
         if step.fused and REGISTRY[node.op].writes:
             inputs, dims, attrs = _lower_gemm_update(step, shapes, memory)
             opcode = opcode_value("GG_OP_MATMUL")
+        elif step.fused and step.head is not None and step.head.op == "conv2d":
+            inputs, dims, attrs = _lower_conv_epilogue(step, shapes, memory)
+            opcode = opcode_value("GG_OP_CONV2D")
         elif step.fused and (epilogue := _lower_gemm_epilogue(step, shapes, memory)) is not None:
             inputs, dims, attrs = epilogue
             opcode = opcode_value("GG_OP_MATMUL")
@@ -152,6 +165,9 @@ def lower(steps: list[Step], shapes: dict[int, tuple], memory: MemoryPlan) -> li
             picked = range(len(node.inputs)) if low.inputs is None else low.inputs
             inputs = [-1 if k < 0 else memory.buffer_of[node.inputs[k].id] for k in picked]
             dims, attrs, opcode = low.dims, low.attrs, opcode_value(opdef.opcode)
+            if opdef.scratch is not None:   # the scratch block is the last input; its size ends dims
+                scratch = memory.scratch_of[node.id]
+                inputs, dims = inputs + [scratch], list(dims) + [memory.buffers[scratch].shape[0]]
         if len(inputs) > MAX_INPUTS or len(dims) > MAX_DIMS or len(attrs) > MAX_ATTRS:
             raise ShapeError(f'{node.op} "{node.name}": too many inputs or dimensions for one instruction '
                              f"(rank above 10 after collapsing axes?)")

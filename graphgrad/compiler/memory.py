@@ -45,6 +45,7 @@ class BufferSpec:
     first: int = -1      # the step that writes it (arena buffers)
     last: int = -1       # the last step that reads it (the step count for fetched outputs)
     inplace_of: int = -1  # buffer index whose block this one took over at step `first`, or -1
+    scratch: bool = False  # an instruction's scratch (conv column buffers), live during its step only
 
     @property
     def size(self) -> int:
@@ -61,6 +62,12 @@ class MemoryPlan:
     n_steps: int = 0
     gradient_bytes: int = 0       # size of the gradient region (0 unless gradients were placed there)
     gradient_dtype: object = None  # the one dtype every gradient in the region has
+    scratch_of: dict[int, int] = None   # node id -> index of its instruction's scratch buffer
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The largest scratch block (scratch blocks live one instruction each, so they reuse space)."""
+        return max((b.size for b in self.buffers if b.scratch), default=0)
 
 
 class _FreeList:
@@ -118,6 +125,7 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
     """Place every buffer; `gradients` (computed nodes, no repeats) go to the gradient region."""
     buffers: list[BufferSpec] = []
     buffer_of: dict[int, int] = {}
+    scratch_of: dict[int, int] = {}
 
     def nbytes(node: Tensor) -> int:
         return numel(shapes[node.id]) * node.dtype.itemsize
@@ -136,6 +144,13 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
             continue
         buffer_of[root.id] = len(buffers)
         buffers.append(BufferSpec("arena", root, shapes[root.id], nbytes(root), first=k, last=k))
+        node = step.head if step.head is not None else root   # the op whose kernel runs
+        if REGISTRY[node.op].scratch is not None:
+            elems = REGISTRY[node.op].scratch([shapes[i.id] for i in node.inputs], shapes[node.id], node.attrs,
+                                              node.dtype)
+            scratch_of[root.id] = len(buffers)
+            buffers.append(BufferSpec("arena", root, (elems,), elems * root.dtype.itemsize, first=k, last=k,
+                                      scratch=True))
     gradient_bytes, gradient_dtype = 0, None
     for g in gradients:
         buf = buffers[buffer_of[g.id]]
@@ -177,8 +192,11 @@ def plan_memory(order: list[Tensor], steps: list[Step], shapes: dict[int, tuple]
                     break
             if buf.offset < 0:
                 buf.offset = free.take(buf.size)
+        if root.id in scratch_of:   # placed while the step's inputs still hold their blocks
+            scratch = buffers[scratch_of[root.id]]
+            scratch.offset = free.take(scratch.size)
         for d in dying.pop(k, ()):
             free.give(buffers[d].offset, buffers[d].size)
 
     naive = sum(b.size for b in buffers if b.kind == "arena")
-    return MemoryPlan(buffers, buffer_of, free.peak, naive, n_steps, gradient_bytes, gradient_dtype)
+    return MemoryPlan(buffers, buffer_of, free.peak, naive, n_steps, gradient_bytes, gradient_dtype, scratch_of)

@@ -10,7 +10,10 @@
 - `simplify`: algebraic identities: x*1, 1*x, x/1, x+0, 0+x, x-0 -> x; x*0 -> 0 only where x is
   finite by construction (IEEE: Inf*0 is NaN); -(-x) -> x; transpose(transpose(x)) -> x when the
   permutations cancel; relu_backward(x, dy) reads relu(x) instead of x (same mask, lets x die
-  early and the matmul+bias+relu fuse). Never when x is a variable (see `rewrite`).
+  early and the matmul+bias+relu fuse); relu_backward(r, max_pool2d_backward(r, g)) with r = relu(x)
+  is one max_pool2d_backward(r, g) that passes the gradient only where the window's maximum is > 0
+  (the mask is the same: the gradient sits only at the arg-max, and r > 0 there exactly when the
+  maximum is). Never when x is a variable (see `rewrite`).
 
 A pass never mutates the user's Tensors: it builds new nodes for whatever changed (and for
 everything downstream of a change) and returns a new Graph over the new outputs; outputs keep
@@ -47,6 +50,13 @@ def _clone(node: Tensor, inputs: list[Tensor]) -> Tensor:
     new = Tensor(node.op, inputs, node.attrs, node.shape, node.dtype, name=node.name, data=node.data,
                  trainable=node.trainable, source=node.source)
     new.role = node.role
+    return new
+
+
+def _remade(like: Tensor, op: str, inputs: list[Tensor], attrs: dict) -> Tensor:
+    """A node of `op` that stands for `like` (same static shape, dtype, name, role and source)."""
+    new = Tensor(op, inputs, attrs, like.shape, like.dtype, name=like.name, source=like.source)
+    new.role = like.role
     return new
 
 
@@ -230,9 +240,15 @@ def simplify(graph: Graph) -> Graph:
             if inner is not None and outer is not None and all(inner[p] == k for k, p in enumerate(outer)) \
                     and same(node, x):
                 return x
-        elif op == "relu_backward" and ins[0].id in relu_of and ins[0].op != "relu":
-            # x > 0 exactly where relu(x) > 0 (NaN and -0 included), so the mask is the same
-            return _clone(node, [relu_of[ins[0].id], ins[1]])
+        elif op == "relu_backward":
+            r = ins[0] if ins[0].op == "relu" else relu_of.get(ins[0].id)
+            pool = ins[1]
+            if r is not None and pool.op == "max_pool2d_backward" and pool.inputs[0] is r \
+                    and not pool.attrs.get("positive"):
+                return _remade(pool, "max_pool2d_backward", [r, pool.inputs[1]], {**pool.attrs, "positive": True})
+            if r is not None and ins[0].op != "relu":
+                # x > 0 exactly where relu(x) > 0 (NaN and -0 included), so the mask is the same
+                return _clone(node, [r, ins[1]])
         return None
 
     return rewrite(graph, rule)

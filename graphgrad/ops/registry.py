@@ -69,6 +69,8 @@ class OpDef:
                                             # SCALAR); its opcode is then a fusable row of csrc/ops.def
     label: Callable | None = None           # (attrs) -> the name pictures and tables show, when it is
                                             # not `name` (a sum with mean=True shows as "mean")
+    scratch: Callable | None = None         # (input shapes, output shape, attrs, dtype) -> elements of arena
+                                            # scratch the kernel uses (its last input; the count ends dims)
     doc: str = ""
 
 
