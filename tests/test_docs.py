@@ -126,3 +126,23 @@ def test_performance_page_leaves_the_numbers_to_a_measured_run():
     assert "python bench/train_step.py" in page
     table = page.split("<!-- COORDINATOR", 1)[1].split("<!-- END COORDINATOR -->", 1)[0]
     assert "|" in table
+
+
+def _source_files() -> list[str]:
+    """Every source file of the package and the C core, as paths relative to graphgrad/ or csrc/."""
+    found = []
+    for top, suffixes in (("graphgrad", (".py",)), ("csrc", (".c", ".h", ".def"))):
+        base = os.path.join(ROOT, top)
+        for folder, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if d not in ("data", "__pycache__")]
+            found += [os.path.relpath(os.path.join(folder, f), base) for f in files if f.endswith(suffixes)]
+    return sorted(found)
+
+
+def test_design_names_every_module_of_the_package_and_the_c_core():
+    """docs/design.md is the map: a module it does not name is a module nobody can find."""
+    text = _read("design.md")
+    unnamed = [path for path in _source_files()
+               if not re.search(r"(?<![\w.])" + re.escape(os.path.basename(path)) + r"(?!\w)", text)
+               and not (path.endswith(".py") and re.search(r"(?<![\w.])" + re.escape(path[:-3]) + r"\b", text))]
+    assert not unnamed, f"docs/design.md's Layout does not name {unnamed}"
