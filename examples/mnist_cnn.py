@@ -114,7 +114,8 @@ def main(argv=None, batch_norm: bool = False):
     if args.quick:
         X, y = X[:2000], y[:2000]
     model = build_model(batch_norm)
-    model.summary(input_shape=(1, 28, 28), print_fn=print if args.verbose else None)
+    if args.verbose:
+        model.summary(input_shape=(1, 28, 28))
     history = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=gg.optim.Adam(lr=1e-3), epochs=epochs,
                      batch_size=128, seed=0, validation_data=(Xt, yt), metrics=["accuracy"], verbose=args.verbose)
     accuracy = history.history["val_accuracy"][-1]

@@ -388,10 +388,12 @@ class Sequential(Module):
     def describe(self) -> dict:
         return {"type": "Sequential", "layers": [layer.describe() for layer in self.layers]}
 
-    def summary(self, input_shape=None, print_fn=print) -> str:
-        """Each layer's output shape and parameter count, as Keras' model.summary(); printed with
-        print_fn (None: only returned). input_shape: one example's shape, e.g. (1, 28, 28) (default:
-        (in_features,) when the first layer is a Dense). Output shapes are those of an inference graph."""
+    def summary(self, input_shape=None, print_fn=print, as_text: bool = False) -> str | None:
+        """Each layer's output shape and parameter count, as Keras' model.summary(): printed with
+        print_fn and None returned (so a notebook shows it once), as Program.summary() does;
+        as_text=True returns the table instead of printing it. input_shape: one example's shape, e.g.
+        (1, 28, 28) (default: (in_features,) when the first layer is a Dense). Output shapes are those of
+        an inference graph."""
         if input_shape is None:
             first = self.layers[0] if self.layers else None
             if not isinstance(first, Dense):
@@ -416,9 +418,10 @@ class Sequential(Module):
         lines += [rule, f"Total params: {trainable + frozen:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {frozen:,}", rule]
         text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        if as_text:
+            return text
+        print_fn(text)
+        return None
 
     def __getitem__(self, index: int) -> Module:
         return self.layers[index]

@@ -382,7 +382,7 @@ def test_cnn_resume_from_a_checkpoint_equals_training_straight(tmp_path):
 
 
 def test_model_summary_lists_output_shapes_and_parameters():
-    text = _cnn_with_batch_norm().summary(input_shape=(1, 8, 8), print_fn=None)
+    text = _cnn_with_batch_norm().summary(input_shape=(1, 8, 8), as_text=True)
     lines = {line.split()[0]: line for line in text.splitlines() if line[:1].isalpha() and "(" in line}
     assert "(None, 4, 8, 8)" in lines["c1"] and lines["c1"].split()[-1] == "36"
     assert "(None, 4, 8, 8)" in lines["b1"] and lines["b1"].split()[-1] == "8"

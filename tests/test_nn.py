@@ -60,3 +60,11 @@ def test_dropout_masks_in_training_graphs_only():
     np.testing.assert_array_equal(gg.compile(drop(x))(x=X), X)   # built outside training(): identity
     with pytest.raises(ValueError, match="rate must be in"):
         gg.nn.Dropout(1.0)
+
+
+def test_sequential_summary_prints_once_like_program_summary(capsys):
+    model = gg.nn.Sequential(gg.nn.Dense(4, 3, seed=0), gg.nn.Dense(3, 2, seed=1))
+    assert model.summary() is None
+    printed = capsys.readouterr().out
+    assert "Output Shape" in printed and "Total params: 23" in printed
+    assert model.summary(as_text=True).strip() == printed.strip() and capsys.readouterr().out == ""
