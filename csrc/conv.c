@@ -136,7 +136,7 @@ static void conv_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, int64_
         if (e->act == GG_ACT_RELU) {
             for (int64_t j = 0; j < cols; j++) {
                 real v = ci[j] + b;
-                ci[j] = v > 0 ? v : (real)0;
+                ci[j] = v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
             }
         } else {
             for (int64_t j = 0; j < cols; j++) ci[j] += b;
@@ -338,7 +338,7 @@ static inline void max_pool_tiled_backward_plane(real *dp, const real *xp, const
             int64_t a = pool_tiled_argmax(xp, s->w, kh, kw, oy * kh, ox * kw);
             for (int64_t ki = 0; ki < kh; ki++)
                 for (int64_t kj = 0; kj < kw; kj++) dp[(oy * kh + ki) * s->w + ox * kw + kj] = 0;
-            dp[a] = !positive || xp[a] > 0 ? gp[oy * s->ow + ox] : (real)0;
+            dp[a] = !positive || !(xp[a] <= 0) ? gp[oy * s->ow + ox] : (real)0;
         }
         for (int64_t ki = 0; ki < kh; ki++)
             for (int64_t ix = s->ow * kw; ix < s->w; ix++) dp[(oy * kh + ki) * s->w + ix] = 0;
@@ -432,7 +432,7 @@ static void max_pool_2x2_plane(real *restrict op, const real *restrict xp, const
 
 /* The 2×2 windows' backward: the arg-max is the first element (row-major) equal to the window's
  * maximum, which is what the generic rule picks; selects only, so the loop vectorises.
- * positive: the gradient passes only where the maximum is > 0 (a ReLU's backward folded in). */
+ * positive: the gradient passes only where the maximum is not <= 0 (a ReLU's backward folded in: NaN passes). */
 static inline void max_pool_2x2_backward_plane(real *restrict dp, const real *restrict xp, const real *restrict gp,
                                                const gg_pool2d_shape *s, const int positive) {
     const int64_t oh = s->oh, ow = s->ow, w = s->w;
@@ -447,7 +447,7 @@ static inline void max_pool_2x2_backward_plane(real *restrict dp, const real *re
             int64_t count = ow - ox < POOL_VEC ? ow - ox : POOL_VEC;
             __m512 m = pool_max16(r0 + 2 * ox, r1 + 2 * ox, count, &a, &b, &c, &d);
             __m512 v = _mm512_maskz_loadu_ps(pool_lanes(count), g + ox);
-            if (positive) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+            if (positive) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
             pool_place16(d0 + 2 * ox, d1 + 2 * ox, count, a, b, c, m, v);
         }
 #endif
@@ -457,7 +457,7 @@ static inline void max_pool_2x2_backward_plane(real *restrict dp, const real *re
             m = POOL_WINS(b, m) ? b : m;
             m = POOL_WINS(c, m) ? c : m;
             m = POOL_WINS(d, m) ? d : m;
-            real zero = 0, v = !positive || m > 0 ? g[ox] : zero;
+            real zero = 0, v = !positive || !(m <= 0) ? g[ox] : zero;
             real va = POOL_IS_MAX(a, m) ? v : zero;
             real left = POOL_IS_MAX(a, m) ? zero : v;               /* the gradient not yet placed */
             real vb = POOL_IS_MAX(b, m) ? left : zero;
@@ -500,7 +500,7 @@ void KERNEL(max_pool2d)(real *out, const real *x, const gg_pool2d_shape *s) {
 }
 
 /* dx is (n, c, h, w) = each dy (n, c, oh, ow) added at its window's arg-max in x (positive: only where
- * that maximum is > 0, i.e. followed by the backward of the ReLU whose output x is) */
+ * that maximum is not <= 0, i.e. followed by the backward of the ReLU whose output x is) */
 void KERNEL(max_pool2d_backward)(real *dx, const real *x, const real *dy, const gg_pool2d_shape *s, int32_t positive) {
     int64_t planes = s->n * s->c, in_plane = s->h * s->w, out_plane = s->oh * s->ow;
     int tiled = pool_is_tiled(s), two = tiled && s->kh == 2 && s->kw == 2;
@@ -519,7 +519,7 @@ void KERNEL(max_pool2d_backward)(real *dx, const real *x, const real *dy, const 
                 for (int64_t oy = 0; oy < s->oh; oy++)
                     for (int64_t ox = 0; ox < s->ow; ox++) {
                         int64_t a = pool_argmax(xp, s, oy, ox);
-                        if (a >= 0 && (!positive || xp[a] > 0)) dp[a] += gp[oy * s->ow + ox];
+                        if (a >= 0 && (!positive || !(xp[a] <= 0))) dp[a] += gp[oy * s->ow + ox];
                     }
             }
         });
@@ -536,7 +536,7 @@ void KERNEL(max_pool2d_gather)(real *out, const real *x, const real *g, const gg
             for (int64_t oy = 0; oy < s->oh; oy++)
                 for (int64_t ox = 0; ox < s->ow; ox++) {
                     int64_t a = pool_argmax(xp, s, oy, ox);
-                    op[oy * s->ow + ox] = a < 0 || (positive && !(xp[a] > 0)) ? (real)0 : gp[a];
+                    op[oy * s->ow + ox] = a < 0 || (positive && xp[a] <= 0) ? (real)0 : gp[a];
                 }
         });
 }

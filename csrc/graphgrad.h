@@ -381,7 +381,7 @@ void gg_conv2d_weight_grad_f64(double *dw, const double *x, const double *dy, co
 /* x, dx, g are (n, c, h, w); out, dy are (n, c, oh, ow) */
 void gg_max_pool2d_f32(float *out, const float *x, const gg_pool2d_shape *s);
 void gg_max_pool2d_f64(double *out, const double *x, const gg_pool2d_shape *s);
-/* positive = 1: the gradient passes only where the window's maximum is > 0 (a ReLU's backward folded in) */
+/* positive = 1: the gradient passes only where the window's maximum is not <= 0 (a ReLU's backward folded in) */
 void gg_max_pool2d_backward_f32(float *dx, const float *x, const float *dy, const gg_pool2d_shape *s, int32_t positive);
 void gg_max_pool2d_backward_f64(double *dx, const double *x, const double *dy, const gg_pool2d_shape *s, int32_t positive);
 void gg_max_pool2d_gather_f32(float *out, const float *x, const float *g, const gg_pool2d_shape *s, int32_t positive);

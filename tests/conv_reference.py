@@ -99,11 +99,11 @@ def _argmax(items):
 
 
 def max_pool2d_backward(x, dy, kernel, stride=None, padding=0, positive=False):
-    """positive: only where the window's maximum is > 0 (then the ReLU backward of relu_backward(x, ·))."""
+    """positive: only where the window's maximum is not <= 0 (then the ReLU backward of relu_backward(x, ·))."""
     dx = np.zeros_like(x)
     for a, b, i, j, oh, ow, items in _pool_windows(x, kernel, stride, padding):
         y, z = _argmax(items)
-        if not positive or x[a, b, y, z] > 0:
+        if not positive or not x[a, b, y, z] <= 0:
             dx[a, b, y, z] += dy[a, b, i, j]
     return dx
 
@@ -114,7 +114,7 @@ def max_pool2d_gather(x, g, kernel, stride=None, padding=0, positive=False):
         if out is None:
             out = np.zeros((x.shape[0], x.shape[1], oh, ow))
         y, z = _argmax(items)
-        out[a, b, i, j] = g[a, b, y, z] if not positive or x[a, b, y, z] > 0 else 0.0
+        out[a, b, i, j] = g[a, b, y, z] if not positive or not x[a, b, y, z] <= 0 else 0.0
     return out
 
 

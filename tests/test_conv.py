@@ -390,3 +390,21 @@ def test_model_summary_lists_output_shapes_and_parameters():
     assert "(None, 6, 2, 2)" in lines["c2"] and lines["c2"].split()[-1] == "222"
     assert "(None, 6)" in lines["g"] and "(None, 3)" in lines["out"] and lines["out"].split()[-1] == "21"
     assert "Trainable params: 287" in text and "Non-trainable params: 8" in text
+
+
+def test_fused_conv_relu_and_pool_backward_keep_relus_nan_rule():
+    """relu(NaN) is NaN and its backward passes dy at NaN: the conv epilogue and the folded pooling
+    backward do the same as the separate ops (fusion and passes off)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x[0, 0, 2, 3] = np.nan
+    w = gg.variable(rng.standard_normal((3, 1, 3, 3)), name="w")
+    X = gg.placeholder(x.shape, name="x")
+    y = gg.max_pool2d(gg.relu(gg.conv2d(X, w)), 2)
+    loss = gg.sum(y * gg.constant(rng.standard_normal(y.shape)))
+    dx, dw = gg.grad(loss, [X, w])
+    fused = gg.compile([y, dx, dw])(x=x)
+    plain = gg.compile([y, dx, dw], passes=[])(x=x)
+    assert np.isnan(fused[0]).any() and np.isnan(fused[2]).any()   # the NaN pixel's windows, and dw
+    for a, b in zip(fused, plain):
+        np.testing.assert_array_equal(a, b)

@@ -11,9 +11,9 @@
   finite by construction (IEEE: Inf*0 is NaN); -(-x) -> x; transpose(transpose(x)) -> x when the
   permutations cancel; relu_backward(x, dy) reads relu(x) instead of x (same mask, lets x die
   early and the matmul+bias+relu fuse); relu_backward(r, max_pool2d_backward(r, g)) with r = relu(x)
-  is one max_pool2d_backward(r, g) that passes the gradient only where the window's maximum is > 0
-  (the mask is the same: the gradient sits only at the arg-max, and r > 0 there exactly when the
-  maximum is). Never when x is a variable (see `rewrite`).
+  is one max_pool2d_backward(r, g) that passes the gradient only where the window's maximum is not
+  <= 0 (the mask is the same: the gradient sits only at the arg-max, and relu_backward's mask r <= 0
+  holds there exactly when it holds for the maximum). Never when x is a variable (see `rewrite`).
 
 A pass never mutates the user's Tensors: it builds new nodes for whatever changed (and for
 everything downstream of a change) and returns a new Graph over the new outputs; outputs keep

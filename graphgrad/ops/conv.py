@@ -308,7 +308,7 @@ def _max_backward_shape(shapes, attrs):
 register(OpDef("max_pool2d_backward", "GG_OP_MAX_POOL2D_BACKWARD", _max_backward_shape,
                grad=lambda node, g: [None, make("max_pool2d_gather", [node.inputs[0], g], dict(node.attrs))],
                lower=_pool_lower("max_pool2d", flag=True), flops=lambda i, o, a: _pool_flops(i, o, a, "max_pool2d"),
-               doc="dx: each dy added at its window's arg-max in x (attr positive: only where that maximum is > 0, "
+               doc="dx: each dy added at its window's arg-max in x (attr positive: only where that maximum is not <= 0, "
                    "the backward of a ReLU whose output x is folded in; the simplify pass sets it)"))
 
 
