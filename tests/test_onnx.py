@@ -94,7 +94,8 @@ def test_every_exported_op_matches_onnxruntime():
     x = gg.placeholder((None, 4), name="x")
     w = gg.variable(np.random.default_rng(1).normal(size=(4, 4)), name="w")
     outputs = _every_exported_op(x, w)
-    assert set(outputs) == set(EXPORTERS), "every exporter needs a case here"
+    cnn_cases = set(_cnn_op_cases(gg.placeholder((None, 3, 9, 8), name="x")))
+    assert set(outputs) | cnn_cases >= set(EXPORTERS), "every exporter needs a case here or in _cnn_op_cases"
     model = go.export(outputs)
     X = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
     expected = gg.compile(list(outputs.values()))(x=X)
@@ -421,3 +422,139 @@ def _small_model_bytes():
 
 
 _CORRUPTION_BASE = _small_model_bytes()
+
+
+# ---- convolutional models -------------------------------------------------------------------------
+
+def _mnist_cnn(batch_norm: bool):
+    """examples/mnist_cnn.py's network (and its BatchNorm variant)."""
+    nn = gg.nn
+
+    def block(c_in, c_out, k):
+        if not batch_norm:
+            return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k), nn.MaxPool2D(2)]
+        return [nn.Conv2D(c_in, c_out, 3, use_bias=False, seed=k), nn.BatchNorm(c_out), nn.ReLU(), nn.MaxPool2D(2)]
+    return nn.Sequential(*block(1, 32, 1), *block(32, 64, 2), nn.Flatten(), nn.Dropout(0.5, seed=0),
+                         nn.Dense(1600, 10, seed=3))
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["cnn", "cnn_batchnorm"])
+def trained_cnn(request, mnist):
+    (X, y), _ = mnist
+    model = _mnist_cnn(request.param)
+    gg.fit(model, X[:512].reshape(-1, 1, 28, 28), y[:512], loss="softmax_cross_entropy",
+           optimizer=gg.optim.Adam(lr=1e-3), epochs=1, batch_size=64, seed=0, verbose=0)
+    return model
+
+
+def test_cnn_export_matches_onnxruntime_on_mnist(trained_cnn, mnist, tmp_path):
+    _, (Xt, _) = mnist
+    Xt = Xt.reshape(-1, 1, 28, 28)
+    path = tmp_path / "cnn.onnx"
+    go.export(trained_cnn, path, input_shape=(1, 28, 28))
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"Conv", "MaxPool", "Reshape", "Gemm" if "Gemm" in ops else "MatMul"} <= ops and "Dropout" not in ops
+    bns = [m for m in trained_cnn if isinstance(m, gg.nn.BatchNorm)]
+    assert ("BatchNormalization" in ops) == bool(bns)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for bn in bns:                         # the running statistics travel as initializers
+        np.testing.assert_array_equal(inits[bn.running_var.name], bn.running_var.value)
+        assert not np.allclose(bn.running_var.value, 1.0)          # training moved them
+    expected = gg.predict(trained_cnn, Xt)
+    (got,) = ort_run(model, {"input": Xt})
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+def _cnn_op_cases(x):
+    """One graph per exported convolutional op, on x (None, 3, 9, 8)."""
+    rng = np.random.default_rng(4)
+    w = gg.variable(rng.normal(size=(4, 3, 3, 2)), name="cw")
+    b = gg.variable(rng.normal(size=(4,)), name="cb")
+    stats = [gg.variable(v, name=f"bn{k}", trainable=k < 2) for k, v in
+             enumerate((rng.normal(size=3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, size=3)))]
+    return {
+        "conv2d": gg.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+        "conv2d_same": gg.conv2d(x, w[:, :, :, :1], padding="same", dilation=2),
+        "conv2d_nobias": gg.conv2d(x, w, stride=3, padding=1),
+        "max_pool2d": gg.max_pool2d(x, 3, stride=2, padding=1),
+        "avg_pool2d": gg.avg_pool2d(x, (2, 3), stride=(1, 2), padding=(1, 1)),
+        "global_avg_pool2d": gg.global_avg_pool2d(x),
+        "batch_norm_eval": gg.batch_norm(x, *stats, training=False, eps=1e-3),
+        "batch_norm_eval_2d": gg.batch_norm(gg.flatten(x)[:, :3], *stats, training=False),
+    }
+
+
+def test_every_convolutional_op_matches_onnxruntime():
+    x = gg.placeholder((None, 3, 9, 8), name="x")
+    outputs = _cnn_op_cases(x)
+    model = go.export(outputs)
+    X = np.random.default_rng(5).normal(size=(5, 3, 9, 8)).astype(np.float32)
+    expected = gg.compile(list(outputs.values()))(x=X)
+    got = ort_run(model, {"x": X})
+    for name, e, g in zip(outputs, expected, got):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=name)
+    # and back: each imports as the same graphgrad op and computes the same
+    imported = go.load(model)
+    again = gg.compile([imported.outputs[k] for k in outputs])(x=X)
+    for name, e, g in zip(outputs, expected, again):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_cnn_roundtrip_import_and_finetune(trained_cnn, mnist):
+    (X, y), (Xt, yt) = mnist
+    X, Xt = X.reshape(-1, 1, 28, 28), Xt[:1000].reshape(-1, 1, 28, 28)
+    imported = go.load(go.export(trained_cnn, input_shape=(1, 28, 28)))
+    assert imported.inputs["input"].shape == (None, 1, 28, 28)
+    # the running statistics are variables that are never trained
+    assert [p.name for p in imported.parameters()] == [p.name for p in trained_cnn.parameters()]
+    np.testing.assert_allclose(gg.predict(imported, Xt), gg.predict(trained_cnn, Xt), rtol=RTOL, atol=ATOL)
+    loss0 = gg.evaluate(imported, Xt, yt[:1000], loss="softmax_cross_entropy")
+    gg.fit(imported, X[512:1536], y[512:1536], loss="softmax_cross_entropy", optimizer=gg.optim.Adam(lr=1e-3),
+           epochs=1, batch_size=64, verbose=0, seed=0)
+    assert _loss(gg.evaluate(imported, Xt, yt[:1000], loss="softmax_cross_entropy")) < _loss(loss0)
+
+
+def _conv_node_model(op, x_shape, initializers=(), **attrs):
+    inputs = ["x"] + [i.name for i in initializers]
+    node = helper.make_node(op, inputs, ["y"], name="the_node", **attrs)
+    return _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{k}" for k in range(len(x_shape))])],
+                  initializers)
+
+
+def test_imported_conv_auto_pad_and_avg_pool_excluding_padding():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(2, 3, 7, 6)).astype(np.float32)
+    w = numpy_helper.from_array(rng.normal(size=(2, 3, 3, 3)).astype(np.float32), "w")
+    cases = [_conv_node_model("Conv", ["N", 3, 7, 6], [w], auto_pad="SAME_UPPER"),
+             _conv_node_model("Conv", ["N", 3, 7, 6], [w], auto_pad="VALID", strides=[2, 2]),
+             _conv_node_model("Conv", ["N", 3, 7, 6], [w], pads=[1, 2, 1, 2], dilations=[2, 1]),
+             _conv_node_model("AveragePool", ["N", 3, 7, 6], kernel_shape=[3, 2], pads=[1, 1, 1, 1]),
+             _conv_node_model("AveragePool", ["N", 3, 7, 6], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              count_include_pad=1),
+             _conv_node_model("MaxPool", ["N", 3, 7, 6], kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1),
+             _conv_node_model("GlobalAveragePool", ["N", 3, 7, 6])]
+    for model in cases:
+        (expected,) = ort_run(model, {"x": X})
+        got = gg.compile(go.load(model).outputs["y"])(x=X)
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL, err_msg=str(model.graph.node[0]))
+
+
+def test_imported_conv_and_pool_attributes_graphgrad_lacks():
+    w = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w")
+    bad = {
+        "group=2": _conv_node_model("Conv", ["N", 2, 6, 6], [w], group=2),
+        "padding": _conv_node_model("Conv", ["N", 1, 6, 6], [w], pads=[0, 0, 1, 1]),
+        "padding ": _conv_node_model("Conv", ["N", 1, 6, 6], [w], auto_pad="SAME_UPPER", strides=[2, 2]),
+        "ceil_mode": _conv_node_model("MaxPool", ["N", 1, 6, 6], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        "dilations": _conv_node_model("MaxPool", ["N", 1, 6, 6], kernel_shape=[2, 2], dilations=[2, 2]),
+        "a 1-D": _conv_node_model("MaxPool", ["N", 1, 6], kernel_shape=[2]),
+        "training-mode": _conv_node_model("BatchNormalization", ["N", 2],
+                                          [numpy_helper.from_array(np.ones(2, np.float32), k) for k in "sbmv"],
+                                          training_mode=1),
+    }
+    for what, model in bad.items():
+        with pytest.raises(go.UnsupportedOpError, match=rf'node "the_node".*{what.strip()}'):
+            go.load(model, check=False)

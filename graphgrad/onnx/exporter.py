@@ -172,6 +172,49 @@ def _slice(w, node, ins, out):
         w.node("Squeeze", [w.node("Slice", args), w.const(squeeze, np.int64, f"{name}/squeeze")], out)
 
 
+# ---- convolution, pooling, batch normalisation ----------------------------------------------
+
+def _pairs(value) -> list[int]:
+    return [int(value), int(value)] if isinstance(value, int) else [int(v) for v in value]
+
+
+def _conv2d(w, node, ins, out):
+    from ..ops.conv import _conv_params
+    kernel = tuple(node.inputs[1].shape[2:])
+    stride, (ph, pw), dilation = _conv_params(node.attrs, kernel)   # "same"/"valid" resolved for this kernel
+    act = int(node.attrs.get("act", 0))
+    if act not in (0, 1):
+        raise UnsupportedOpError(f"{describe_node(node)}: a fused activation code {act} has no ONNX export")
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation))
+    if act:                                      # a ReLU the simplify pass folded into the convolution
+        w.node("Relu", [w.node("Conv", ins, **attrs)], out)
+    else:
+        w.node("Conv", ins, out, **attrs)
+
+
+def _pool(onnx_op, **extra):
+    def emit(w, node, ins, out):
+        kernel = _pairs(node.attrs["kernel_size"])
+        stride = kernel if node.attrs["stride"] is None else _pairs(node.attrs["stride"])
+        ph, pw = _pairs(node.attrs["padding"])
+        w.node(onnx_op, ins, out, kernel_shape=kernel, strides=stride, pads=[ph, pw, ph, pw], **extra)
+    return emit
+
+
+def _batch_norm_eval(w, node, ins, out):
+    # inputs x, gamma, beta, running mean, running var: ONNX's order (X, scale, B, mean, var)
+    w.node("BatchNormalization", ins, out, epsilon=float(node.attrs["eps"]))
+
+
+def _mean_or_sum(w, node, ins, out):
+    # global_avg_pool2d is the mean over (H, W) of NCHW: GlobalAveragePool, then (N, C, 1, 1) -> (N, C)
+    if node.attrs["mean"] and tuple(node.attrs["axes"]) == (2, 3) and not node.attrs["keepdims"] \
+            and node.inputs[0].ndim == 4:
+        w.node("Flatten", [w.node("GlobalAveragePool", ins)], out, axis=1)
+    else:
+        _sum(w, node, ins, out)
+
+
 EXPORTERS: dict[str, Callable] = {
     "add": _same_name("Add"), "sub": _same_name("Sub"), "mul": _same_name("Mul"), "div": _same_name("Div"),
     "pow": _same_name("Pow"), "maximum": _same_name("Max"), "minimum": _same_name("Min"),
@@ -181,9 +224,13 @@ EXPORTERS: dict[str, Callable] = {
     "relu": _same_name("Relu"), "sigmoid": _same_name("Sigmoid"), "tanh": _same_name("Tanh"),
     "softplus": _same_name("Softplus"), "leaky_relu": _alpha("LeakyRelu"), "elu": _alpha("Elu"), "gelu": _gelu,
     "matmul": _matmul, "softmax": _axis("Softmax"), "log_softmax": _axis("LogSoftmax"),
-    "sum": _sum, "max": _max,
+    "sum": _mean_or_sum, "max": _max,
     "reshape": _reshape, "transpose": _transpose, "broadcast_to": _broadcast_to, "slice": _slice,
     "concat": _axis("Concat"),
+    "conv2d": _conv2d, "max_pool2d": _pool("MaxPool"),
+    # graphgrad divides every window by kh·kw, padding included
+    "avg_pool2d": _pool("AveragePool", count_include_pad=1),
+    "batch_norm_eval": _batch_norm_eval,
 }
 
 

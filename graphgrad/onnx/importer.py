@@ -522,6 +522,135 @@ def _constant(n):
     raise n.unsupported(f"a Constant with {key}")
 
 
+# ---- convolution, pooling, batch normalisation (2-D, NCHW) ------------------------------------------
+
+def _spatial_input(n, what: str) -> Tensor:
+    x = n.tensor(0)
+    if x.ndim != 4:
+        raise n.unsupported(f"a {x.ndim - 2}-D {what} (graphgrad has 2-D {what}s of NCHW input)")
+    if None in x.shape[2:]:
+        raise OnnxShapeError(f"{n.label}: the image size of input {x.shape} is unknown until run time")
+    return x
+
+
+def _window_pads(n, sizes, kernel, strides, dilations) -> tuple[int, int]:
+    """The symmetric (top, left) padding that auto_pad / pads ask for, or an error where the two
+    sides differ (graphgrad pads both sides of an axis alike)."""
+    auto_pad = n.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad == "NOTSET":
+        pads = list(n.attr("pads", [0, 0, 0, 0]))
+    elif auto_pad == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # output size ceil(size / stride); the extra row goes after (UPPER) or before (LOWER)
+        total = [max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+                 for size, k, s, d in zip(sizes, kernel, strides, dilations)]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        pads = small + big if auto_pad == "SAME_UPPER" else big + small
+    else:
+        raise n.unsupported(f"auto_pad={auto_pad!r}")
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise n.unsupported(f"padding {pads} (begin and end sides differ; graphgrad pads both sides alike)")
+    return int(pads[0]), int(pads[1])
+
+
+def _window(n, x: Tensor, kernel) -> tuple:
+    """(strides, (ph, pw), dilations) of a Conv or pooling node on x."""
+    strides = [int(v) for v in n.attr("strides", [1, 1])]
+    dilations = [int(v) for v in n.attr("dilations", [1, 1])]
+    if len(strides) != 2 or len(dilations) != 2:
+        raise OnnxShapeError(f"{n.label}: strides {strides} and dilations {dilations} must have two entries")
+    return strides, _window_pads(n, x.shape[2:], kernel, strides, dilations), dilations
+
+
+@importer("Conv", (1, 11))
+def _conv(n):
+    n.check_attrs(("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
+    x = _spatial_input(n, "convolution")
+    w = n.tensor(1)
+    if int(n.attr("group", 1)) != 1:
+        raise n.unsupported(f"group={n.attr('group')} (grouped and depthwise convolutions)")
+    if w.ndim != 4:
+        raise OnnxShapeError(f"{n.label}: weights {w.shape} must be (out, in, kh, kw)")
+    kernel = [int(v) for v in n.attr("kernel_shape", w.shape[2:])]
+    if tuple(kernel) != tuple(w.shape[2:]):
+        raise OnnxShapeError(f"{n.label}: kernel_shape {kernel} does not match the weights {w.shape}")
+    strides, pads, dilations = _window(n, x, kernel)
+    bias = n.tensor(2) if n.has(2) else None
+    return [_ops.conv2d(x, w, bias, stride=tuple(strides), padding=pads, dilation=tuple(dilations))]
+
+
+def _pooled_sizes(n, x, kernel, strides, pads, dilations=(1, 1)) -> None:
+    """ceil_mode=1 is read only where it gives the floor sizes (graphgrad pools in floor mode)."""
+    if not n.attr("ceil_mode", 0):
+        return
+    for size, k, s, p, d in zip(x.shape[2:], kernel, strides, pads, dilations):
+        span = size + 2 * p - d * (k - 1) - 1
+        if span % s:
+            raise n.unsupported("ceil_mode=1 where it adds a partial window (graphgrad pools in floor mode)")
+
+
+def _pool_window(n, x):
+    kernel = [int(v) for v in n.attr("kernel_shape", [])]
+    if len(kernel) != 2:
+        raise n.unsupported(f"kernel_shape {kernel} (graphgrad pools 2-D)")
+    strides, pads, dilations = _window(n, x, kernel)
+    if dilations != [1, 1]:
+        raise n.unsupported(f"dilations={dilations} in pooling")
+    _pooled_sizes(n, x, kernel, strides, pads)
+    return kernel, strides, pads
+
+
+@importer("MaxPool", (1, 8, 10, 11, 12))
+def _max_pool(n):
+    n.check_attrs(("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"))
+    if len(n.proto.output) > 1 and n.proto.output[1]:
+        raise n.unsupported("MaxPool's Indices output")
+    x = _spatial_input(n, "pooling")
+    kernel, strides, pads = _pool_window(n, x)
+    return [_ops.max_pool2d(x, tuple(kernel), tuple(strides), pads)]
+
+
+@importer("AveragePool", (1, 7, 10, 11, 19))
+def _avg_pool(n):
+    n.check_attrs(("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"))
+    x = _spatial_input(n, "pooling")
+    kernel, strides, pads = _pool_window(n, x)
+    y = _ops.avg_pool2d(x, tuple(kernel), tuple(strides), pads)
+    if pads != (0, 0) and not n.attr("count_include_pad", 0):
+        # graphgrad divides by kh·kw; ONNX's default divides by the window's unpadded count: rescale
+        # by kh·kw / count, a constant (OH, OW) grid known at import time
+        counts = []
+        for size, k, s, p, out in zip(x.shape[2:], kernel, strides, pads, y.shape[2:]):
+            starts = np.arange(out) * s - p
+            counts.append(np.minimum(starts + k, size) - np.maximum(starts, 0))
+        scale = (kernel[0] * kernel[1]) / np.outer(counts[0], counts[1])
+        y = y * constant(scale.astype(x.dtype), dtype=x.dtype.name)
+    return [y]
+
+
+@importer("GlobalAveragePool", (1,))
+def _global_avg_pool(n):
+    x = _spatial_input(n, "pooling")
+    return [_ops.mean(x, axis=(2, 3), keepdims=True)]
+
+
+@importer("BatchNormalization", (7, 9, 14, 15))
+def _batch_norm(n):
+    n.check_attrs(("epsilon", "momentum", "training_mode", "spatial"))
+    if n.attr("training_mode", 0) or len([o for o in n.proto.output if o]) > 1:
+        raise n.unsupported("training-mode BatchNormalization (its running-statistics outputs)")
+    if not n.attr("spatial", 1):
+        raise n.unsupported("spatial=0")
+    x, gamma, beta = n.tensor(0), n.tensor(1), n.tensor(2)
+    # the running statistics are buffers, never trained: initializers become non-trainable variables
+    mean, var = (n.ctx.owner._leaf(n.input_names[k], n.value(k), trainable=False) if n.is_static(k)
+                 else n.tensor(k) for k in (3, 4))
+    return [_ops.batch_norm(x, gamma, beta, mean, var, training=False, eps=float(n.attr("epsilon", 1e-5)))]
+
+
 # ---- the imported model --------------------------------------------------------------------------
 
 def _read_model(onnx, source):
@@ -646,11 +775,16 @@ class ImportedModel(Module):
             shape = tuple(shape)
         return placeholder(shape, name=info.name, dtype=dtype.name)
 
-    def _leaf(self, name: str, array: np.ndarray) -> Tensor:
-        """The variable (or constant) for a float initializer, made once per model."""
+    def _leaf(self, name: str, array: np.ndarray, trainable: bool = True) -> Tensor:
+        """The variable (or constant) for a float initializer, made once per model. trainable=False:
+        a variable that is never trained (BatchNormalization's running statistics)."""
         if name in self.variables:
             return self.variables[name]
         if name in self._initializers:
+            if not trainable and self._trainable is not False:
+                v = variable(array, name=name, dtype=array.dtype.name, trainable=False)
+                self.variables[name] = v
+                return v
             trainable = (self._trainable is True or
                          (not isinstance(self._trainable, bool) and name in set(self._trainable)))
             if trainable:
