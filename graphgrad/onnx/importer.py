@@ -565,7 +565,7 @@ def _window(n, x: Tensor, kernel) -> tuple:
     return strides, _window_pads(n, x.shape[2:], kernel, strides, dilations), dilations
 
 
-@importer("Conv", (1, 11))
+@importer("Conv", (1, 11, 22))         # 22: bfloat16 added (no change for float)
 def _conv(n):
     n.check_attrs(("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
     x = _spatial_input(n, "convolution")
@@ -603,7 +603,7 @@ def _pool_window(n, x):
     return kernel, strides, pads
 
 
-@importer("MaxPool", (1, 8, 10, 11, 12))
+@importer("MaxPool", (1, 8, 10, 11, 12, 22))
 def _max_pool(n):
     n.check_attrs(("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"))
     if len(n.proto.output) > 1 and n.proto.output[1]:
@@ -613,7 +613,7 @@ def _max_pool(n):
     return [_ops.max_pool2d(x, tuple(kernel), tuple(strides), pads)]
 
 
-@importer("AveragePool", (1, 7, 10, 11, 19))
+@importer("AveragePool", (1, 7, 10, 11, 19, 22))
 def _avg_pool(n):
     n.check_attrs(("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"))
     x = _spatial_input(n, "pooling")
@@ -631,7 +631,7 @@ def _avg_pool(n):
     return [y]
 
 
-@importer("GlobalAveragePool", (1,))
+@importer("GlobalAveragePool", (1, 22))
 def _global_avg_pool(n):
     x = _spatial_input(n, "pooling")
     return [_ops.mean(x, axis=(2, 3), keepdims=True)]
