@@ -89,7 +89,12 @@ def test_onnx_roundtrip_quick(tmp_path):
     assert result["allclose"] and result["same_class"] == 1.0   # onnxruntime agrees (rtol 1e-5, atol 1e-6)
     assert result["imported_accuracy"] == result["accuracy"] > 0.8     # the imported graph is the same model
     assert result["tuned_accuracy"] > 0.8                              # and it trains
-    assert (tmp_path / "onnx_imported.png").stat().st_size > 1000
+    assert (tmp_path / "onnx_imported_mlp.png").stat().st_size > 1000
+    cnn = result["cnn"]
+    assert cnn["allclose"] and cnn["same_class"] == 1.0
+    assert cnn["imported_accuracy"] == cnn["accuracy"] > 0.5           # one epoch on 1,000 digits
+    assert cnn["tuned_accuracy"] > cnn["accuracy"]                    # and fine-tuning helps
+    assert (tmp_path / "onnx_imported_cnn.png").stat().st_size > 1000
 
 
 def test_loss_landscape_quick(tmp_path):
