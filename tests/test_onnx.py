@@ -558,3 +558,32 @@ def test_imported_conv_and_pool_attributes_graphgrad_lacks():
     for what, model in bad.items():
         with pytest.raises(go.UnsupportedOpError, match=rf'node "the_node".*{what.strip()}'):
             go.load(model, check=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_random_convolutions_and_pools_roundtrip_through_onnxruntime(data):
+    """Random geometries: export to onnxruntime and import back agree with graphgrad."""
+    c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    padding = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    h = data.draw(st.integers(dilation[0] * (kh - 1) + 1, 9))
+    w = data.draw(st.integers(dilation[1] * (kw - 1) + 1, 9))
+    pk = (data.draw(st.integers(1, min(3, h))), data.draw(st.integers(1, min(3, w))))
+    ppad = (data.draw(st.integers(0, pk[0] // 2)), data.draw(st.integers(0, pk[1] // 2)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = gg.placeholder((None, c, h, w), name="x")
+    kernel = gg.variable(rng.normal(size=(o, c, kh, kw)), name="k")
+    bias = gg.variable(rng.normal(size=(o,)), name="b") if data.draw(st.booleans()) else None
+    outputs = {"conv": gg.conv2d(x, kernel, bias, stride=stride, padding=padding, dilation=dilation),
+               "max": gg.max_pool2d(x, pk, padding=ppad), "avg": gg.avg_pool2d(x, pk, stride=1, padding=ppad)}
+    X = rng.normal(size=(data.draw(st.integers(1, 3)), c, h, w)).astype(np.float32)
+    expected = gg.compile(list(outputs.values()))(x=X)
+    model = go.export(outputs)
+    imported = go.load(model)
+    again = gg.compile([imported.outputs[k] for k in outputs])(x=X)
+    for name, e, g, a in zip(outputs, expected, ort_run(model, {"x": X}), again):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=name)
+        np.testing.assert_array_equal(a, e, err_msg=name)
