@@ -301,30 +301,29 @@ class AvgPool2D(_Pool2D):
     op = "avg_pool2d"
 
 
-class GlobalAvgPool2D(Module):
+class _OpLayer(Module):
+    """A layer with no parameters that applies one op (`op`, a graphgrad.ops function) to its input."""
+    op = ""
+    prefix = ""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or f"{self.prefix}{next(_layer_ids)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(ops, self.op)(x, name=self.name)
+
+    def describe(self) -> dict:
+        return {"type": type(self).__name__, "name": self.name}
+
+
+class GlobalAvgPool2D(_OpLayer):
     """(batch, C, H, W) -> (batch, C): each channel's mean over the image."""
-
-    def __init__(self, name: str | None = None):
-        self.name = name or f"globalavgpool{next(_layer_ids)}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.global_avg_pool2d(x, name=self.name)
-
-    def describe(self) -> dict:
-        return {"type": "GlobalAvgPool2D", "name": self.name}
+    op, prefix = "global_avg_pool2d", "globalavgpool"
 
 
-class Flatten(Module):
+class Flatten(_OpLayer):
     """(batch, d1, d2, ...) -> (batch, d1·d2·...), in C order (NCHW: as PyTorch and ONNX flatten)."""
-
-    def __init__(self, name: str | None = None):
-        self.name = name or f"flatten{next(_layer_ids)}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.flatten(x, name=self.name)
-
-    def describe(self) -> dict:
-        return {"type": "Flatten", "name": self.name}
+    op, prefix = "flatten", "flatten"
 
 
 class BatchNorm(Module):
