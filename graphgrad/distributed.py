@@ -67,7 +67,8 @@ class Context:
     """The job as this process sees it: the communicator, its rank and size, the ranks on this
     host, the collective timeout and its watchdog. Made once by init()."""
 
-    def __init__(self, comm=None, timeout: float | None = None, threads: int | None = None):
+    def __init__(self, comm=None, timeout: float | None = None, threads: int | None = None,
+                 shared_memory: bool | None = None):
         MPI = self.MPI = _mpi()
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -90,6 +91,20 @@ class Context:
         self.hosts = len(set(hosts))
         self.local_size = hosts.count(hosts[self.rank])     # ranks sharing this host's cores
         self.threads = self._set_threads(threads)
+        if shared_memory is None:
+            shared_memory = os.environ.get("GRAPHGRAD_DIST_SHM", "1") not in ("0", "false", "no", "off")
+        #: the ranks that share memory with this one (MPI_COMM_TYPE_SHARED), and the ranks with this
+        #: one's position on the other hosts; None when the shared-memory path is off
+        self.node = self.cross = None
+        if shared_memory and self.size > 1:
+            node = self.collective("splitting the job by host", self.comm.Split_type, MPI.COMM_TYPE_SHARED, self.rank)
+            sizes = self.collective("splitting the job by host", self.comm.allgather, node.Get_size())
+            # one node communicator per host, all of one size (else the flat allreduce serves)
+            if node.Get_size() > 1 and len(set(sizes)) == 1:
+                self.node = node
+                self.cross = self.collective("splitting the job by host", self.comm.Split, node.Get_rank(), self.rank)
+            else:
+                node.Free()
 
     def _set_threads(self, threads: int | None) -> int:
         """Threads per rank: `threads`, else GRAPHGRAD_NUM_THREADS, else this host's cores shared
@@ -139,14 +154,17 @@ class Context:
         return array
 
 
-def init(comm=None, timeout: float | None = None, threads: int | None = None) -> Context:
+def init(comm=None, timeout: float | None = None, threads: int | None = None,
+         shared_memory: bool | None = None) -> Context:
     """Join the MPI job (once per process; later calls return the same context). comm: an mpi4py
     communicator (default COMM_WORLD). timeout: seconds a collective may wait before the job is
     aborted (default GRAPHGRAD_DIST_TIMEOUT, else 600). threads: C threads per rank (default
-    GRAPHGRAD_NUM_THREADS, else the host's cores divided by the ranks on it)."""
+    GRAPHGRAD_NUM_THREADS, else the host's cores divided by the ranks on it). shared_memory: let
+    the ranks of one host sum their gradients in MPI shared memory and share out the optimizer
+    update (default: on, unless GRAPHGRAD_DIST_SHM=0); off, every step is one MPI Allreduce."""
     global _context
     if _context is None:
-        _context = Context(comm, timeout, threads)
+        _context = Context(comm, timeout, threads, shared_memory)
     return _context
 
 
@@ -282,10 +300,203 @@ class _LocalSteps:
                                accuracy=self.accuracy, threshold=self.graph.threshold,
                                correct=self.correct if self.accuracy else None, part="gradients")
 
-    def updates(self, k: int) -> None:
-        """The optimizer update of global step k on the (reduced) gradients in self.regions[k]."""
+    def updates(self, k: int, only: tuple[int, ...] | None = None) -> None:
+        """The optimizer update of global step k on the (reduced) gradients in self.regions[k]
+        (only: the positions of the update instructions to run; None: all)."""
         self.program.run_steps(self.data, self.rows, first_step=k if self.shares[k][1] else 0, n_steps=1,
-                               part="updates")
+                               part="updates", only=only)
+
+
+class _SharedMemoryStep:
+    """The ranks of one host reduce their gradients through an MPI-3 shared-memory window and share
+    out the optimizer update (ZeRO stage 1 on one host), instead of one MPI Allreduce of the whole
+    region per step and the whole update on every rank:
+
+    - the window holds one gradient region per rank of the host (C writes its gradients there:
+      no copy) and one row of parameters, in the region's layout;
+    - the region is cut at variable boundaries into one contiguous range per rank of the host,
+      balanced by size; each range's variables are "owned" by that rank;
+    - after a barrier, each rank sums its range over the host's regions (weighted by each rank's
+      rows / the global batch), and, when there are several hosts, allreduces that range in place
+      with the ranks in its position on the other hosts (every host cuts the region alike);
+    - each rank runs the step counter and the update instructions of its own variables only,
+      writes its new parameters into the window's parameter row; after a second barrier every
+      rank copies the others' parameters from it. Each element is summed and updated by exactly
+      one rank per host, so the ranks hold the same bits.
+    - the optimizer state (Adam's m and v, ...) of a variable is current on its owner only during
+      an epoch; sync_state() broadcasts it from the owners at the end of each epoch (before the
+      checks, the callbacks and checkpoints), so every rank ends each epoch with the whole state.
+
+    It serves when the update part is the step counter and one rule per variable (no clipping by
+    the global norm, which reads every gradient); make() returns None otherwise."""
+
+    @classmethod
+    def make(cls, ctx: "Context", local: "_LocalSteps") -> "_SharedMemoryStep | None":
+        if ctx.node is None:
+            return None
+        L = ctx.node.Get_size()
+        owners = [cls._update_owners(local.program, b, L) for b in sorted({c or local.rows for _, c in local.shares})]
+        if owners[0] is None or any(o[:2] != owners[0][:2] for o in owners):
+            return None
+        return cls(ctx, local, *owners[0])
+
+    @staticmethod
+    def _update_owners(program, batch: int, L: int):
+        """(positions of the update instructions each of L ranks runs, element range per rank,
+        [(owner, variable, gradient offset, written variables)] per variable), or None when the
+        update part is not per-variable rules and step counters."""
+        from .ops.updates import STEP, W
+        from .runtime import _members
+        plan = program.plan(batch_size=batch)
+        mem = plan.memory
+        item = mem.gradient_dtype.itemsize
+        offsets = {g.id: mem.buffers[mem.buffer_of[g.id]].offset // item for g in program.gradient_nodes}
+        counters, rules = [], []
+        for pos, ins in enumerate(program.update_instructions(batch)):
+            members = _members(ins)
+            node = members[0]
+            if len(members) != 1:
+                return None
+            if node.op == "increment":
+                counters.append(pos)
+            elif node.op.endswith("_update") and len(node.inputs) > 1 and node.inputs[1].id in offsets:
+                written = [node.inputs[W]] + list(node.inputs[STEP + 1:])    # w and its state variables
+                rules.append((offsets[node.inputs[1].id], pos, node.inputs[0], written))
+            else:
+                return None
+        if not rules:
+            return None
+        rules.sort(key=lambda r: r[0])
+        G = mem.gradient_bytes // item
+        # contiguous ranges, cut at variable boundaries: a variable goes to the rank its middle falls in
+        owned = []
+        for offset, pos, var, written in rules:
+            middle = offset + var.data.size / 2
+            owned.append((min(L - 1, int(middle * L // G)), pos, var, offset, written))
+        starts = [next((o[3] for o in owned if o[0] >= j), G) for j in range(L)]
+        ranges = [(0 if j == 0 else starts[j], G if j == L - 1 else starts[j + 1]) for j in range(L)]
+        positions = [tuple(sorted(counters + [o[1] for o in owned if o[0] == j])) for j in range(L)]
+        return positions, ranges, [(o[0], o[2], o[3], o[4]) for o in owned]
+
+    def __init__(self, ctx: "Context", local: "_LocalSteps", positions, ranges, owned):
+        MPI, node = ctx.MPI, ctx.node
+        self.ctx, self.local, self.node, self.cross = ctx, local, node, ctx.cross
+        L, j = node.Get_size(), node.Get_rank()
+        self.j, self.L = j, L
+        program, G = local.program, local.n_grads
+        dtype = local.regions[0].dtype
+        item = dtype.itemsize
+        row = -(-(G + GRADIENT_SPARE) * item // 64) * 64 // item       # elements; each row 64-byte aligned
+        nbytes = (L + 1) * row * item + 64
+        self.win = ctx.collective("allocating the shared window", MPI.Win.Allocate_shared,
+                                  nbytes if j == 0 else 0, 1, MPI.INFO_NULL, node)
+        raw = np.frombuffer(self.win.Shared_query(0)[0], dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        self.rows = raw[start:start + (L + 1) * row * item].view(dtype).reshape(L + 1, row)
+        if j == 0:
+            self.rows[...] = 0
+        self.barrier("allocating the shared window")
+        self.params = self.rows[L]
+        region = self.rows[j, :G + GRADIENT_SPARE]
+        self.batches = sorted({c or local.rows for _, c in local.shares})
+        for b in self.batches:
+            program.place_gradients(b, region)
+        local.regions = [region] * len(local.shares)
+        self.G, self.positions, self.range = G, positions[j], ranges[j]
+        self.publish, self.fetch, self.state = [], [], []
+        for owner, var, offset, written in owned:
+            shared = self.params[offset:offset + var.data.size].reshape(var.data.shape)
+            (self.publish if owner == j else self.fetch).append((var.data, shared))
+            self.state += [(w, owner) for w in written if w is not var]
+        # each step's weights of the host's ranks: their rows / the global batch's rows
+        world = ctx.collective("allocating the shared window", node.allgather, ctx.rank)
+        self.weights = [[share(int(S), ctx.size, r)[1] / int(S) for r in world] for S in local.sizes]
+        lo, hi = self.range
+        self.scratch = np.empty(hi - lo, dtype=dtype)
+        self.tail = np.zeros(GRADIENT_SPARE)
+        self.seconds = 0.0                 # spent exchanging parameters (barrier included)
+
+    def barrier(self, what: str) -> None:
+        ctx = self.ctx
+        ctx.waiting_in, ctx.deadline = what, time.monotonic() + ctx.timeout
+        self.node.Barrier()
+        ctx.deadline = math.inf
+
+    def reduce(self, k: int) -> list[float]:
+        """After every rank of the host wrote its region: sum this rank's range (weighted) into its
+        own region, across hosts too; return the summed tail (loss, correct, failed, rows)."""
+        self.barrier("the gradient reduction")
+        rows, j, (lo, hi), G = self.rows, self.j, self.range, self.G
+        weights = self.weights[k]
+        if hi > lo:
+            mine = rows[j, lo:hi]
+            if all(w == weights[0] for w in weights):       # equal shares: sum, then scale once
+                for i in range(self.L):
+                    if i != j:
+                        np.add(mine, rows[i, lo:hi], out=mine)
+                if weights[0] != 1.0:
+                    np.multiply(mine, weights[0], out=mine)
+            else:
+                np.multiply(mine, weights[j], out=mine)
+                for i in range(self.L):
+                    if i != j:
+                        np.multiply(rows[i, lo:hi], weights[i], out=self.scratch)
+                        np.add(mine, self.scratch, out=mine)
+        tail = self.tail
+        tail[:] = rows[0, G:G + GRADIENT_SPARE]
+        for i in range(1, self.L):
+            tail += rows[i, G:G + GRADIENT_SPARE]
+        if self.cross.Get_size() > 1:
+            ctx = self.ctx
+            ctx.waiting_in, ctx.deadline = "the gradient allreduce", time.monotonic() + ctx.timeout
+            if hi > lo:
+                self.cross.Allreduce(ctx.MPI.IN_PLACE, rows[j, lo:hi], ctx.MPI.SUM)
+            self.cross.Allreduce(ctx.MPI.IN_PLACE, tail, ctx.MPI.SUM)
+            ctx.deadline = math.inf
+        return tail.tolist()
+
+    def update(self, k: int) -> None:
+        """This rank's share of the update, then every rank's new parameters everywhere."""
+        self.local.updates(k, self.positions)
+        t0 = time.perf_counter()
+        for own, shared in self.publish:
+            np.copyto(shared, own)
+        self.barrier("the parameter exchange")
+        for own, shared in self.fetch:
+            np.copyto(own, shared)
+        self.seconds += time.perf_counter() - t0
+
+    def sync_state(self) -> None:
+        """Every variable's optimizer state from its owner to the host's other ranks."""
+        for var, owner in self.state:
+            self.ctx.collective("the optimizer-state broadcast", self.node.Bcast, var.data.reshape(-1), owner)
+
+    def close(self) -> None:
+        """The gradient regions back in memory of their own; the window freed (collective)."""
+        for b in self.batches:
+            self.local.program.place_gradients(b, None)
+        self.ctx.collective("freeing the shared window", self.win.Free)
+
+
+def _rank_local_buffers(program) -> list:
+    """Variables the gradient part of the step writes (BatchNorm's running statistics): each rank
+    moves them by its own rows, so fit averages them over the ranks at the end of every epoch."""
+    from .ops.registry import REGISTRY
+    found = {}
+    for n in program.order:
+        if n.role != "update" and n.op in REGISTRY:
+            for w in REGISTRY[n.op].writes:
+                if n.inputs[w].op == "variable":
+                    found[n.inputs[w].id] = n.inputs[w]
+    return list(found.values())
+
+
+def _average_buffers(ctx: "Context", buffers: list) -> None:
+    """Each buffer's mean over the ranks, on every rank (one in-place allreduce each)."""
+    for var in buffers:
+        flat = var.data.reshape(-1)
+        ctx.allreduce(flat, "the running-statistics allreduce")
+        np.multiply(flat, 1.0 / ctx.size, out=flat, casting="unsafe")
 
 
 def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int = 1, batch_size: int | None = 32,
@@ -348,6 +559,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     n_full = n_steps - (1 if tail else 0)
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.int64)
     local = _LocalSteps(graph, X, Y, B, sizes, N, me, accuracy)
+    shared = _SharedMemoryStep.make(ctx, local)     # None: one MPI Allreduce of the region per step
+    buffers = _rank_local_buffers(program)
     plan = [(local.regions[k], rows, rows / int(S)) for k, (S, (_, rows)) in enumerate(zip(sizes, local.shares))]
     validator = None
     if valid is not None:
@@ -359,7 +572,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
 
     model.stop_training = False
     history = train.History()
-    history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": []}
+    history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": [],
+                           "path": "flat allreduce" if shared is None else "shared memory"}
     verbose = verbose if ctx.rank == 0 else 0
     monotonic, perf = time.monotonic, time.perf_counter
     comm, IN_PLACE, SUM, timeout_s = ctx.comm, ctx.MPI.IN_PLACE, ctx.MPI.SUM, ctx.timeout
@@ -386,7 +600,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                     except GraphGradError as err:         # reported to every rank through the tail
                         error = err
                     grads = region[:G]
-                    if weight != 1.0 and error is None:
+                    if weight != 1.0 and error is None and shared is None:
                         np.multiply(grads, weight, out=grads)   # this share's weight in the global mean
                     # (element writes: cheaper than one slice assignment)
                     region[G], region[G + 1] = local.loss[0] * weight, local.correct[0]
@@ -394,15 +608,21 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                 else:
                     region.fill(0)
                 t1 = perf()
-                ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + timeout_s
-                comm.Allreduce(IN_PLACE, region, SUM)
-                ctx.deadline = math.inf
+                if shared is None:
+                    ctx.waiting_in, ctx.deadline = "the gradient allreduce", monotonic() + timeout_s
+                    comm.Allreduce(IN_PLACE, region, SUM)
+                    ctx.deadline = math.inf
+                    step_loss, step_correct, failed, _ = region[G:].tolist()
+                else:
+                    step_loss, step_correct, failed, _ = shared.reduce(k)
                 t2 = perf()
-                step_loss, step_correct, failed, _ = region[G:].tolist()
                 if failed or not math.isfinite(step_loss):
                     _stop(error, failed, step_loss, epoch, k, N, me, optimizer)
                 losses[k], correct[k] = step_loss, round(step_correct)
-                local.updates(k)       # the same on every rank: the same instructions on the same bits
+                if shared is None:
+                    local.updates(k)   # the same on every rank: the same instructions on the same bits
+                else:
+                    shared.update(k)   # this rank's share of the variables, then the parameter exchange
                 t3 = perf()
                 t_compute += (t1 - t0) + (t3 - t2)
                 t_reduce += t2 - t1
@@ -412,6 +632,12 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             elapsed = perf() - started
             if bar is not None:
                 bar.close()
+            if shared is not None:
+                shared.sync_state()
+                t_reduce += shared.seconds
+                t_compute -= shared.seconds
+                shared.seconds = 0.0
+            _average_buffers(ctx, buffers)
             model.epochs_trained = epoch + 1
             seen = sizes.sum()
             logs = {"loss": float((losses * sizes).sum() / seen)}
@@ -441,9 +667,14 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         train._call(callbacks, "on_train_end", {})
     except BaseException as err:
         if N == 1 or isinstance(err, (DistributedError, DivergenceError)) or getattr(err, "collective", False):
+            if shared is not None:         # every rank is here: leave them alike, then free the window
+                shared.sync_state()
+                shared.close()
             raise                  # raised on every rank (decided together): each can handle it
         traceback.print_exc()      # raised on this rank only: the others would wait for it forever
         ctx.abort("it raised an exception inside distributed fit (traceback above)")
+    if shared is not None:
+        shared.close()
     return history
 
 

@@ -60,12 +60,7 @@ class _Executable:
         #: with the gradients (distributed training sends the step's loss there)
         self.gradient_region = self.gradients = None
         if mem.gradient_dtype is not None:
-            itemsize = mem.gradient_dtype.itemsize
-            n = mem.gradient_bytes // itemsize
-            raw = np.zeros(mem.gradient_bytes + (GRADIENT_SPARE + 1) * itemsize + ALIGN, dtype=np.uint8)
-            start = (-raw.ctypes.data) % ALIGN
-            self.gradient_region = raw[start:start + (n + GRADIENT_SPARE) * itemsize].view(mem.gradient_dtype)
-            self.gradients = self.gradient_region[:n]
+            self._own_gradient_region()
         self.c_buffers = ffi.new("void *[]", max(len(mem.buffers), 1))
         self.views: list[np.ndarray | None] = []
         for i, buf in enumerate(mem.buffers):
@@ -84,6 +79,7 @@ class _Executable:
             self.c_buffers[i] = ffi.cast("void *", view.ctypes.data)
 
         self.c_instrs = ffi.new("gg_instr[]", max(len(plan.instructions), 1))
+        self._subsets: dict = {}           # instruction subsets run as programs of their own (see subset_program)
         for c, ins in zip(self.c_instrs, plan.instructions):
             c.opcode, c.dtype, c.out, c.n_in, c.out_size = ins.opcode, ins.dtype, ins.out, len(ins.inputs), ins.out_size
             c_inputs = getattr(c, "in")    # `in` is a Python keyword
@@ -118,6 +114,54 @@ class _Executable:
         # (buffer view or None, feed index) per output: a fetched placeholder is copied from its feed
         self.fetches = [(self.views[mem.buffer_of[o.id]],
                          placeholders.index(o) if o.op == "placeholder" else -1) for o in plan.outputs]
+
+
+    def _own_gradient_region(self) -> None:
+        """A fresh, zeroed, 64-byte-aligned gradient region of this executable's own."""
+        mem = self.plan.memory
+        itemsize = mem.gradient_dtype.itemsize
+        n = mem.gradient_bytes // itemsize
+        raw = np.zeros(mem.gradient_bytes + (GRADIENT_SPARE + 1) * itemsize + ALIGN, dtype=np.uint8)
+        start = (-raw.ctypes.data) % ALIGN
+        self.gradient_region = raw[start:start + (n + GRADIENT_SPARE) * itemsize].view(mem.gradient_dtype)
+        self.gradients = self.gradient_region[:n]
+
+    def place_gradient_region(self, memory: np.ndarray | None) -> np.ndarray:
+        """Move the gradient region into `memory` (a writeable, 64-byte-aligned, C-contiguous array
+        of the gradients' dtype and the region's size: shared memory, say), or back into an array
+        of its own (memory=None); the current contents come along. Every gradient buffer and the
+        C pointers to them follow."""
+        mem, old = self.plan.memory, self.gradient_region
+        if memory is None:
+            self._own_gradient_region()
+        else:
+            if (not isinstance(memory, np.ndarray) or memory.dtype != old.dtype or memory.shape != old.shape
+                    or not memory.flags.c_contiguous or not memory.flags.writeable or memory.ctypes.data % ALIGN):
+                raise ValueError(f"the gradient region needs a writeable, C-contiguous, {ALIGN}-byte-aligned "
+                                 f"{old.dtype.name} array of shape {old.shape}")
+            self.gradient_region, self.gradients = memory, memory[:old.size - GRADIENT_SPARE]
+        self.gradient_region[...] = old
+        for i, buf in enumerate(mem.buffers):
+            if buf.kind == "gradient":
+                start = buf.offset // buf.node.dtype.itemsize
+                view = self.gradient_region[start:start + buf.nbytes // buf.node.dtype.itemsize].reshape(buf.shape)
+                self.views[i] = view
+                self.c_buffers[i] = ffi.cast("void *", view.ctypes.data)
+        return self.gradient_region
+
+    def subset_program(self, indices: tuple[int, ...]):
+        """A gg_program running only instructions `indices` (ascending) of this executable, in
+        order, on the same buffers and workspace: a share of a step's updates, say."""
+        found = self._subsets.get(indices)
+        if found is None:
+            instrs = ffi.new("gg_instr[]", max(len(indices), 1))
+            for k, i in enumerate(indices):
+                instrs[k] = self.c_instrs[i]
+            view = ffi.new("gg_program *")
+            view[0] = self.c_prog[0]
+            view.instrs, view.n_instr, view.profile_ns = instrs, len(indices), ffi.NULL
+            found = self._subsets[indices] = (view, instrs)
+        return found[0]
 
 
 class Program:
@@ -279,13 +323,30 @@ class Program:
         key = tuple(tuple(batch_size if d is None else d for d in p.shape) for p in self.placeholders)
         return self.executable(key).gradient_region
 
+    def place_gradients(self, batch_size: int, memory: np.ndarray | None) -> np.ndarray:
+        """Put the gradient region of the specialisation at `batch_size` into `memory` (see
+        _Executable.place_gradient_region; None: back into memory of its own) and return it.
+        Distributed training puts it in a window of MPI shared memory, so that the ranks of a
+        host sum each other's gradients without a copy. Whoever passes memory keeps it alive
+        until it is placed back."""
+        self.gradient_buffer(batch_size)            # (checks that there is a region)
+        key = tuple(tuple(batch_size if d is None else d for d in p.shape) for p in self.placeholders)
+        return self.executable(key).place_gradient_region(memory)
+
+    def update_instructions(self, batch_size: int) -> list:
+        """The instructions of the update part of the step at `batch_size` (a split_gradients
+        program's), in order: what run_steps(part="updates") runs; run_steps' `only` picks some."""
+        self.gradient_buffer(batch_size)
+        plan = self.plan(batch_size=batch_size)
+        return plan.instructions[_update_split(plan):]
+
     # ---- many steps over a data set ----
     def run_steps(self, data: dict, batch_size: int | None = None, *, first_step: int = 0,
                   n_steps: int | None = None, order: np.ndarray | None = None, drop_last: bool = False,
                   losses: np.ndarray | None = None, stop_on_nonfinite: bool = False,
                   accuracy: tuple | None = None, threshold: float = 0.5, correct: np.ndarray | None = None,
                   predictions: tuple | None = None, part: str = "step", step_scalar: tuple | None = None,
-                  record: tuple | None = None) -> int:
+                  record: tuple | None = None, only: tuple[int, ...] | None = None) -> int:
         """Run steps [first_step, first_step + n_steps) of one pass (an epoch) over a data set, in C
         (gg_program_run_steps): each step gathers its batch's rows from the full arrays and runs the
         program once — with an optimizer, forward + backward + update. Returns the steps run.
@@ -334,7 +395,9 @@ class Program:
         recording above — and "updates" then runs the rest of that same step (same arguments),
         after you have changed the gradients in place (an allreduce, say). The program's schedule
         must put every variable update after the last gradient (a step counter may come first),
-        else GraphGradError says which update comes early.
+        else GraphGradError says which update comes early. only (with part="updates"): the
+        positions, ascending, in update_instructions(batch_size) of the instructions to run (a
+        rank's share of the updates); None runs them all.
 
         Errors: DivergenceError (above), NumericsError (check_numerics), FeedError (a class label
         out of range, a missing or mis-shaped array), GraphGradError (a row index in order out of
@@ -365,6 +428,12 @@ class Program:
         if part == "updates" and (want_loss or accuracy or predictions):
             raise ValueError('part="updates" records nothing: losses, accuracy and predictions belong to '
                              'part="gradients"')
+        if only is not None:
+            if part != "updates":
+                raise ValueError('only= picks update instructions: it needs part="updates"')
+            only = tuple(int(i) for i in only)
+            if list(only) != sorted(set(only)) or (only and only[0] < 0):
+                raise ValueError(f"only must be ascending instruction positions, got {only}")
         _check_out(losses, np.float64, n_steps, "losses")
         _check_out(correct, np.int64, n_steps, "correct")
         extras = self._step_extras(step_scalar, record, n_steps)
@@ -383,7 +452,7 @@ class Program:
             if k == 0:
                 continue                # n_steps=0: the C description is built and checked, nothing runs
             try:
-                record.run(pos, k, order, losses, correct, done, extras)
+                record.run(pos, k, order, losses, correct, done, extras, only)
             except GraphGradError as err:
                 err.steps_done = done + getattr(err, "steps_done", 0)
                 if isinstance(err, DivergenceError):
@@ -862,7 +931,8 @@ class _StepsRecord:
                              "first axis must be the batch")
         return math.prod(shape[1:])
 
-    def run(self, pos: int, k: int, order, losses, correct, offset: int, extras: tuple = (None, None)) -> None:
+    def run(self, pos: int, k: int, order, losses, correct, offset: int, extras: tuple = (None, None),
+            only: tuple[int, ...] | None = None) -> None:
         """k steps from row position pos; losses and correct receive entries from `offset` on, as
         do the step_scalar values and the record's steps (run_steps' extras)."""
         program, exe, s = self.program, self.exe, self.c_steps
@@ -871,8 +941,15 @@ class _StepsRecord:
                 exe.c_buffers[slot] = ptr       # a direct call of the Program may have pointed them elsewhere
             exe.last_feeds[:] = [None] * len(exe.last_feeds)   # ... and the next direct call must re-point them
             counters = [var.data.copy() for var, _ in self.early_counters] if self.restores_counters else None
+            c_prog, positions = self.c_prog, None       # positions: a subset's instructions in exe's list
             if self.part == "updates":
-                status = lib.gg_program_run(self.c_prog)
+                if only is not None:
+                    if only and only[-1] >= self.c_prog.n_instr:
+                        raise ValueError(f"only: the update part has {self.c_prog.n_instr} instructions, got "
+                                         f"position {only[-1]}")
+                    positions = tuple(self.offset + i for i in only)
+                    c_prog = exe.subset_program(positions)
+                status = lib.gg_program_run(c_prog)
                 done = int(status == lib.GG_OK)
             else:
                 s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
@@ -896,7 +973,9 @@ class _StepsRecord:
                 err = GraphGradError("gg_program_run_steps rejected its arguments (a row index or buffer out of range)")
             else:
                 try:
-                    program._raise_status(exe, status, self.c_prog.failed_instr + self.offset)
+                    failed = (positions[c_prog.failed_instr] if positions is not None
+                              else c_prog.failed_instr + self.offset)
+                    program._raise_status(exe, status, failed)
                 except GraphGradError as raised:
                     err = raised
             err.steps_done = done
