@@ -313,19 +313,21 @@ class _SharedMemoryStep:
     region per step and the whole update on every rank:
 
     - the window holds one gradient region per rank of the host (C writes its gradients there:
-      no copy) and one row of parameters, in the region's layout;
+      no copy) and the host's one copy of the parameters, in the region's layout, which every
+      rank's step reads and writes in place (Program.place_variables);
     - the region is cut at variable boundaries into one contiguous range per rank of the host,
       balanced by size; each range's variables are "owned" by that rank;
     - after a barrier, each rank sums its range over the host's regions (weighted by each rank's
       rows / the global batch), and, when there are several hosts, allreduces that range in place
       with the ranks in its position on the other hosts (every host cuts the region alike);
     - each rank runs the step counter and the update instructions of its own variables only,
-      writes its new parameters into the window's parameter row; after a second barrier every
-      rank copies the others' parameters from it. Each element is summed and updated by exactly
-      one rank per host, so the ranks hold the same bits.
+      which write the new parameters into the window; a second barrier waits for every rank's
+      update before the next forward pass reads them. Each element is summed and updated by
+      exactly one rank per host, and every rank reads the same parameters: the same bits.
     - the optimizer state (Adam's m and v, ...) of a variable is current on its owner only during
-      an epoch; sync_state() broadcasts it from the owners at the end of each epoch (before the
-      checks, the callbacks and checkpoints), so every rank ends each epoch with the whole state.
+      an epoch, and variable.data lags the window; sync_state() copies the parameters back and
+      broadcasts each state from its owner at the end of each epoch (before the checks,
+      validation, callbacks and checkpoints), so every rank ends each epoch with the whole state.
 
     It serves when the update part is the step counter and one rule per variable (no clipping by
     the global norm, which reads every gradient); make() returns None otherwise."""
@@ -403,18 +405,27 @@ class _SharedMemoryStep:
             program.place_gradients(b, region)
         local.regions = [region] * len(local.shares)
         self.G, self.positions, self.range = G, positions[j], ranges[j]
-        self.publish, self.fetch, self.state = [], [], []
+        self.shared_params, self.state = [], []
         for owner, var, offset, written in owned:
-            shared = self.params[offset:offset + var.data.size].reshape(var.data.shape)
-            (self.publish if owner == j else self.fetch).append((var.data, shared))
+            self.shared_params.append((var, self.params[offset:offset + var.data.size].reshape(var.data.shape)))
             self.state += [(w, owner) for w in written if w is not var]
+        self.start_epoch()
+        for b in self.batches:
+            program.place_variables(b, dict(self.shared_params))
         # each step's weights of the host's ranks: their rows / the global batch's rows
         world = ctx.collective("allocating the shared window", node.allgather, ctx.rank)
         self.weights = [[share(int(S), ctx.size, r)[1] / int(S) for r in world] for S in local.sizes]
         lo, hi = self.range
         self.scratch = np.empty(hi - lo, dtype=dtype)
         self.tail = np.zeros(GRADIENT_SPARE)
-        self.seconds = 0.0                 # spent exchanging parameters (barrier included)
+        self.seconds = 0.0                 # spent waiting for the other ranks' updates
+
+    def start_epoch(self) -> None:
+        """The parameters (identical on every rank) into the window, by the host's first rank."""
+        if self.j == 0:
+            for var, shared in self.shared_params:
+                np.copyto(shared, var.data)
+        self.barrier("the parameter exchange")
 
     def barrier(self, what: str) -> None:
         ctx = self.ctx
@@ -456,25 +467,27 @@ class _SharedMemoryStep:
         return tail.tolist()
 
     def update(self, k: int) -> None:
-        """This rank's share of the update, then every rank's new parameters everywhere."""
+        """This rank's share of the update, written into the window's parameters; then wait for
+        the others' (the next step's forward pass reads them all)."""
         self.local.updates(k, self.positions)
         t0 = time.perf_counter()
-        for own, shared in self.publish:
-            np.copyto(shared, own)
         self.barrier("the parameter exchange")
-        for own, shared in self.fetch:
-            np.copyto(own, shared)
         self.seconds += time.perf_counter() - t0
 
     def sync_state(self) -> None:
-        """Every variable's optimizer state from its owner to the host's other ranks."""
+        """Every rank's variables current: the parameters from the window, each optimizer state
+        from its owner (a broadcast over the host's ranks)."""
+        for var, shared in self.shared_params:
+            np.copyto(var.data, shared)
         for var, owner in self.state:
             self.ctx.collective("the optimizer-state broadcast", self.node.Bcast, var.data.reshape(-1), owner)
 
     def close(self) -> None:
-        """The gradient regions back in memory of their own; the window freed (collective)."""
+        """The gradient regions and parameters back in memory of their own; the window freed."""
+        program = self.local.program
         for b in self.batches:
-            self.local.program.place_gradients(b, None)
+            program.place_gradients(b, None)
+            program.place_variables(b, {var: None for var, _ in self.shared_params})
         self.ctx.collective("freeing the shared window", self.win.Free)
 
 
@@ -582,6 +595,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         train._call(callbacks, "on_train_begin", {})
         for epoch in range(first, last):
             train._call(callbacks, "on_epoch_begin", epoch, {})
+            if shared is not None and epoch > first:
+                shared.start_epoch()       # (a callback may have changed a parameter between epochs)
             lr_used = optimizer.lr
             order = (np.random.default_rng([base_seed, epoch]).permutation(n).astype(np.int64) if shuffle
                      else None)

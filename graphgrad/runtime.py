@@ -149,6 +149,23 @@ class _Executable:
                 self.c_buffers[i] = ffi.cast("void *", view.ctypes.data)
         return self.gradient_region
 
+    def place_variable(self, var: Tensor, memory: np.ndarray | None) -> None:
+        """Let this executable's instructions read and write variable `var` in `memory` (an array
+        of its shape and dtype, C-contiguous, writeable: shared memory, say) instead of var.data;
+        None points them back at var.data. Nothing is copied: var.data and `memory` are two copies
+        the caller keeps in step."""
+        i = self.plan.memory.buffer_of.get(var.id)
+        if i is None or self.plan.memory.buffers[i].kind != "state":
+            raise ValueError(f'variable "{var.name}" is not one this program reads')
+        if memory is None:
+            memory = var.data
+        elif (not isinstance(memory, np.ndarray) or memory.dtype != var.data.dtype or memory.shape != var.data.shape
+              or not memory.flags.c_contiguous or not memory.flags.writeable):
+            raise ValueError(f'variable "{var.name}" needs a writeable C-contiguous {var.data.dtype.name} array of '
+                             f"shape {var.data.shape}")
+        self.views[i] = memory
+        self.c_buffers[i] = ffi.cast("void *", memory.ctypes.data)
+
     def subset_program(self, indices: tuple[int, ...]):
         """A gg_program running only instructions `indices` (ascending) of this executable, in
         order, on the same buffers and workspace: a share of a step's updates, say."""
@@ -332,6 +349,16 @@ class Program:
         self.gradient_buffer(batch_size)            # (checks that there is a region)
         key = tuple(tuple(batch_size if d is None else d for d in p.shape) for p in self.placeholders)
         return self.executable(key).place_gradient_region(memory)
+
+    def place_variables(self, batch_size: int, memory: dict) -> None:
+        """For the specialisation at `batch_size`: the variables of `memory` ({variable: array, or
+        None for back to variable.data}) live in those arrays while it runs (see
+        _Executable.place_variable). Distributed training keeps a host's parameters once, in MPI
+        shared memory, so that a rank's update is every rank's without a copy."""
+        key = tuple(tuple(batch_size if d is None else d for d in p.shape) for p in self.placeholders)
+        exe = self.executable(key)
+        for var, array in memory.items():
+            exe.place_variable(var, array)
 
     def update_instructions(self, batch_size: int) -> list:
         """The instructions of the update part of the step at `batch_size` (a split_gradients

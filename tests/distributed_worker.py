@@ -33,6 +33,24 @@ def mnist(n):
     return X[:n], y[:n]
 
 
+def mnist_images(n):
+    (X, y), _ = gg.datasets.mnist(flatten=False)
+    return X[:n].reshape(n, 1, 28, 28), y[:n]
+
+
+def mnist_cnn(batch_norm=False):
+    """Keras' mnist_convnet, narrower (8 and 16 filters) and without its dropout (whose masks are
+    per rank): Conv2D-ReLU-MaxPool-Conv2D-ReLU-MaxPool-Flatten-Dense; batch_norm puts a BatchNorm
+    after each convolution."""
+    nn = gg.nn
+
+    def block(c_in, c_out, k):
+        if batch_norm:
+            return [nn.Conv2D(c_in, c_out, 3, use_bias=False, seed=k), nn.BatchNorm(c_out), nn.ReLU(), nn.MaxPool2D(2)]
+        return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k), nn.MaxPool2D(2)]
+    return nn.Sequential(*block(1, 8, 1), *block(8, 16, 2), nn.Flatten(), nn.Dense(16 * 5 * 5, 10, seed=3))
+
+
 def save_rank(**arrays):
     np.savez(os.path.join(OUT, f"rank{RANK}.npz"), **arrays)
 
@@ -66,6 +84,29 @@ if CASE in ("equal", "equal_tcp"):
               val=np.array([h.history["val_loss"][0], h.history["val_accuracy"][0]]),
               step_losses=h.step_losses[0], loopback_bytes=np.array(sent),
               region_bytes=np.array(program.gradient_buffer().nbytes), threads=np.array(gg.get_num_threads()))
+
+elif CASE == "equal_cnn":
+    # 20 Adam steps at global batch 32 on the CNN
+    X, y = mnist_images(20 * 32)
+    model, opt = mnist_cnn(), gg.optim.Adam(lr=1e-3)
+    h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=32, seed=5,
+               metrics=["accuracy"], verbose=0, distributed=True)
+    save_rank(**state_of(model, opt), step_losses=h.step_losses[0], path=np.array(h.distributed["path"]))
+
+elif CASE == "batchnorm":
+    # BatchNorm normalises by each rank's own rows; the running statistics are averaged over the
+    # ranks at the end of every epoch. With lr=0 the parameters stay put, so the test can rebuild
+    # each rank's running statistics in one process; then 2 epochs of Adam, ranks bit-identical
+    X, y = mnist_images(6 * 20)
+    frozen = mnist_cnn(batch_norm=True)
+    gg.fit(frozen, X, y, loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.0), epochs=1, batch_size=20,
+           shuffle=False, verbose=0, distributed=True)
+    model, opt = mnist_cnn(batch_norm=True), gg.optim.Adam(lr=1e-3)
+    h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=2, batch_size=20, seed=1,
+               verbose=0, distributed=True)
+    save_rank(**{f"frozen/b{i}": b.value for i, b in enumerate(frozen.buffers())},
+              **{f"trained/{k}": v for k, v in state_of(model, opt).items()},
+              **{f"trained/b{i}": b.value for i, b in enumerate(model.buffers())}, loss=np.array(h.history["loss"]))
 
 elif CASE == "uneven":
     # float64: global batch 7 split 4 + 3, a ragged last batch of 1 row (rank 1 gets none)

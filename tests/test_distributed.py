@@ -145,6 +145,46 @@ def test_gradient_region_layout():
         _mlp_step(False, gg.optim.SGD(lr=0.1))[0].gradient_buffer(4)
 
 
+def test_placed_memory_and_a_split_update_part_equal_the_plain_step():
+    """What the shared-memory path builds on: the gradient region and the variables moved into
+    memory the caller gives, and the update part run as two subsets, give the plain step's bits."""
+    X = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
+    Y = np.random.default_rng(2).random((16, 3)).astype(np.float32)
+    plain, v0 = _mlp_step(True, gg.optim.Adam(lr=1e-2))
+    split, v1 = _mlp_step(True, gg.optim.Adam(lr=1e-2))
+    data = {"x": X, "y": Y}
+    region = split.gradient_buffer(16)
+    outside = np.zeros(region.size + 16, np.float32)
+    start = (-outside.ctypes.data) % 64 // 4
+    placed = split.place_gradients(16, outside[start:start + region.size])
+    assert placed.ctypes.data == outside[start:].ctypes.data
+    W1 = v1[0]
+    W1_elsewhere = W1.value.copy()
+    split.place_variables(16, {W1: W1_elsewhere})
+    ops = [i.node.op for i in split.update_instructions(16)]
+    assert ops == ["increment"] + ["adam_update"] * 3
+    for _ in range(3):
+        plain.run_steps(data, 16, n_steps=1, part="gradients")
+        plain.run_steps(data, 16, n_steps=1, part="updates")
+        split.run_steps(data, 16, n_steps=1, part="gradients")
+        split.run_steps(data, 16, n_steps=1, part="updates", only=(0, 2))
+        split.run_steps(data, 16, n_steps=1, part="updates", only=(1, 3))
+        np.testing.assert_array_equal(placed[:-4], plain.gradient_buffer(16)[:-4])
+    # W1 lives in W1_elsewhere while placed: its update went there, W1.data kept its start value
+    np.testing.assert_array_equal(W1_elsewhere, v0[0].value)
+    assert not np.array_equal(W1.value, v0[0].value)
+    for a, b in zip(v0[1:], v1[1:]):
+        np.testing.assert_array_equal(a.value, b.value)
+    # the step counter (position 0) ran once per step, in the first subset
+    assert split.update_instructions(16)[0].node.inputs[0].value == 3
+    split.place_gradients(16, None)
+    split.place_variables(16, {W1: None})
+    with pytest.raises(ValueError, match="only= picks update instructions"):
+        split.run_steps(data, 16, n_steps=1, part="gradients", only=(0,))
+    with pytest.raises(ValueError, match="64-byte-aligned"):
+        split.place_gradients(16, outside[start + 1:start + 1 + region.size])
+
+
 def test_share_splits_every_batch_exactly():
     for rows in range(0, 40):
         for n in (1, 2, 3, 8):
@@ -210,8 +250,66 @@ def test_two_ranks_equal_one_process(tmp_path, tcp):
         assert int(r0["loopback_bytes"]) >= 20 * int(r0["region_bytes"])
 
 
-def test_uneven_split_gives_the_exact_mean_gradient(tmp_path):
-    job = mpirun("uneven", tmp_path, tcp=True)
+def _cnn(batch_norm=False):
+    """The worker's mnist_cnn: Keras' mnist_convnet, narrower, without dropout."""
+    nn = gg.nn
+
+    def block(c_in, c_out, k):
+        if batch_norm:
+            return [nn.Conv2D(c_in, c_out, 3, use_bias=False, seed=k), nn.BatchNorm(c_out), nn.ReLU(), nn.MaxPool2D(2)]
+        return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k), nn.MaxPool2D(2)]
+    return nn.Sequential(*block(1, 8, 1), *block(8, 16, 2), nn.Flatten(), nn.Dense(16 * 5 * 5, 10, seed=3))
+
+
+#: the CNN's bound after 20 Adam steps, as ARRAY_RTOL for the MLP. Measured: see docs/distributed.md.
+CNN_RTOL = 1e-5
+
+
+def test_two_ranks_equal_one_process_on_the_cnn(tmp_path):
+    job = mpirun("equal_cnn", tmp_path)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    assert str(r0["path"]) == "shared memory"       # the host-local path, on its own ranks' gradients
+    (X, y), _ = gg.datasets.mnist(flatten=False)
+    X = X.reshape(-1, 1, 28, 28)
+    model, opt = _cnn(), gg.optim.Adam(lr=1e-3)
+    h = gg.fit(model, X[:20 * 32], y[:20 * 32], loss="softmax_cross_entropy", optimizer=opt, epochs=1,
+               batch_size=32, seed=5, metrics=["accuracy"], verbose=0)
+    for key, value in state_of(model, opt).items():
+        np.testing.assert_array_equal(r0[key], r1[key], err_msg=f"ranks differ in {key}")
+        assert np.abs(r0[key] - value).max() <= CNN_RTOL * np.abs(value).max(), key
+    assert int(r0["step"]) == 20
+    np.testing.assert_allclose(r0["step_losses"], h.step_losses[0], rtol=1e-5)
+
+
+def test_batchnorm_running_statistics_are_the_mean_over_ranks(tmp_path):
+    job = mpirun("batchnorm", tmp_path)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    for key in r0:
+        np.testing.assert_array_equal(r0[key], r1[key], err_msg=f"ranks differ in {key}")
+    # each rank's running statistics, rebuilt in one process from its own rows (10 of every 20,
+    # lr 0 so the weights stay put), averaged: what the job holds
+    (X, y), _ = gg.datasets.mnist(flatten=False)
+    X, y = X[:120].reshape(120, 1, 28, 28), y[:120]
+    alone = []
+    for r in range(2):
+        rows = np.concatenate([np.arange(k * 20 + 10 * r, k * 20 + 10 * r + 10) for k in range(6)])
+        model = _cnn(batch_norm=True)
+        gg.fit(model, X[rows], y[rows], loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.0), epochs=1,
+               batch_size=10, shuffle=False, verbose=0)
+        alone.append([b.value for b in model.buffers()])
+    assert len(alone[0]) == 4 and len([k for k in r0 if k.startswith("trained/b")]) == 4
+    for i, (a, b) in enumerate(zip(*alone)):
+        assert not np.array_equal(a, b)                 # the ranks did move them apart
+        # the same C arithmetic on the same rows, then (a + b) / 2 in float32: bit for bit
+        np.testing.assert_array_equal(r0[f"frozen/b{i}"], (a + b) * np.float32(0.5))
+    assert np.isfinite(r0["loss"]).all() and r0["loss"][1] < r0["loss"][0]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["shared-memory", "two-hosts-tcp"])
+def test_uneven_split_gives_the_exact_mean_gradient(tmp_path, tcp):
+    job = mpirun("uneven", tmp_path, tcp=tcp)
     assert job.returncode == 0, job.stdout + job.stderr
     r0, r1 = ranks_of(tmp_path)
     rng = np.random.default_rng(3)
@@ -271,8 +369,9 @@ def test_a_failing_rank_ends_the_job(tmp_path, fault):
                          "gradient allreduce)", job.stderr), job.stderr
 
 
-def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
-    job = mpirun("resume", tmp_path, tcp=True)
+@pytest.mark.parametrize("tcp", [False, True], ids=["shared-memory", "two-hosts-tcp"])
+def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path, tcp):
+    job = mpirun("resume", tmp_path, tcp=tcp)
     assert job.returncode == 0, job.stdout + job.stderr
     r0, r1 = ranks_of(tmp_path)
     keys = [k.split("/", 1)[1] for k in r0 if k.startswith("straight/")]
