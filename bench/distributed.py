@@ -1,5 +1,5 @@
 """Data-parallel training on this machine: samples/s of gg.fit for case c (784-1024-1024-10 ReLU,
-Adam, batch 256 and 1024) and the CNN (when this build has one) as 1 process x 1 thread, 1 process
+Adam, batch 256 and 1024) and the CNN (Keras' mnist_convnet, batch 128) as 1 process x 1 thread, 1 process
 x 2 threads and 2 MPI ranks x 1 thread (mpirun -n 2, gg.fit(..., distributed=True), the global
 batch split in two); the allreduce time per step; the scaling efficiency (2 ranks x 1 thread
 against twice 1 process x 1 thread); the Python cost per distributed step; and, for the model's
@@ -26,7 +26,7 @@ import _common  # noqa: E402
 CASES = {
     "c256": dict(kind="mlp", sizes=[784, 1024, 1024, 10], batch=256, steps=24),
     "c1024": dict(kind="mlp", sizes=[784, 1024, 1024, 10], batch=1024, steps=8),
-    "cnn": dict(kind="cnn", batch=64, steps=16),
+    "cnn": dict(kind="cnn", batch=128, steps=8),          # Keras' mnist_convnet at its batch size
     "tiny": dict(kind="mlp", sizes=[8, 8, 2], batch=8, steps=4000),    # Python's cost per step
 }
 #: link speeds for the cost model, Gbit/s, and the latency assumed per ring message (seconds)
@@ -36,12 +36,11 @@ LINK_LATENCY = 10e-6
 
 def _model(case):
     import graphgrad as gg
-    if case["kind"] == "cnn":
-        if not hasattr(gg.nn, "Conv2d"):
-            return None
-        return gg.nn.Sequential(gg.nn.Conv2d(1, 16, 3, padding=1, activation="relu", seed=0), gg.nn.MaxPool2d(2),
-                                gg.nn.Conv2d(16, 32, 3, padding=1, activation="relu", seed=1), gg.nn.MaxPool2d(2),
-                                gg.nn.Flatten(), gg.nn.Dense(32 * 7 * 7, 10, seed=2))
+    if case["kind"] == "cnn":       # Keras' mnist_convnet (examples/mnist_cnn.py, bench/conv_step.py's case d)
+        nn = gg.nn
+        return nn.Sequential(nn.Conv2D(1, 32, 3, activation="relu", seed=1), nn.MaxPool2D(2),
+                             nn.Conv2D(32, 64, 3, activation="relu", seed=2), nn.MaxPool2D(2), nn.Flatten(),
+                             nn.Dropout(0.5, seed=0), nn.Dense(1600, 10, seed=3))
     s = case["sizes"]
     return gg.nn.Sequential(*[gg.nn.Dense(a, b, activation="relu" if i < len(s) - 2 else None, seed=i)
                               for i, (a, b) in enumerate(zip(s, s[1:]))])
@@ -54,8 +53,6 @@ def worker(name: str, distributed: bool, repeats: int) -> dict:
     if distributed:
         ctx = gg.distributed.init(threads=int(os.environ.get("GRAPHGRAD_NUM_THREADS", 1)))
     model = _model(case)
-    if model is None:
-        return {"error": "this build has no CNN layers (gg.nn.Conv2d)"}
     rng = np.random.default_rng(0)
     n = case["batch"] * case["steps"]
     shape = (n, 1, 28, 28) if case["kind"] == "cnn" else (n, case["sizes"][0])
@@ -65,28 +62,30 @@ def worker(name: str, distributed: bool, repeats: int) -> dict:
     fit = dict(loss="softmax_cross_entropy", optimizer=opt, batch_size=case["batch"], seed=0, verbose=0,
                distributed=distributed)
     gg.fit(model, X[:case["batch"] * 2], y[:case["batch"] * 2], epochs=1, **fit)     # compile, warm up
-    best, reduce, python = 0.0, None, None
+    best, profile = 0.0, {}
     for _ in range(repeats):
         h = gg.fit(model, X, y, epochs=1, **fit)
         if h.samples_per_second[0] > best:
             best = h.samples_per_second[0]
-            if distributed:
-                reduce = h.distributed["allreduce_seconds"][0] / case["steps"]
-                python = h.distributed["python_seconds"][0] / case["steps"]
+            if distributed:     # seconds per step in each phase (this rank's; rank 0 reports)
+                profile = {f"{k.replace('_seconds', '')}_per_step": v[0] / case["steps"]
+                           for k, v in h.distributed.items() if k.endswith("_seconds")}
+                profile["path"] = h.distributed["path"]
     program = next(g.program for k, g in model._gg_graphs.items() if k[0] == "train")
     grad_bytes = (program.gradient_buffer().nbytes if program.gradient_nodes else
                   sum(p.value.nbytes for p in model.parameters()))
     out = {"samples_per_s": best, "seconds_per_step": case["batch"] / best, "gradient_bytes": grad_bytes}
     if distributed:
-        out.update(allreduce_per_step=reduce, python_per_step=python, ranks=ctx.size, threads=ctx.threads)
+        out.update(profile, ranks=ctx.size, threads=ctx.threads)
         if ctx.rank != 0:
             return {}
     return out
 
 
-def launch(name: str, ranks: int, threads: int, distributed: bool, repeats: int, timeout: float = 600):
+def launch(name: str, ranks: int, threads: int, distributed: bool, repeats: int, timeout: float = 600,
+           env_extra: dict | None = None):
     """One configuration in fresh processes: its worker's JSON (rank 0's), or None."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     for var in _common.THREAD_VARS:
         env[var] = str(threads)
     cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(repeats)]
@@ -129,7 +128,9 @@ def main():
     parser.add_argument("--distributed", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)   # (set by _common-style launchers)
-    parser.add_argument("--quick", action="store_true", help="c256 only, 2 repeats, 1 round")
+    parser.add_argument("--quick", action="store_true", help="c256 and the CNN, 2 repeats, 1 round")
+    parser.add_argument("--cases", nargs="+", default=None, choices=["c256", "c1024", "cnn"],
+                        help="the cases to run (default: all; --quick: c256 and cnn)")
     parser.add_argument("--rounds", type=int, default=2, help="launches of each configuration (the best counts)")
     parser.add_argument("--host-samples-per-s", type=float, default=None,
                         help="the cost model's compute speed of one host on case c256 (default: this machine's "
@@ -148,37 +149,46 @@ def main():
     repeats = 2 if args.quick else args.repeats
     if args.quick:
         args.rounds = 1
-    names = ["c256", "cnn"] if args.quick else ["c256", "c1024", "cnn"]
-    configs = [("1 proc x 1 thread", 1, 1, False), ("1 proc x 2 threads", 1, 2, False),
-               ("2 ranks x 1 thread", 2, 1, True)]
+    names = args.cases or (["c256", "cnn"] if args.quick else ["c256", "c1024", "cnn"])
+    # the 2-rank rows: graphgrad's default (shared-memory reduction, sharded update) and the flat
+    # path (one MPI Allreduce of the whole region, the whole update on every rank)
+    configs = [("1 proc x 1 thread", 1, 1, False, {}), ("1 proc x 2 threads", 1, 2, False, {}),
+               ("2 ranks x 1 thread", 2, 1, True, {}),
+               ("2 ranks, MPI allreduce", 2, 1, True, {"GRAPHGRAD_DIST_SHM": "0"})]
     machine = _common.machine()
     machine["load_average"] = os.getloadavg()
     print(f"CPU: {machine['cpu']}, {machine['cores']} cores, load average {machine['load_average'][0]:.1f} "
           "(other work on the cores slows every configuration; the 2-rank one most)")
     results = {"machine": machine, "cases": {}, "overhead": {}, "cost_model": {}}
-    print(f"{'case':<7} {'configuration':<20} {'samples/s':>11} {'ms/step':>9} {'allreduce ms/step':>18} "
+    print(f"{'case':<7} {'configuration':<22} {'samples/s':>11} {'ms/step':>9} {'allreduce ms/step':>18} "
           f"{'Python us/step':>15}")
     for name in names:
         row = {}
         for _ in range(args.rounds):      # configurations alternate, so a burst of load hits them alike
-            for label, ranks, threads, distributed in configs:
-                r = launch(name, ranks, threads, distributed, repeats)
+            for label, ranks, threads, distributed, extra in configs:
+                r = launch(name, ranks, threads, distributed, repeats, env_extra=extra)
                 if "error" in r or r.get("samples_per_s", 0) > row.get(label, {}).get("samples_per_s", -1):
                     row[label] = r
-        for label, ranks, threads, distributed in configs:
+        for label, ranks, threads, distributed, extra in configs:
             r = row[label]
             if "error" in r:
-                print(f"{name:<7} {label:<20} {r['error']}")
+                print(f"{name:<7} {label:<22} {r['error']}")
                 continue
             ar = f"{r['allreduce_per_step'] * 1e3:.2f}" if "allreduce_per_step" in r else "-"
             py = f"{r['python_per_step'] * 1e6:.0f}" if "python_per_step" in r else "-"
-            print(f"{name:<7} {label:<20} {r['samples_per_s']:>11,.0f} {r['seconds_per_step'] * 1e3:>9.2f} "
+            print(f"{name:<7} {label:<22} {r['samples_per_s']:>11,.0f} {r['seconds_per_step'] * 1e3:>9.2f} "
                   f"{ar:>18} {py:>15}")
-        one, two = row.get("1 proc x 1 thread", {}), row.get("2 ranks x 1 thread", {})
-        if "samples_per_s" in one and "samples_per_s" in two:
-            row["scaling_efficiency"] = two["samples_per_s"] / (2 * one["samples_per_s"])
-            print(f"{name:<7} scaling efficiency (2 ranks x 1 thread / twice 1 proc x 1 thread): "
-                  f"{row['scaling_efficiency']:.2f}   (target >= 0.9)")
+        one = row.get("1 proc x 1 thread", {})
+        for label in ("2 ranks x 1 thread", "2 ranks, MPI allreduce"):
+            two = row.get(label, {})
+            if "samples_per_s" in one and "samples_per_s" in two:
+                eff = row[f"scaling_efficiency ({label})"] = two["samples_per_s"] / (2 * one["samples_per_s"])
+                print(f"{name:<7} scaling efficiency, {label} / twice 1 proc x 1 thread: {eff:.2f}   (target >= 0.9)")
+        two = row.get("2 ranks x 1 thread", {})
+        if "gradients_per_step" in two:     # where rank 0's step goes
+            print(f"{name:<7} 2-rank step profile (rank 0, {two['path']}), ms/step: forward+backward on its half "
+                  f"{two['gradients_per_step'] * 1e3:.2f}, reduction {two['allreduce_per_step'] * 1e3:.2f}, its "
+                  f"share of the update {two['update_per_step'] * 1e3:.2f}, Python {two['python_per_step'] * 1e3:.2f}")
         results["cases"][name] = row
 
     # Python's cost per step: a model so small that C takes almost nothing, 1 rank, plain vs distributed

@@ -520,8 +520,12 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     """gg.fit's arguments and History, trained data-parallel over the ranks of an MPI job (launch
     with mpirun -n N). Every rank passes the same model, data and settings; batch_size is the
     GLOBAL batch (each rank computes about batch_size / N rows of it; it must be >= N). comm,
-    timeout, threads: as for init(). History.distributed holds per-epoch seconds spent in the
-    allreduce, in the two C parts of the steps (with run_steps' own Python), and in the rest."""
+    timeout, threads: as for init(). History.distributed holds, per epoch, the seconds spent
+    reducing (allreduce_seconds: the MPI Allreduce, or the shared-memory path's barriers, slice
+    sums, waits for the others' updates and end-of-epoch state broadcast), in the two C parts of
+    the steps (gradients_seconds, update_seconds, and their sum compute_seconds, with run_steps'
+    own Python) and in the rest (python_seconds); "path" says which reduction ran ("shared
+    memory" or "flat allreduce")."""
     from . import train
     from .optim import SGD, get
     from .runtime import epoch_steps
@@ -586,6 +590,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     model.stop_training = False
     history = train.History()
     history.distributed = {"ranks": N, "allreduce_seconds": [], "compute_seconds": [], "python_seconds": [],
+                           "gradients_seconds": [], "update_seconds": [],
                            "path": "flat allreduce" if shared is None else "shared memory"}
     verbose = verbose if ctx.rank == 0 else 0
     monotonic, perf = time.monotonic, time.perf_counter
@@ -604,7 +609,7 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             losses = np.zeros(n_steps)                        # the global batch's mean loss per step
             correct = np.zeros(n_steps, dtype=np.int64)
             bar = train._make_bar(verbose, int(sizes.sum()), f"epoch {epoch + 1}/{last}")
-            t_reduce = t_compute = 0.0
+            t_reduce = t_gradients = t_update = 0.0
             started = perf()
             for k, (region, rows, weight) in enumerate(plan):
                 t0 = perf()
@@ -639,19 +644,22 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                 else:
                     shared.update(k)   # this rank's share of the variables, then the parameter exchange
                 t3 = perf()
-                t_compute += (t1 - t0) + (t3 - t2)
+                t_gradients += t1 - t0
+                t_update += t3 - t2
                 t_reduce += t2 - t1
                 if bar is not None and (k % 8 == 7 or k == n_steps - 1):   # redraw every 8 steps
                     train._bar_update(bar, int(sizes[k - k % 8:k + 1].sum()), losses[:k + 1], sizes[:k + 1],
                                       correct[:k + 1], accuracy)
+            if shared is not None:
+                t_sync = perf()
+                shared.sync_state()              # (counted in the epoch's time: it is part of the price)
+                t_reduce += shared.seconds + perf() - t_sync    # with the waits for the others' updates
+                t_update -= shared.seconds
+                shared.seconds = 0.0
+            t_compute = t_gradients + t_update
             elapsed = perf() - started
             if bar is not None:
                 bar.close()
-            if shared is not None:
-                shared.sync_state()
-                t_reduce += shared.seconds
-                t_compute -= shared.seconds
-                shared.seconds = 0.0
             _average_buffers(ctx, buffers)
             model.epochs_trained = epoch + 1
             seen = sizes.sum()
@@ -673,6 +681,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
             history.distributed["allreduce_seconds"].append(t_reduce)
             history.distributed["compute_seconds"].append(t_compute)
             history.distributed["python_seconds"].append(max(0.0, elapsed - t_reduce - t_compute))
+            history.distributed["gradients_seconds"].append(t_gradients)
+            history.distributed["update_seconds"].append(t_update)
             if verbose == 2:
                 print(f"epoch {epoch + 1}/{last} - {train._format_logs(logs)} - {rate:,.0f} samples/s on {N} ranks",
                       file=sys.stderr)
