@@ -203,6 +203,13 @@ def main():
               f"{dist1['seconds_per_step'] * 1e6:.1f} us against {plain['seconds_per_step'] * 1e6:.1f} us in plain "
               f"gg.fit (+{extra * 1e6:.1f} us: two C calls instead of part of one, the weight/tail writes, the "
               f"1-rank allreduce {dist1['allreduce_per_step'] * 1e6:.1f} us, and the loop)")
+    dist2 = launch("tiny", 2, 1, True, repeats)
+    if "samples_per_s" in dist2:
+        results["overhead"]["two_ranks_shared_memory"] = dist2
+        print(f"the same on 2 ranks ({dist2['path']}): a step takes {dist2['seconds_per_step'] * 1e6:.1f} us: "
+              f"gradient part {dist2['gradients_per_step'] * 1e6:.1f} us, reduction {dist2['allreduce_per_step'] * 1e6:.1f} "
+              f"us (two barriers, the slice sums, the tail), update part {dist2['update_per_step'] * 1e6:.1f} us, "
+              f"loop {dist2['python_per_step'] * 1e6:.1f} us")
 
     base = results["cases"].get("c256", {})
     speeds = [base.get(k, {}).get("samples_per_s", 0) for k in ("1 proc x 1 thread", "1 proc x 2 threads")]

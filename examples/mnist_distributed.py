@@ -43,8 +43,8 @@ def main(argv=None):
     seconds = history.distributed["allreduce_seconds"][-1]
     if gg.distributed.is_main():
         print(f"{ctx.size} ranks x {ctx.threads} threads, {epochs} epochs: test accuracy {accuracy:.2%}, "
-              f"{history.samples_per_second[-1]:,.0f} samples/s, last epoch {seconds * 1e3:.1f} ms in the allreduce; "
-              f"wrote {path}")
+              f"{history.samples_per_second[-1]:,.0f} samples/s, last epoch {seconds * 1e3:.1f} ms reducing gradients "
+              f"({history.distributed['path']}); wrote {path}")
     return {"accuracy": accuracy, "history": history.history, "ranks": ctx.size, "path": path}
 
 
