@@ -315,13 +315,14 @@ class _SharedMemoryStep:
     - the window holds one gradient region per rank of the host (C writes its gradients there:
       no copy) and the host's one copy of the parameters, in the region's layout, which every
       rank's step reads and writes in place (Program.place_variables);
-    - the region is cut at variable boundaries into one contiguous range per rank of the host,
-      balanced by size; each range's variables are "owned" by that rank;
+    - the region is cut into one equal contiguous range per rank of the host (at multiples of 16
+      elements); each rank "owns" the elements of its range: the pieces of the variables in it;
     - after a barrier, each rank sums its range over the host's regions (weighted by each rank's
       rows / the global batch), and, when there are several hosts, allreduces that range in place
       with the ranks in its position on the other hosts (every host cuts the region alike);
-    - each rank runs the step counter and the update instructions of its own variables only,
-      which write the new parameters into the window; a second barrier waits for every rank's
+    - each rank runs the step counter and the update instructions of its own pieces only (a
+      variable cut by a range boundary is updated in two pieces, run_steps(only=...) with element
+      ranges), which write the new parameters into the window; a second barrier waits for every rank's
       update before the next forward pass reads them. Each element is summed and updated by
       exactly one rank per host, and every rank reads the same parameters: the same bits.
     - the optimizer state (Adam's m and v, ...) of a variable is current on its owner only during
@@ -344,9 +345,12 @@ class _SharedMemoryStep:
 
     @staticmethod
     def _update_owners(program, batch: int, L: int):
-        """(positions of the update instructions each of L ranks runs, element range per rank,
-        [(owner, variable, gradient offset, written variables)] per variable), or None when the
-        update part is not per-variable rules and step counters."""
+        """How L ranks share the update: (each rank's update parts for run_steps' only=, each rank's
+        element range of the region, [(variable, gradient offset)] of the updated variables,
+        [(state variable, owner, start, stop)] of the optimizer state to broadcast each epoch), or
+        None when the update part is not per-variable rules and step counters. The region is cut
+        into L equal ranges (at multiples of 16 elements, so every piece stays 64-byte aligned);
+        a variable that straddles a cut is updated in pieces, each by the rank whose range holds it."""
         from .ops.updates import STEP, W
         from .runtime import _members
         plan = program.plan(batch_size=batch)
@@ -362,25 +366,32 @@ class _SharedMemoryStep:
             if node.op == "increment":
                 counters.append(pos)
             elif node.op.endswith("_update") and len(node.inputs) > 1 and node.inputs[1].id in offsets:
-                written = [node.inputs[W]] + list(node.inputs[STEP + 1:])    # w and its state variables
-                rules.append((offsets[node.inputs[1].id], pos, node.inputs[0], written))
+                rules.append((offsets[node.inputs[1].id], pos, node.inputs[W], list(node.inputs[STEP + 1:])))
             else:
                 return None
         if not rules:
             return None
-        rules.sort(key=lambda r: r[0])
         G = mem.gradient_bytes // item
-        # contiguous ranges, cut at variable boundaries: a variable goes to the rank its middle falls in
-        owned = []
-        for offset, pos, var, written in rules:
-            middle = offset + var.data.size / 2
-            owned.append((min(L - 1, int(middle * L // G)), pos, var, offset, written))
-        starts = [next((o[3] for o in owned if o[0] >= j), G) for j in range(L)]
-        ranges = [(0 if j == 0 else starts[j], G if j == L - 1 else starts[j + 1]) for j in range(L)]
-        positions = [tuple(sorted(counters + [o[1] for o in owned if o[0] == j])) for j in range(L)]
-        return positions, ranges, [(o[0], o[2], o[3], o[4]) for o in owned]
+        cuts = [0] + [min(G, round(G * j / L / 16) * 16) for j in range(1, L)] + [G]
+        ranges = [(cuts[j], cuts[j + 1]) for j in range(L)]
+        parts = [[(pos, None) for pos in counters] for _ in range(L)]
+        state = []
+        for offset, pos, var, slots in rules:
+            size = var.data.size
+            for j, (lo, hi) in enumerate(ranges):
+                a, b = max(lo, offset) - offset, min(hi, offset + size) - offset
+                if a >= b:
+                    continue
+                parts[j].append((pos, None if (a, b) == (0, size) else (pos, a, b)))
+                for slot in slots:       # per-element state: this rank's piece; a scalar: from the first
+                    if slot.data.size == size:
+                        state.append((slot, j, a, b))
+                    elif a == 0:
+                        state.append((slot, j, 0, slot.data.size))
+        only = [tuple(p if sub is None else sub for p, sub in sorted(ps, key=lambda t: t[0])) for ps in parts]
+        return only, ranges, [(r[2], r[0]) for r in rules], state
 
-    def __init__(self, ctx: "Context", local: "_LocalSteps", positions, ranges, owned):
+    def __init__(self, ctx: "Context", local: "_LocalSteps", parts, ranges, variables, state):
         MPI, node = ctx.MPI, ctx.node
         self.ctx, self.local, self.node, self.cross = ctx, local, node, ctx.cross
         L, j = node.Get_size(), node.Get_rank()
@@ -404,11 +415,10 @@ class _SharedMemoryStep:
         for b in self.batches:
             program.place_gradients(b, region)
         local.regions = [region] * len(local.shares)
-        self.G, self.positions, self.range = G, positions[j], ranges[j]
-        self.shared_params, self.state = [], []
-        for owner, var, offset, written in owned:
-            self.shared_params.append((var, self.params[offset:offset + var.data.size].reshape(var.data.shape)))
-            self.state += [(w, owner) for w in written if w is not var]
+        self.G, self.parts, self.range = G, parts[j], ranges[j]
+        self.shared_params = [(var, self.params[offset:offset + var.data.size].reshape(var.data.shape))
+                              for var, offset in variables]
+        self.state = [(var.data.reshape(-1)[a:b], owner) for var, owner, a, b in state]
         self.start_epoch()
         for b in self.batches:
             program.place_variables(b, dict(self.shared_params))
@@ -469,7 +479,7 @@ class _SharedMemoryStep:
     def update(self, k: int) -> None:
         """This rank's share of the update, written into the window's parameters; then wait for
         the others' (the next step's forward pass reads them all)."""
-        self.local.updates(k, self.positions)
+        self.local.updates(k, self.parts)
         t0 = time.perf_counter()
         self.barrier("the parameter exchange")
         self.seconds += time.perf_counter() - t0
@@ -479,8 +489,8 @@ class _SharedMemoryStep:
         from its owner (a broadcast over the host's ranks)."""
         for var, shared in self.shared_params:
             np.copyto(var.data, shared)
-        for var, owner in self.state:
-            self.ctx.collective("the optimizer-state broadcast", self.node.Bcast, var.data.reshape(-1), owner)
+        for piece, owner in self.state:
+            self.ctx.collective("the optimizer-state broadcast", self.node.Bcast, piece, owner)
 
     def close(self) -> None:
         """The gradient regions and parameters back in memory of their own; the window freed."""

@@ -141,6 +141,7 @@ class _Executable:
                                  f"{old.dtype.name} array of shape {old.shape}")
             self.gradient_region, self.gradients = memory, memory[:old.size - GRADIENT_SPARE]
         self.gradient_region[...] = old
+        self._subsets.clear()              # their buffer tables hold pointers into the old region
         for i, buf in enumerate(mem.buffers):
             if buf.kind == "gradient":
                 start = buf.offset // buf.node.dtype.itemsize
@@ -165,19 +166,54 @@ class _Executable:
                              f"shape {var.data.shape}")
         self.views[i] = memory
         self.c_buffers[i] = ffi.cast("void *", memory.ctypes.data)
+        self._subsets.clear()
 
-    def subset_program(self, indices: tuple[int, ...]):
-        """A gg_program running only instructions `indices` (ascending) of this executable, in
-        order, on the same buffers and workspace: a share of a step's updates, say."""
-        found = self._subsets.get(indices)
+    def subset_program(self, parts: tuple):
+        """A gg_program running only some of this executable's instructions, in order, on the same
+        buffers and workspace: a share of a step's updates, say. parts: ascending instruction
+        indices, or (index, start, stop) for an optimizer update (`<rule>_update`) applied to
+        elements [start, stop) of its variable only — its variable, gradient and per-element
+        state buffers are entered again in the program's own buffer table at that offset."""
+        found = self._subsets.get(parts)
         if found is None:
-            instrs = ffi.new("gg_instr[]", max(len(indices), 1))
-            for k, i in enumerate(indices):
+            mem = self.plan.memory
+            instrs = ffi.new("gg_instr[]", max(len(parts), 1))
+            extra: list = []                         # (buffer pointer) entries after the executable's own
+            for k, part in enumerate(parts):
+                i, start, stop = (part, None, None) if isinstance(part, int) else part
                 instrs[k] = self.c_instrs[i]
+                if start is None:
+                    continue
+                c, size = instrs[k], math.prod(mem.buffers[self.c_instrs[i].out].shape)
+                c_inputs = getattr(c, "in")
+                slots = [("out", c.out)] + [(j, c_inputs[j]) for j in range(c.n_in) if c_inputs[j] >= 0]
+                for where, b in slots:
+                    buf = mem.buffers[b]
+                    item = buf.node.dtype.itemsize
+                    if math.prod(buf.shape) != size:     # a scalar (lr, step, NAdam's mu_product): as it is
+                        continue
+                    extra.append(ffi.cast("char *", self.c_buffers[b]) + start * item)
+                    if where == "out":
+                        c.out = len(mem.buffers) + len(extra) - 1
+                    else:
+                        c_inputs[where] = len(mem.buffers) + len(extra) - 1
+                c.dims[0] = stop - start
             view = ffi.new("gg_program *")
             view[0] = self.c_prog[0]
-            view.instrs, view.n_instr, view.profile_ns = instrs, len(indices), ffi.NULL
-            found = self._subsets[indices] = (view, instrs)
+            table = self.c_buffers
+            if extra:
+                table = ffi.new("void *[]", len(mem.buffers) + len(extra))
+                for b in range(len(mem.buffers)):
+                    table[b] = self.c_buffers[b]
+                for k, ptr in enumerate(extra):
+                    table[len(mem.buffers) + k] = ptr
+                view.buffers, view.n_buffers = table, len(mem.buffers) + len(extra)
+            view.instrs, view.n_instr, view.profile_ns = instrs, len(parts), ffi.NULL
+            status = lib.gg_program_validate(view)
+            if status != lib.GG_OK:
+                raise GraphGradError(f"a subset of the update instructions {parts} does not validate: "
+                                     f"{ffi.string(lib.gg_status_name(status)).decode()}")
+            found = self._subsets[parts] = (view, instrs, table)
         return found[0]
 
 
@@ -424,7 +460,9 @@ class Program:
         must put every variable update after the last gradient (a step counter may come first),
         else GraphGradError says which update comes early. only (with part="updates"): the
         positions, ascending, in update_instructions(batch_size) of the instructions to run (a
-        rank's share of the updates); None runs them all.
+        rank's share of the updates), each a position or (position, start, stop) to apply an
+        optimizer update (`<rule>_update`) to elements [start, stop) of its variable only;
+        None runs them all.
 
         Errors: DivergenceError (above), NumericsError (check_numerics), FeedError (a class label
         out of range, a missing or mis-shaped array), GraphGradError (a row index in order out of
@@ -458,8 +496,9 @@ class Program:
         if only is not None:
             if part != "updates":
                 raise ValueError('only= picks update instructions: it needs part="updates"')
-            only = tuple(int(i) for i in only)
-            if list(only) != sorted(set(only)) or (only and only[0] < 0):
+            only = tuple(int(i) if isinstance(i, (int, np.integer)) else tuple(int(v) for v in i) for i in only)
+            first = [i if isinstance(i, int) else i[0] for i in only]
+            if first != sorted(set(first)) or (first and first[0] < 0):
                 raise ValueError(f"only must be ascending instruction positions, got {only}")
         _check_out(losses, np.float64, n_steps, "losses")
         _check_out(correct, np.int64, n_steps, "correct")
@@ -971,11 +1010,9 @@ class _StepsRecord:
             c_prog, positions = self.c_prog, None       # positions: a subset's instructions in exe's list
             if self.part == "updates":
                 if only is not None:
-                    if only and only[-1] >= self.c_prog.n_instr:
-                        raise ValueError(f"only: the update part has {self.c_prog.n_instr} instructions, got "
-                                         f"position {only[-1]}")
-                    positions = tuple(self.offset + i for i in only)
-                    c_prog = exe.subset_program(positions)
+                    parts = tuple(self._subset_part(i) for i in only)
+                    positions = tuple(p if isinstance(p, int) else p[0] for p in parts)
+                    c_prog = exe.subset_program(parts)
                 status = lib.gg_program_run(c_prog)
                 done = int(status == lib.GG_OK)
             else:
@@ -1008,6 +1045,22 @@ class _StepsRecord:
             err.steps_done = done
             raise err
 
+
+    def _subset_part(self, item):
+        """One entry of run_steps' `only`, checked, in the executable's instruction indices."""
+        position = item if isinstance(item, int) else item[0]
+        if not 0 <= position < self.c_prog.n_instr:
+            raise ValueError(f"only: the update part has {self.c_prog.n_instr} instructions, got position {position}")
+        if isinstance(item, int):
+            return self.offset + position
+        if len(item) != 3:
+            raise ValueError(f"only: (position, start, stop), got {item}")
+        ins = self.exe.plan.instructions[self.offset + position]
+        size = math.prod(self.exe.plan.shapes[ins.node.id])
+        if ins.members and len(ins.members) > 1 or not ins.node.op.endswith("_update") or not 0 <= item[1] < item[2] <= size:
+            raise ValueError(f"only: {item} must name an optimizer update and elements 0 <= start < stop <= {size} "
+                             f"of its variable (instruction {position} is {ins.node.op})")
+        return (self.offset + position, item[1], item[2])
 
     def _point_extras(self, extras: tuple, offset: int) -> None:
         """Set the per-step scalar and the record of gg_steps (off when not asked for)."""

@@ -145,9 +145,14 @@ def test_gradient_region_layout():
         _mlp_step(False, gg.optim.SGD(lr=0.1))[0].gradient_buffer(4)
 
 
+def _first(part):
+    return part if isinstance(part, int) else part[0]
+
+
 def test_placed_memory_and_a_split_update_part_equal_the_plain_step():
     """What the shared-memory path builds on: the gradient region and the variables moved into
-    memory the caller gives, and the update part run as two subsets, give the plain step's bits."""
+    memory the caller gives, and the update part run as two subsets (one variable's update cut in
+    two pieces), give the plain step's bits."""
     X = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
     Y = np.random.default_rng(2).random((16, 3)).astype(np.float32)
     plain, v0 = _mlp_step(True, gg.optim.Adam(lr=1e-2))
@@ -163,12 +168,19 @@ def test_placed_memory_and_a_split_update_part_equal_the_plain_step():
     split.place_variables(16, {W1: W1_elsewhere})
     ops = [i.node.op for i in split.update_instructions(16)]
     assert ops == ["increment"] + ["adam_update"] * 3
+    w1, others = None, []
+    for position, ins in enumerate(split.update_instructions(16)[1:], 1):
+        if ins.node.inputs[0] is W1:
+            w1 = position
+        else:
+            others.append(position)
     for _ in range(3):
         plain.run_steps(data, 16, n_steps=1, part="gradients")
         plain.run_steps(data, 16, n_steps=1, part="updates")
         split.run_steps(data, 16, n_steps=1, part="gradients")
-        split.run_steps(data, 16, n_steps=1, part="updates", only=(0, 2))
-        split.run_steps(data, 16, n_steps=1, part="updates", only=(1, 3))
+        # the counter and W1's first 48 elements (of 128) with b1; then the rest of W1, and W2
+        split.run_steps(data, 16, n_steps=1, part="updates", only=sorted([0, (w1, 0, 48), others[0]], key=_first))
+        split.run_steps(data, 16, n_steps=1, part="updates", only=sorted([(w1, 48, 128), others[1]], key=_first))
         np.testing.assert_array_equal(placed[:-4], plain.gradient_buffer(16)[:-4])
     # W1 lives in W1_elsewhere while placed: its update went there, W1.data kept its start value
     np.testing.assert_array_equal(W1_elsewhere, v0[0].value)
@@ -179,6 +191,10 @@ def test_placed_memory_and_a_split_update_part_equal_the_plain_step():
     assert split.update_instructions(16)[0].node.inputs[0].value == 3
     split.place_gradients(16, None)
     split.place_variables(16, {W1: None})
+    with pytest.raises(ValueError, match="must name an optimizer update"):
+        split.run_steps(data, 16, n_steps=1, part="updates", only=((0, 0, 1),))      # the step counter
+    with pytest.raises(ValueError, match="must name an optimizer update"):
+        split.run_steps(data, 16, n_steps=1, part="updates", only=((w1, 0, 129),))
     with pytest.raises(ValueError, match="only= picks update instructions"):
         split.run_steps(data, 16, n_steps=1, part="gradients", only=(0,))
     with pytest.raises(ValueError, match="64-byte-aligned"):
