@@ -107,6 +107,51 @@ def launch(name: str, ranks: int, threads: int, distributed: bool, repeats: int,
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
 
 
+def pieces(iterations: int) -> dict:
+    """The 2-rank step's pieces for case c at batch 256, timed in one process, 1 thread, round-robin
+    (so load hits them alike; each is its minimum over the iterations): the 1-process step at 256
+    rows, a rank's forward+backward at 128 rows, the whole Adam update and each rank's half
+    (run_steps(only=...)), and one rank's slice sum (np.add + the 1/2 multiply over half the
+    region). The projected 2-rank step is 128-row forward+backward + slice sum + the larger update
+    half + two barriers (~30 us)."""
+    import time
+    import numpy as np
+    import graphgrad as gg
+    from graphgrad import distributed as dist, train
+    gg.set_num_threads(1)
+    s = CASES["c256"]["sizes"]
+    graphs = [train._build(_model(CASES["c256"]), "train", (s[0],), (), np.int64, "softmax_cross_entropy",
+                           gg.optim.Adam(lr=1e-5), False, split_gradients=split) for split in (False, True)]
+    rng = np.random.default_rng(0)
+    X, y = rng.random((256 * 8, s[0]), dtype=np.float32), rng.integers(0, s[-1], 256 * 8)
+    plain, split = [(g.program, {g.x: X, g.y: y}) for g in graphs]
+    only, ranges, _, _ = dist._SharedMemoryStep._update_owners(split[0], 128, 2)
+    G = split[0].gradient_buffer(128).size - 4
+    a, b = np.ones(G, np.float32), np.ones(G, np.float32)
+    lo, hi = ranges[1]
+    loss = np.zeros(1)
+    runs = {"step at 256 rows": lambda k: plain[0].run_steps(plain[1], 256, first_step=k, n_steps=1, losses=loss),
+            "forward+backward at 128 rows": lambda k: split[0].run_steps(split[1], 128, first_step=k, n_steps=1,
+                                                                        losses=loss, part="gradients"),
+            "Adam, whole region": lambda k: split[0].run_steps(split[1], 128, first_step=k, n_steps=1, part="updates"),
+            "Adam, rank 0's half": lambda k: split[0].run_steps(split[1], 128, first_step=k, n_steps=1,
+                                                                part="updates", only=only[0]),
+            "Adam, rank 1's half": lambda k: split[0].run_steps(split[1], 128, first_step=k, n_steps=1,
+                                                                part="updates", only=only[1]),
+            "slice sum (half region)": lambda k: (np.add(a[lo:hi], b[lo:hi], out=a[lo:hi]),
+                                                  np.multiply(a[lo:hi], 0.5, out=a[lo:hi]))}
+    best = {name: float("inf") for name in runs}
+    for it in range(iterations):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run(it % 8)
+            best[name] = min(best[name], time.perf_counter() - t)
+    two = (best["forward+backward at 128 rows"] + best["slice sum (half region)"]
+           + max(best["Adam, rank 0's half"], best["Adam, rank 1's half"]) + 30e-6)
+    return {"seconds": best, "projected_two_rank_step_s": two,
+            "projected_efficiency": best["step at 256 rows"] / (2 * two)}
+
+
 def ring_model(gradient_bytes: int, seconds_per_sample: float, batch: int) -> list[dict]:
     """Ring allreduce over N hosts: each host sends and receives 2 (N-1)/N of the gradient bytes in
     2 (N-1) messages, so t = 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * latency. The compute of a
@@ -135,7 +180,17 @@ def main():
     parser.add_argument("--host-samples-per-s", type=float, default=None,
                         help="the cost model's compute speed of one host on case c256 (default: this machine's "
                              "best measured)")
+    parser.add_argument("--pieces", type=int, default=0, metavar="N",
+                        help="only time the 2-rank step's pieces in one process, N round-robin iterations")
     args = parser.parse_args()
+    if args.pieces:
+        print(f"load average {os.getloadavg()[0]:.1f}; case c, 1 thread, minimum of {args.pieces} round-robin runs:")
+        r = pieces(args.pieces)
+        for name, t in r["seconds"].items():
+            print(f"  {name:<30} {t * 1e3:7.2f} ms")
+        print(f"projected 2-rank step {r['projected_two_rank_step_s'] * 1e3:.2f} ms, efficiency "
+              f"{r['projected_efficiency']:.2f} (the 1-process step / twice the projected 2-rank step)")
+        return
     if args.worker:
         try:
             result = worker(args.worker, args.distributed, args.repeats)
