@@ -98,6 +98,11 @@ class Context:
         self.node = self.cross = None
         if shared_memory and self.size > 1:
             node = self.collective("splitting the job by host", self.comm.Split_type, MPI.COMM_TYPE_SHARED, self.rank)
+            group = int(os.environ.get("GRAPHGRAD_DIST_HOST_RANKS", 0))   # tests: simulate hosts of this many ranks
+            if group > 0:
+                whole = node
+                node = self.collective("splitting the job by host", whole.Split, whole.Get_rank() // group, self.rank)
+                whole.Free()
             sizes = self.collective("splitting the job by host", self.comm.allgather, node.Get_size())
             # one node communicator per host, all of one size (else the flat allreduce serves)
             if node.Get_size() > 1 and len(set(sizes)) == 1:

@@ -115,7 +115,8 @@ elif CASE == "uneven":
     model, opt = small_mlp(), gg.optim.SGD(lr=0.1, momentum=0.5)
     h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=2, distributed=True)
     gg.save(os.path.join(OUT, f"saved_by_rank{RANK}.npz"), model, opt)     # only rank 0's call writes
-    save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]))
+    save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]), path=np.array(h.distributed["path"]),
+              hosts=np.array(0 if ctx.cross is None else ctx.cross.Get_size()))
 
 elif CASE == "mismatch":
     # rank 1 builds a wider hidden layer: both ranks must raise DistributedError

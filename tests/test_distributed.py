@@ -43,12 +43,13 @@ def _launcher() -> tuple[str, bool]:
     return path, "Open MPI" in version or "OpenRTE" in version
 
 
-def mpirun(case: str, out, ranks: int = 2, tcp: bool = False, script: list[str] | None = None) -> subprocess.CompletedProcess:
+def mpirun(case: str, out, ranks: int = 2, tcp: bool = False, script: list[str] | None = None,
+           env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run the worker's `case` (or `script`: a file and its arguments) on `ranks` ranks; returns the
     finished process (stdout and stderr as text)."""
     path, open_mpi = _launcher()
     cmd = [path, "-n", str(ranks)]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {}))
     env.pop("GRAPHGRAD_NUM_THREADS", None)      # each rank picks cores / ranks on its host
     if open_mpi:
         cmd.append("--oversubscribe")           # MPICH's hydra oversubscribes without being asked
@@ -343,6 +344,27 @@ def test_uneven_split_gives_the_exact_mean_gradient(tmp_path, tcp):
     # rank 0 alone logs (verbose=2: one line per epoch) and writes checkpoints
     assert [l.split(" - ")[0] for l in job.stderr.splitlines() if l.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert sorted(f for f in os.listdir(str(tmp_path)) if f.startswith("saved_by")) == ["saved_by_rank0.npz"]
+
+
+def test_hierarchical_path_over_two_simulated_hosts_of_two_ranks(tmp_path):
+    """4 ranks as 2 hosts x 2 (GRAPHGRAD_DIST_HOST_RANKS=2): each host sums through its shared
+    window, then each rank allreduces its range with its peer on the other host. Global batch 7
+    is 2+2+2+1 rows; the last batch's 1 row is rank 0's alone."""
+    job = mpirun("uneven", tmp_path, ranks=4, env_extra={"GRAPHGRAD_DIST_HOST_RANKS": "2"})
+    assert job.returncode == 0, job.stdout + job.stderr
+    ranks = ranks_of(tmp_path, 4)
+    assert all(str(r["path"]) == "shared memory" and int(r["hosts"]) == 2 for r in ranks)
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
+    model = gg.nn.Sequential(gg.nn.Dense(12, 16, activation="tanh", seed=0, dtype="float64"),
+                             gg.nn.Dense(16, 3, seed=1, dtype="float64"))
+    opt = gg.optim.SGD(lr=0.1, momentum=0.5)
+    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0)
+    for key, value in state_of(model, opt).items():
+        for r in ranks[1:]:
+            np.testing.assert_array_equal(ranks[0][key], r[key], err_msg=key)
+        np.testing.assert_allclose(ranks[0][key], value, rtol=1e-12, atol=1e-14, err_msg=key)
+    np.testing.assert_allclose(ranks[0]["loss"], h.history["loss"], rtol=1e-12)
 
 
 def test_different_models_raise_the_typed_error_on_every_rank(tmp_path):
