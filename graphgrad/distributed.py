@@ -11,10 +11,17 @@ trains the same model on N ranks, each on its share of every global batch:
   (its rows) / B, so the summed gradient is exactly the mean gradient of the global batch, ragged
   last batch included;
 - a step is the compiled step in two halves (gg.compile(..., split_gradients=True)): C runs the
-  forward and backward pass into one contiguous gradient region; Python scales the region by the
-  rank's weight and hands it to ONE in-place MPI Allreduce (MPI_IN_PLACE, the buffer interface, no
-  pickling), which also carries the step's weighted loss, correct count and a failure flag; then C
-  runs the optimizer update. No Python runs per op;
+  forward and backward pass into one contiguous gradient region; the regions are summed, weighted
+  by the ranks' rows, with the step's weighted loss, correct count and a failure flag in their
+  tails; then C runs the optimizer update. No Python runs per op. Ranks that share a host sum
+  through an MPI-3 shared-memory window holding their regions and the host's one copy of the
+  parameters, each rank summing and updating its own slice (_SharedMemoryStep: a hierarchical
+  allreduce with the optimizer update shared out, ZeRO stage 1); otherwise (one rank per host,
+  GRAPHGRAD_DIST_SHM=0, or an update that reads every gradient) each rank scales its region and
+  hands it to ONE in-place MPI Allreduce (MPI_IN_PLACE, the buffer interface, no pickling) and
+  runs the whole update;
+- BatchNorm normalises by each rank's rows; its running statistics are averaged over the ranks at
+  the end of every epoch;
 - losses and metrics are the global ones (reduced); the progress bar and logs appear on rank 0
   only; gg.save writes on rank 0 only; validation data are evaluated in shards and reduced;
 - faults end the job in bounded time: an exception on one rank calls MPI_Abort, and a watchdog
