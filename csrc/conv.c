@@ -46,10 +46,52 @@ static inline void conv_valid_range(int64_t out_size, int64_t stride, int64_t pa
     if (*hi < *lo) *hi = *lo;
 }
 
+/* AVX-512, float32: a row segment of up to 16 reals is one masked load and one masked store. Lanes
+ * outside the valid range are masked off the load (read as 0, never touched: no read leaves the
+ * plane), so a padded row needs no separate zero fill. */
+#if defined(__AVX512F__) && defined(GG_REAL_F32)
+#include <immintrin.h>
+#define CONV_VEC 16
+/* lanes [lo, hi) of a 16-lane mask (clipped to 0..16) */
+static inline __mmask16 conv_lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 16 ? 16 : hi;
+    if (hi <= lo) return 0;
+    return (__mmask16)((((uint32_t)1 << hi) - 1u) & ~(((uint32_t)1 << lo) - 1u));
+}
+#else
+#define CONV_VEC 0
+#endif
+
 /* col is (c·kh·kw, oh·ow), the patches of one image x (c, h, w). Rows are short (ow reals), so the
- * copies are plain loops the compiler vectorises, not memcpy calls. */
+ * copies are plain loops the compiler vectorises (or masked 16-lane moves), not memcpy calls. */
 void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_shape *s) {
     const int64_t P = s->oh * s->ow, oh = s->oh, ow = s->ow, w = s->w, sw = s->sw;
+#if CONV_VEC
+    if (sw == 1) {
+        for (int64_t ch = 0; ch < s->c; ch++)
+            for (int64_t ki = 0; ki < s->kh; ki++)
+                for (int64_t kj = 0; kj < s->kw; kj++) {
+                    real *restrict row = col + ((ch * s->kh + ki) * s->kw + kj) * P;
+                    const real *src = x + ch * s->h * w + (ki * s->dh - s->ph) * w - s->pw + kj * s->dw;
+                    int64_t lo, hi, ylo, yhi;   /* the valid output columns, and rows */
+                    conv_valid_range(ow, 1, s->pw, kj * s->dw, w, &lo, &hi);
+                    conv_valid_range(oh, s->sh, s->ph, ki * s->dh, s->h, &ylo, &yhi);
+                    const int64_t step = s->sh * w;
+                    for (int64_t ox = 0; ox < ow; ox += CONV_VEC) {
+                        const __mmask16 keep = conv_lanes(0, ow - ox), read = conv_lanes(lo - ox, hi - ox);
+                        const __m512 zero = _mm512_setzero_ps();
+                        real *r = row + ox;
+                        int64_t oy = 0;
+                        for (; oy < ylo; oy++) _mm512_mask_storeu_ps(r + oy * ow, keep, zero);
+                        for (; oy < yhi; oy++)
+                            _mm512_mask_storeu_ps(r + oy * ow, keep, _mm512_maskz_loadu_ps(read, src + oy * step + ox));
+                        for (; oy < oh; oy++) _mm512_mask_storeu_ps(r + oy * ow, keep, zero);
+                    }
+                }
+        return;
+    }
+#endif
     for (int64_t ch = 0; ch < s->c; ch++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
@@ -79,6 +121,35 @@ void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_
 /* dx is one image (c, h, w) = the sum of col's (c·kh·kw, oh·ow) entries at the positions im2col read */
 void KERNEL(col2im)(real *dx, const real *col, const gg_conv2d_shape *s) {
     int64_t P = s->oh * s->ow;
+#if CONV_VEC
+    if (s->sh == 1 && s->sw == 1) {
+        /* Each 16-wide segment of a dx row is summed in registers over the (ki, kj) taps that reach it,
+         * in the same order as the loop below adds them (so the same bits), and stored once: adding
+         * into dx row by row would reload what a masked store just wrote (a store-forwarding stall). */
+        const int64_t oh = s->oh, ow = s->ow, w = s->w;
+        for (int64_t ch = 0; ch < s->c; ch++) {
+            const real *rows = col + ch * s->kh * s->kw * P;
+            real *plane = dx + ch * s->h * w;
+            for (int64_t iy = 0; iy < s->h; iy++)
+                for (int64_t ix = 0; ix < w; ix += CONV_VEC) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int64_t ki = 0; ki < s->kh; ki++) {
+                        int64_t oy = iy + s->ph - ki * s->dh;
+                        if (oy < 0 || oy >= oh) continue;
+                        for (int64_t kj = 0; kj < s->kw; kj++) {
+                            /* dx column ix + lane comes from output column ox = ix + lane + pw - kj·dw */
+                            int64_t ox = ix + s->pw - kj * s->dw;
+                            __mmask16 read = conv_lanes(-ox, ow - ox) & conv_lanes(0, w - ix);
+                            const real *src = rows + (ki * s->kw + kj) * P + oy * ow + ox;
+                            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(read, src));
+                        }
+                    }
+                    _mm512_mask_storeu_ps(plane + iy * w + ix, conv_lanes(0, w - ix), acc);
+                }
+        }
+        return;
+    }
+#endif
     memset(dx, 0, (size_t)(s->c * s->h * s->w) * sizeof(real));
     for (int64_t ch = 0; ch < s->c; ch++)
         for (int64_t ki = 0; ki < s->kh; ki++)
@@ -692,3 +763,4 @@ void KERNEL(batch_norm_param_grad)(real *dparams, const real *x, const real *sta
 #undef POOL_VEC
 #undef POOL_IS_MAX
 #undef CONV_MIN
+#undef CONV_VEC
