@@ -215,6 +215,133 @@ static void conv_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, int64_
     }
 }
 
+/* ---- one input channel, 3×3 (a first layer on grey images): direct kernels ----
+ * With K = 9 the GEMM's k loop is 9 steps per C tile, so loading and storing the tile and the
+ * column buffer cost more than the arithmetic (conv1 of mnist_convnet ran at ~35 GFLOP/s). These
+ * compute a whole output row (ow ≤ 32: one or two 16-lane vectors) in registers: the 3×3
+ * neighbourhood of the row is loaded once (9 vectors per half) and reused by every output channel.
+ * Stride 1, dilation 1; the forward takes any padding (the image is copied into a zero-padded
+ * plane first), the weight gradient none. AVX-512 float32 only; other cases take the GEMM path. */
+#if CONV_VEC
+static inline int conv_direct_ok(const gg_conv2d_shape *s) {
+    return s->c == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+           s->ow <= 2 * CONV_VEC && s->ow >= 1 && s->oh >= 1;
+}
+
+/* xv[t][h]: the 9 taps t = ki·3 + kj of output row oy, half h (lanes ox = 16·h + lane), from a plane
+ * with row stride ld; lanes at or past ow read as 0 */
+#define CONV_LOAD_TAPS(xv, plane, ld, oy, halves, mk)                                                  \
+    for (int t_ = 0; t_ < 9; t_++)                                                                   \
+        for (int h_ = 0; h_ < (halves); h_++)                                                        \
+            (xv)[t_][h_] = _mm512_maskz_loadu_ps((mk)[h_], (plane) + ((oy) + t_ / 3) * (ld) + t_ % 3 + 16 * h_)
+
+/* out rows oy of channels [o0, o0 + OB) of one image: OB·halves accumulators, each summing the 9
+ * taps in k order from 0 (as the GEMM's k loop does), then the bias and the ReLU */
+static inline __attribute__((always_inline)) void conv_direct_fwd_block(
+    float *out, const float *w, const float *bias, int32_t act, int64_t P, int64_t row, int64_t o0, const int OB,
+    const int halves, __m512 xv[9][2], const __mmask16 mk[2]) {
+    __m512 acc[4][2];
+    for (int j = 0; j < OB; j++)
+        for (int h = 0; h < halves; h++) acc[j][h] = _mm512_setzero_ps();
+    for (int t = 0; t < 9; t++)
+        for (int j = 0; j < OB; j++) {
+            __m512 wv = _mm512_set1_ps(w[(o0 + j) * 9 + t]);
+            for (int h = 0; h < halves; h++) acc[j][h] = _mm512_fmadd_ps(xv[t][h], wv, acc[j][h]);
+        }
+    for (int j = 0; j < OB; j++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[o0 + j] : 0.0f);
+        for (int h = 0; h < halves; h++) {
+            __m512 v = _mm512_add_ps(acc[j][h], b);
+            if (act == GG_ACT_RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);   /* NaN kept (second operand) */
+            _mm512_mask_storeu_ps(out + (o0 + j) * P + row + 16 * h, mk[h], v);
+        }
+    }
+}
+
+/* out (o, oh, ow) of one image from plane (oh + 2, ow + 2 or more; row stride ld) */
+static inline __attribute__((always_inline)) void conv_direct_fwd_image(float *out, const float *plane, int64_t ld,
+                                                                       const float *w, const float *bias, int32_t act,
+                                                                       const gg_conv2d_shape *s, const int halves) {
+    const int64_t P = s->oh * s->ow;
+    const __mmask16 mk[2] = {conv_lanes(0, s->ow), conv_lanes(0, s->ow - 16)};
+    __m512 xv[9][2];
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+        CONV_LOAD_TAPS(xv, plane, ld, oy, halves, mk);
+        int64_t o = 0;
+        for (; o + 4 <= s->o; o += 4) conv_direct_fwd_block(out, w, bias, act, P, oy * s->ow, o, 4, halves, xv, mk);
+        for (; o < s->o; o++) conv_direct_fwd_block(out, w, bias, act, P, oy * s->ow, o, 1, halves, xv, mk);
+    }
+}
+
+/* x is (n, 1, h, w), w is (o, 1, 3, 3), out is (n, o, oh, ow); pad is one zero-padded plane per thread
+ * ((h + 2·ph)·(w + 2·pw) ≤ 9·oh·ow reals: it fits the column block) */
+static void conv_direct_fwd(float *out, const float *x, const float *w, const float *bias, const gg_conv2d_shape *s,
+                            int32_t act, float *pad, int nt) {
+    const int64_t in_img = s->h * s->w, P = s->oh * s->ow, K = 9 * P;
+    const int64_t ph = s->ph, pw = s->pw, hp = s->h + 2 * ph, wp = s->w + 2 * pw;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < s->n; i++) {
+        const float *plane = x + i * in_img;
+        int64_t ld = s->w;
+        if (ph || pw) {
+            float *mine = pad + (int64_t)omp_get_thread_num() * K;
+            memset(mine, 0, (size_t)(hp * wp) * sizeof(float));
+            for (int64_t y = 0; y < s->h; y++) memcpy(mine + (y + ph) * wp + pw, plane + y * s->w, (size_t)s->w * sizeof(float));
+            plane = mine;
+            ld = wp;
+        }
+        if (s->ow > 16) conv_direct_fwd_image(out + i * s->o * P, plane, ld, w, bias, act, s, 2);
+        else conv_direct_fwd_image(out + i * s->o * P, plane, ld, w, bias, act, s, 1);
+    }
+}
+
+/* dw rows [o0, o0 + OB) (each 9 taps) = sum over images and output rows of dy row · the tap's x row:
+ * OB·9 accumulators of 16 lanes, reduced at the end */
+static inline __attribute__((always_inline)) void conv_direct_dw_block(float *dw, const float *x, const float *dy,
+                                                                      const gg_conv2d_shape *s, int64_t o0, const int OB,
+                                                                      const int halves) {
+    const int64_t in_img = s->h * s->w, P = s->oh * s->ow;
+    const __mmask16 mk[2] = {conv_lanes(0, s->ow), conv_lanes(0, s->ow - 16)};
+    __m512 acc[2][9];
+    for (int j = 0; j < OB; j++)
+        for (int t = 0; t < 9; t++) acc[j][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < s->n; i++) {
+        const float *plane = x + i * in_img, *g = dy + (i * s->o + o0) * P;
+        for (int64_t oy = 0; oy < s->oh; oy++)
+            for (int h = 0; h < halves; h++) {
+                __m512 gv[2];
+                for (int j = 0; j < OB; j++) gv[j] = _mm512_maskz_loadu_ps(mk[h], g + j * P + oy * s->ow + 16 * h);
+                for (int t = 0; t < 9; t++) {
+                    __m512 xv = _mm512_maskz_loadu_ps(mk[h], plane + (oy + t / 3) * s->w + t % 3 + 16 * h);
+                    for (int j = 0; j < OB; j++) acc[j][t] = _mm512_fmadd_ps(gv[j], xv, acc[j][t]);
+                }
+            }
+    }
+    for (int j = 0; j < OB; j++)
+        for (int t = 0; t < 9; t++) dw[(o0 + j) * 9 + t] = _mm512_reduce_add_ps(acc[j][t]);
+}
+
+/* x is (n, 1, h, w), dy is (n, o, oh, ow), dw is (o, 1, 3, 3); no padding. The threads share out the
+ * output channels (pairs), so each dw entry is one thread's sum in a fixed order: the result does not
+ * depend on the thread count. */
+static void conv_direct_dw(float *dw, const float *x, const float *dy, const gg_conv2d_shape *s, int nt) {
+    const int64_t pairs = (s->o + 1) / 2;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t q = 0; q < pairs; q++) {
+        int64_t o0 = 2 * q;
+        int two = o0 + 1 < s->o;
+        if (s->ow > 16) {
+            if (two) conv_direct_dw_block(dw, x, dy, s, o0, 2, 2);
+            else conv_direct_dw_block(dw, x, dy, s, o0, 1, 2);
+        } else {
+            if (two) conv_direct_dw_block(dw, x, dy, s, o0, 2, 1);
+            else conv_direct_dw_block(dw, x, dy, s, o0, 1, 1);
+        }
+    }
+}
+#undef CONV_LOAD_TAPS
+#endif
+
 /* ---- convolution ---- */
 
 int64_t KERNEL(conv2d_scratch_elems)(const gg_conv2d_shape *s, int32_t kind, int32_t threads) {
@@ -244,6 +371,12 @@ void KERNEL(conv2d)(real *out, const real *x, const real *w, const real *bias, c
     conv_epilogue_ctx ctx = {bias, act, P};
     gg_epilogue ep = {NULL, GG_ACT_NONE, conv_bias_act, &ctx};
     const gg_epilogue *epp = bias || act ? &ep : NULL;
+#if CONV_VEC
+    if (conv_direct_ok(s)) {
+        conv_direct_fwd(out, x, w, bias, s, act, scratch, conv_threads(s, col_elems, scratch_elems, 0, 0));
+        return;
+    }
+#endif
     if (nt == 1) {
         for (int64_t i = 0; i < s->n; i++) {
             const real *col = x + i * in_img;
@@ -331,6 +464,14 @@ void KERNEL(conv2d_weight_grad)(real *dw, const real *x, const real *dy, const g
         memset(dw, 0, (size_t)(s->o * K) * sizeof(real));
         return;
     }
+#if CONV_VEC
+    if (conv_direct_ok(s) && s->ph == 0 && s->pw == 0) {
+        int threads = gg_threads() < (s->o + 1) / 2 ? gg_threads() : (int)((s->o + 1) / 2);
+        if ((double)s->n * s->o * K * P < (double)GG_PARALLEL_MIN * 8) threads = 1;
+        conv_direct_dw(dw, x, dy, s, threads);
+        return;
+    }
+#endif
     if (nt == 1) {
         conv_dw_share(scratch + col_elems, x, dy, s, 0, 1, scratch, work, work_bytes);
     } else {
