@@ -372,6 +372,9 @@ static void conv_direct_dw(float *dw, const float *x, const float *dy, const gg_
  * the columns and never copied out of the GEMM's output. */
 static inline int64_t conv_padded_cols(const gg_conv2d_shape *s) {
     const int64_t P = s->oh * s->ow, line = 64 / (int64_t)sizeof(real), padded = (P + line - 1) / line * line;
+#if CONV_VEC
+    if (conv_direct_ok(s)) return P;   /* no GEMM */
+#endif
     return !conv_is_pointwise(s) && (padded - P) * 8 <= P ? padded : P;
 }
 
