@@ -4,7 +4,7 @@ the whole step, optax's optimizer) and TensorFlow (tf.function over a GradientTa
 model, a Keras optimizer), each case and implementation in its own process, with 1 and 2 threads.
 A peer that is not importable is skipped, and the table says so.
 
-  a) Nielsen's 784-30-10 sigmoid network, quadratic cost (MSE), SGD lr 3.0, batch 10
+  a) Nielsen's 784-30-10 sigmoid network (sigmoid outputs too), quadratic cost (MSE), SGD lr 3.0, batch 10
   b) 784-128-10 ReLU, softmax cross-entropy, Adam 1e-3, batch 64
   c) 784-1024-1024-10 ReLU, softmax cross-entropy, Adam 1e-3, batch 256 and 1024
 
@@ -33,7 +33,8 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import _common  # noqa: E402
 
 CASES = {
-    "a": dict(sizes=[784, 30, 10], act="sigmoid", loss="mse", opt="sgd", lr=3.0, batch=10),
+    # Nielsen's network has sigmoid outputs too (without them, SGD at lr 3.0 diverges and times inf/NaN)
+    "a": dict(sizes=[784, 30, 10], act="sigmoid", loss="mse", opt="sgd", lr=3.0, batch=10, out_act=True),
     "b": dict(sizes=[784, 128, 10], act="relu", loss="ce", opt="adam", lr=1e-3, batch=64),
     "c256": dict(sizes=[784, 1024, 1024, 10], act="relu", loss="ce", opt="adam", lr=1e-3, batch=256),
     "c1024": dict(sizes=[784, 1024, 1024, 10], act="relu", loss="ce", opt="adam", lr=1e-3, batch=1024),
@@ -46,6 +47,12 @@ PEER_MODULES = {"torch": ("torch",), "torch_fused": ("torch",), "jax": ("jax", "
                 "tensorflow": ("tensorflow",)}
 PEER_INSTALL = {"torch": "torch", "torch_fused": "torch", "jax": "jax jaxlib optax", "tensorflow": "tensorflow-cpu"}
 CHECK_STEPS = 5
+
+
+def _activated(case, i: int) -> bool:
+    """Whether layer i (of len(sizes) - 1) is followed by the case's activation: all hidden layers, and
+    the output layer when the case says so (out_act)."""
+    return i < len(case["sizes"]) - 2 or case.get("out_act", False)
 
 
 def _data(case, n=None):
@@ -76,7 +83,7 @@ def graphgrad_step(case):
     layers = _weights(case)
     for i, (w, b) in enumerate(layers):
         h = h @ gg.variable(w, name=f"W{i}") + gg.variable(b, name=f"b{i}")
-        if i < len(layers) - 1:
+        if _activated(case, i):
             h = getattr(gg, case["act"])(h)
     if case["loss"] == "mse":
         loss = gg.mse(h, y)
@@ -93,7 +100,7 @@ def graphgrad_epoch(case):
     import graphgrad as gg
     n = case["batch"] * 500
     X, Y, _ = _data(case, n)
-    layers = [gg.nn.Dense(a, b, activation=case["act"] if i < len(case["sizes"]) - 2 else None)
+    layers = [gg.nn.Dense(a, b, activation=case["act"] if _activated(case, i) else None)
               for i, (a, b) in enumerate(zip(case["sizes"], case["sizes"][1:]))]
     model = gg.nn.Sequential(*layers)
     opt = gg.optim.SGD(lr=case["lr"])
@@ -121,7 +128,7 @@ def numpy_step(case):
         for i in range(n_layers):
             z = h @ params[2 * i] + params[2 * i + 1]
             pre.append(z)
-            if i < n_layers - 1:
+            if _activated(case, i):
                 h = sigmoid(z) if case["act"] == "sigmoid" else np.maximum(z, 0)
             else:
                 h = z
@@ -136,6 +143,8 @@ def numpy_step(case):
             loss = np.mean(np.log(s[:, 0]) - z[np.arange(len(X)), labels])
             p /= s
             d = (p - Y) / len(X)
+        if _activated(case, n_layers - 1):   # the output activation's own derivative
+            d = d * h * (1 - h) if case["act"] == "sigmoid" else d * (pre[-1] > 0)
         grads = [None] * len(params)
         for i in reversed(range(n_layers)):
             grads[2 * i] = acts[i].T @ d
@@ -170,7 +179,7 @@ def torch_step(case, fused=False):
             lin.weight.copy_(torch.from_numpy(w.T))
             lin.bias.copy_(torch.from_numpy(b))
         layers.append(lin)
-        if i < len(case["sizes"]) - 2:
+        if _activated(case, i):
             layers.append(torch.nn.Sigmoid() if case["act"] == "sigmoid" else torch.nn.ReLU())
     model = torch.nn.Sequential(*layers)
     xt, yt, lt = torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(labels)
@@ -207,7 +216,7 @@ def jax_step(case):
         h = x
         for i, (w, b) in enumerate(params):
             h = h @ w + b
-            if i < len(params) - 1:
+            if _activated(case, i):
                 h = act(h)
         if case["loss"] == "mse":
             return jnp.mean((h - y) ** 2)
@@ -237,7 +246,7 @@ def tensorflow_step(case):
     X, Y, labels = _data(case)
     weights = _weights(case)
     model = keras.Sequential([keras.Input((case["sizes"][0],))] + [
-        keras.layers.Dense(w.shape[1], activation=(case["act"] if i < len(weights) - 1 else None))
+        keras.layers.Dense(w.shape[1], activation=(case["act"] if _activated(case, i) else None))
         for i, (w, _) in enumerate(weights)])
     model.set_weights([a for wb in weights for a in wb])   # Dense kernels are (in, out), as ours
     if case["loss"] == "mse":
