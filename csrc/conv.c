@@ -46,14 +46,60 @@ static inline void conv_valid_range(int64_t out_size, int64_t stride, int64_t pa
     if (*hi < *lo) *hi = *lo;
 }
 
-/* col is (c·kh·kw, oh·ow), the patches of one image x (c, h, w). Rows are short (ow reals), so the
- * copies are plain loops the compiler vectorises, not memcpy calls. */
-void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_shape *s) {
+/* AVX-512, float32: a row segment of up to 16 reals is one masked load and one masked store. Lanes
+ * outside the valid range are masked off the load (read as 0, never touched: no read leaves the
+ * plane), so a padded row needs no separate zero fill. */
+#if defined(__AVX512F__) && defined(GG_REAL_F32)
+#include <immintrin.h>
+#define CONV_VEC 16
+/* lanes [lo, hi) of a 16-lane mask (clipped to 0..16) */
+static inline __mmask16 conv_lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 16 ? 16 : hi;
+    if (hi <= lo) return 0;
+    return (__mmask16)((((uint32_t)1 << hi) - 1u) & ~(((uint32_t)1 << lo) - 1u));
+}
+#else
+#define CONV_VEC 0
+#endif
+
+/* col is (c·kh·kw, oh·ow) with row stride ld >= oh·ow, the patches of one image x (c, h, w); the
+ * columns past oh·ow are set to 0. Rows are short (ow reals), so the copies are plain loops the
+ * compiler vectorises (or masked 16-lane moves), not memcpy calls. */
+static void conv_im2col(real *restrict col, const real *restrict x, const gg_conv2d_shape *s, int64_t ld) {
     const int64_t P = s->oh * s->ow, oh = s->oh, ow = s->ow, w = s->w, sw = s->sw;
+    if (ld > P)
+        for (int64_t r = 0; r < s->c * s->kh * s->kw; r++)
+            for (int64_t j = P; j < ld; j++) col[r * ld + j] = 0;
+#if CONV_VEC
+    if (sw == 1) {
+        for (int64_t ch = 0; ch < s->c; ch++)
+            for (int64_t ki = 0; ki < s->kh; ki++)
+                for (int64_t kj = 0; kj < s->kw; kj++) {
+                    real *restrict row = col + ((ch * s->kh + ki) * s->kw + kj) * ld;
+                    const real *src = x + ch * s->h * w + (ki * s->dh - s->ph) * w - s->pw + kj * s->dw;
+                    int64_t lo, hi, ylo, yhi;   /* the valid output columns, and rows */
+                    conv_valid_range(ow, 1, s->pw, kj * s->dw, w, &lo, &hi);
+                    conv_valid_range(oh, s->sh, s->ph, ki * s->dh, s->h, &ylo, &yhi);
+                    const int64_t step = s->sh * w;
+                    for (int64_t ox = 0; ox < ow; ox += CONV_VEC) {
+                        const __mmask16 keep = conv_lanes(0, ow - ox), read = conv_lanes(lo - ox, hi - ox);
+                        const __m512 zero = _mm512_setzero_ps();
+                        real *r = row + ox;
+                        int64_t oy = 0;
+                        for (; oy < ylo; oy++) _mm512_mask_storeu_ps(r + oy * ow, keep, zero);
+                        for (; oy < yhi; oy++)
+                            _mm512_mask_storeu_ps(r + oy * ow, keep, _mm512_maskz_loadu_ps(read, src + oy * step + ox));
+                        for (; oy < oh; oy++) _mm512_mask_storeu_ps(r + oy * ow, keep, zero);
+                    }
+                }
+        return;
+    }
+#endif
     for (int64_t ch = 0; ch < s->c; ch++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
-                real *restrict row = col + ((ch * s->kh + ki) * s->kw + kj) * P;
+                real *restrict row = col + ((ch * s->kh + ki) * s->kw + kj) * ld;
                 const real *plane = x + ch * s->h * w;
                 int64_t lo, hi;
                 conv_valid_range(ow, sw, s->pw, kj * s->dw, w, &lo, &hi);
@@ -76,9 +122,50 @@ void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_
             }
 }
 
-/* dx is one image (c, h, w) = the sum of col's (c·kh·kw, oh·ow) entries at the positions im2col read */
-void KERNEL(col2im)(real *dx, const real *col, const gg_conv2d_shape *s) {
-    int64_t P = s->oh * s->ow;
+/* col is (c·kh·kw, oh·ow), the patches of one image x (c, h, w) */
+void KERNEL(im2col)(real *restrict col, const real *restrict x, const gg_conv2d_shape *s) {
+    conv_im2col(col, x, s, s->oh * s->ow);
+}
+
+/* dx is one image (c, h, w) = the sum of col's (c·kh·kw, oh·ow) entries (row stride ld) at the positions
+ * im2col read */
+static void conv_col2im(real *dx, const real *col, const gg_conv2d_shape *s, int64_t ld) {
+    const int64_t P = ld;   /* the rows' stride; the columns used are [0, oh·ow) */
+#if CONV_VEC
+    if (s->sh == 1 && s->sw == 1 && s->kw <= 16) {
+        /* Each 16-wide segment of a dx row is summed in registers over the (ki, kj) taps that reach it,
+         * in the same order as the loop below adds them (so the same bits), and stored once: adding
+         * into dx row by row would reload what a masked store just wrote (a store-forwarding stall).
+         * The lanes each kj reads depend only on the segment, so they are worked out once per segment. */
+        const int64_t oh = s->oh, ow = s->ow, w = s->w;
+        for (int64_t ix = 0; ix < w; ix += CONV_VEC) {
+            __mmask16 read[16];
+            int64_t ox[16];
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                /* dx column ix + lane comes from output column ox + lane, ox = ix + pw - kj·dw */
+                ox[kj] = ix + s->pw - kj * s->dw;
+                read[kj] = conv_lanes(-ox[kj], ow - ox[kj]) & conv_lanes(0, w - ix);
+            }
+            const __mmask16 keep = conv_lanes(0, w - ix);
+            for (int64_t ch = 0; ch < s->c; ch++) {
+                const real *rows = col + ch * s->kh * s->kw * P;
+                real *plane = dx + ch * s->h * w;
+                for (int64_t iy = 0; iy < s->h; iy++) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int64_t ki = 0; ki < s->kh; ki++) {
+                        int64_t oy = iy + s->ph - ki * s->dh;
+                        if (oy < 0 || oy >= oh) continue;
+                        const real *src = rows + ki * s->kw * P + oy * ow;
+                        for (int64_t kj = 0; kj < s->kw; kj++)
+                            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(read[kj], src + kj * P + ox[kj]));
+                    }
+                    _mm512_mask_storeu_ps(plane + iy * w + ix, keep, acc);
+                }
+            }
+        }
+        return;
+    }
+#endif
     memset(dx, 0, (size_t)(s->c * s->h * s->w) * sizeof(real));
     for (int64_t ch = 0; ch < s->c; ch++)
         for (int64_t ki = 0; ki < s->kh; ki++)
@@ -99,6 +186,11 @@ void KERNEL(col2im)(real *dx, const real *col, const gg_conv2d_shape *s) {
                     }
                 }
             }
+}
+
+/* dx is one image (c, h, w) = the sum of col's (c·kh·kw, oh·ow) entries at the positions im2col read */
+void KERNEL(col2im)(real *dx, const real *col, const gg_conv2d_shape *s) {
+    conv_col2im(dx, col, s, s->oh * s->ow);
 }
 
 /* ---- how the threads share the scratch and the packing workspace ---- */
@@ -144,86 +236,269 @@ static void conv_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, int64_
     }
 }
 
+/* ---- one input channel, 3×3 (a first layer on grey images): direct kernels ----
+ * With K = 9 the GEMM's k loop is 9 steps per C tile, so loading and storing the tile and the
+ * column buffer cost more than the arithmetic (conv1 of mnist_convnet ran at ~35 GFLOP/s). These
+ * compute a whole output row (ow ≤ 32: one or two 16-lane vectors) in registers: the 3×3
+ * neighbourhood of the row is loaded once (9 vectors per half) and reused by every output channel.
+ * Stride 1, dilation 1; the forward takes any padding (the image is copied into a zero-padded
+ * plane first), the weight gradient none. AVX-512 float32 only; other cases take the GEMM path. */
+#if CONV_VEC
+static inline int conv_direct_ok(const gg_conv2d_shape *s) {
+    return s->c == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+           s->ow <= 2 * CONV_VEC && s->ow >= 1 && s->oh >= 1;
+}
+
+/* xv[t][h]: the 9 taps t = ki·3 + kj of output row oy, half h (lanes ox = 16·h + lane), from a plane
+ * with row stride ld; lanes at or past ow read as 0 */
+#define CONV_LOAD_TAPS(xv, plane, ld, oy, halves, mk)                                                  \
+    for (int t_ = 0; t_ < 9; t_++)                                                                   \
+        for (int h_ = 0; h_ < (halves); h_++)                                                        \
+            (xv)[t_][h_] = _mm512_maskz_loadu_ps((mk)[h_], (plane) + ((oy) + t_ / 3) * (ld) + t_ % 3 + 16 * h_)
+
+/* out rows oy of channels [o0, o0 + OB) of one image: OB·halves accumulators, each summing the 9
+ * taps in k order from 0 (as the GEMM's k loop does), then the bias and the ReLU */
+static inline __attribute__((always_inline)) void conv_direct_fwd_block(
+    float *out, const float *w, const float *bias, int32_t act, int64_t P, int64_t row, int64_t o0, const int OB,
+    const int halves, __m512 xv[9][2], const __mmask16 mk[2]) {
+    __m512 acc[4][2];
+    for (int j = 0; j < OB; j++)
+        for (int h = 0; h < halves; h++) acc[j][h] = _mm512_setzero_ps();
+    for (int t = 0; t < 9; t++)
+        for (int j = 0; j < OB; j++) {
+            __m512 wv = _mm512_set1_ps(w[(o0 + j) * 9 + t]);
+            for (int h = 0; h < halves; h++) acc[j][h] = _mm512_fmadd_ps(xv[t][h], wv, acc[j][h]);
+        }
+    for (int j = 0; j < OB; j++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[o0 + j] : 0.0f);
+        for (int h = 0; h < halves; h++) {
+            __m512 v = _mm512_add_ps(acc[j][h], b);
+            if (act == GG_ACT_RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);   /* NaN kept (second operand) */
+            _mm512_mask_storeu_ps(out + (o0 + j) * P + row + 16 * h, mk[h], v);
+        }
+    }
+}
+
+/* out (o, oh, ow) of one image from plane (oh + 2, ow + 2 or more; row stride ld) */
+static inline __attribute__((always_inline)) void conv_direct_fwd_image(float *out, const float *plane, int64_t ld,
+                                                                       const float *w, const float *bias, int32_t act,
+                                                                       const gg_conv2d_shape *s, const int halves) {
+    const int64_t P = s->oh * s->ow;
+    const __mmask16 mk[2] = {conv_lanes(0, s->ow), conv_lanes(0, s->ow - 16)};
+    __m512 xv[9][2];
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+        CONV_LOAD_TAPS(xv, plane, ld, oy, halves, mk);
+        int64_t o = 0;
+        for (; o + 4 <= s->o; o += 4) conv_direct_fwd_block(out, w, bias, act, P, oy * s->ow, o, 4, halves, xv, mk);
+        for (; o < s->o; o++) conv_direct_fwd_block(out, w, bias, act, P, oy * s->ow, o, 1, halves, xv, mk);
+    }
+}
+
+/* x is (n, 1, h, w), w is (o, 1, 3, 3), out is (n, o, oh, ow); pad is one zero-padded plane per thread
+ * ((h + 2·ph)·(w + 2·pw) ≤ 9·oh·ow reals: it fits the column block) */
+static void conv_direct_fwd(float *out, const float *x, const float *w, const float *bias, const gg_conv2d_shape *s,
+                            int32_t act, float *pad, int nt) {
+    const int64_t in_img = s->h * s->w, P = s->oh * s->ow, K = 9 * P;
+    const int64_t ph = s->ph, pw = s->pw, hp = s->h + 2 * ph, wp = s->w + 2 * pw;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < s->n; i++) {
+        const float *plane = x + i * in_img;
+        int64_t ld = s->w;
+        if (ph || pw) {
+            float *mine = pad + (int64_t)omp_get_thread_num() * K;
+            memset(mine, 0, (size_t)(hp * wp) * sizeof(float));
+            for (int64_t y = 0; y < s->h; y++) memcpy(mine + (y + ph) * wp + pw, plane + y * s->w, (size_t)s->w * sizeof(float));
+            plane = mine;
+            ld = wp;
+        }
+        if (s->ow > 16) conv_direct_fwd_image(out + i * s->o * P, plane, ld, w, bias, act, s, 2);
+        else conv_direct_fwd_image(out + i * s->o * P, plane, ld, w, bias, act, s, 1);
+    }
+}
+
+/* dw rows [o0, o0 + OB) (each 9 taps) = sum over images and output rows of dy row · the tap's x row:
+ * OB·9 accumulators of 16 lanes, reduced at the end */
+static inline __attribute__((always_inline)) void conv_direct_dw_block(float *dw, const float *x, const float *dy,
+                                                                      const gg_conv2d_shape *s, int64_t o0, const int OB,
+                                                                      const int halves) {
+    const int64_t in_img = s->h * s->w, P = s->oh * s->ow;
+    const __mmask16 mk[2] = {conv_lanes(0, s->ow), conv_lanes(0, s->ow - 16)};
+    __m512 acc[2][9];
+    for (int j = 0; j < OB; j++)
+        for (int t = 0; t < 9; t++) acc[j][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < s->n; i++) {
+        const float *plane = x + i * in_img, *g = dy + (i * s->o + o0) * P;
+        for (int64_t oy = 0; oy < s->oh; oy++)
+            for (int h = 0; h < halves; h++) {
+                __m512 gv[2];
+                for (int j = 0; j < OB; j++) gv[j] = _mm512_maskz_loadu_ps(mk[h], g + j * P + oy * s->ow + 16 * h);
+                for (int t = 0; t < 9; t++) {
+                    __m512 xv = _mm512_maskz_loadu_ps(mk[h], plane + (oy + t / 3) * s->w + t % 3 + 16 * h);
+                    for (int j = 0; j < OB; j++) acc[j][t] = _mm512_fmadd_ps(gv[j], xv, acc[j][t]);
+                }
+            }
+    }
+    for (int j = 0; j < OB; j++)
+        for (int t = 0; t < 9; t++) dw[(o0 + j) * 9 + t] = _mm512_reduce_add_ps(acc[j][t]);
+}
+
+/* x is (n, 1, h, w), dy is (n, o, oh, ow), dw is (o, 1, 3, 3); no padding. The threads share out the
+ * output channels (pairs), so each dw entry is one thread's sum in a fixed order: the result does not
+ * depend on the thread count. */
+static void conv_direct_dw(float *dw, const float *x, const float *dy, const gg_conv2d_shape *s, int nt) {
+    const int64_t pairs = (s->o + 1) / 2;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t q = 0; q < pairs; q++) {
+        int64_t o0 = 2 * q;
+        int two = o0 + 1 < s->o;
+        if (s->ow > 16) {
+            if (two) conv_direct_dw_block(dw, x, dy, s, o0, 2, 2);
+            else conv_direct_dw_block(dw, x, dy, s, o0, 1, 2);
+        } else {
+            if (two) conv_direct_dw_block(dw, x, dy, s, o0, 2, 1);
+            else conv_direct_dw_block(dw, x, dy, s, o0, 1, 1);
+        }
+    }
+}
+#undef CONV_LOAD_TAPS
+#endif
+
 /* ---- convolution ---- */
 
+/* The row stride of the forward's column buffer (and of its GEMM's output): oh·ow rounded up to whole
+ * cache lines when that adds at most 1/8 more columns. The GEMM's rows then start on cache lines and its last column tile is whole: C harness, 1 thread, conv2 of
+ * mnist_convnet (o = 64, K = 288, 121 positions): 64×121×288 139 GFLOP/s, 64×128×288 168;
+ * in the forward, alternating builds: 5.12 -> 4.80 ms at batch 128. The padding columns are zeros in
+ * the columns and never copied out of the GEMM's output. */
+static inline int64_t conv_padded_cols(const gg_conv2d_shape *s) {
+    const int64_t P = s->oh * s->ow, line = 64 / (int64_t)sizeof(real), padded = (P + line - 1) / line * line;
+#if CONV_VEC
+    if (conv_direct_ok(s)) return P;   /* no GEMM */
+#endif
+    return !conv_is_pointwise(s) && (padded - P) * 8 <= P ? padded : P;
+}
+
+/* Scratch reals per thread: the forward a column block (K, Pp) and, when Pp > P, its GEMM's (o, Pp)
+ * output; the input gradient a column block (K, P); the weight gradient a column block (K, P) and a
+ * partial dwᵀ (K, o). (Padding the input gradient's columns too, through a padded copy of dy, measured
+ * no faster: 5.53 -> 5.58 ms for conv2 at batch 128.) */
+static inline int64_t conv_scratch_per_thread(const gg_conv2d_shape *s, int32_t kind) {
+    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, Pp = conv_padded_cols(s);
+    if (conv_is_pointwise(s)) return kind == 2 ? s->o * K : 0;
+    if (kind == 0) return K * Pp + (Pp > P ? s->o * Pp : 0);
+    return K * P + (kind == 2 ? s->o * K : 0);
+}
+
 int64_t KERNEL(conv2d_scratch_elems)(const gg_conv2d_shape *s, int32_t kind, int32_t threads) {
-    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow;
-    int64_t col = conv_is_pointwise(s) ? 0 : K * P;
     if (threads < 1) threads = 1;
-    if (kind == 2) return threads * (col + s->o * K);   /* weight gradient: columns + a partial dw */
-    return threads * col;
+    return threads * conv_scratch_per_thread(s, kind);
 }
 
 int64_t KERNEL(conv2d_workspace_bytes)(const gg_conv2d_shape *s, int32_t kind, int32_t threads) {
-    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow;
+    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, Pp = conv_padded_cols(s);
     if (threads < 1) threads = 1;
-    if (kind == 0) return threads * KERNEL(gemm_workspace_bytes)(s->o, P, K, 1);
+    if (kind == 0) return threads * KERNEL(gemm_workspace_bytes)(s->o, Pp, K, 1);
     if (kind == 1) return threads * KERNEL(gemm_workspace_bytes)(K, P, s->o, 1);
     return threads * KERNEL(gemm_workspace_bytes)(K, s->o, P, 1);   /* the weight gradient's dwᵀ products */
+}
+
+/* The epilogue hook of the forward GEMM when it writes a padded (o, Pp) block: copies the finished
+ * block c (row stride Pp) into out[i] (o, P), its bias and activation applied on the way. */
+typedef struct {
+    real *out;
+    const real *bias;
+    int32_t act;
+    int64_t P, Pp;
+} conv_copy_ctx;
+
+static void conv_copy_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+    const conv_copy_ctx *e = (const conv_copy_ctx *)ctx;
+    if (col0 + cols > e->P) cols = e->P - col0;
+    for (int64_t i = 0; i < rows; i++) {
+        const real *ci = (const real *)c + i * e->Pp;
+        real *oi = e->out + (row0 + i) * e->P + col0;
+        real b = e->bias ? e->bias[row0 + i] : (real)0;
+        if (e->act == GG_ACT_RELU) {
+            for (int64_t j = 0; j < cols; j++) {
+                real v = ci[j] + b;
+                oi[j] = v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
+            }
+        } else {
+            for (int64_t j = 0; j < cols; j++) oi[j] = ci[j] + b;
+        }
+    }
+}
+
+/* out[i] (o, P) of image x[i] (c, h, w): mine is this thread's scratch, wk/ws its packing space */
+static void conv_fwd_image(real *out, const real *x, const real *w, const real *bias, const gg_conv2d_shape *s,
+                           int32_t act, real *mine, void *wk, int64_t ws) {
+    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, Pp = conv_padded_cols(s);
+    const real *col = x;
+    if (!conv_is_pointwise(s)) {
+        conv_im2col(mine, x, s, Pp);
+        col = mine;
+    }
+    if (Pp > P) {
+        conv_copy_ctx ctx = {out, bias, act, P, Pp};
+        gg_epilogue ep = {NULL, GG_ACT_NONE, conv_copy_bias_act, &ctx};
+        KERNEL(gemm)(mine + K * Pp, w, col, s->o, Pp, K, 0, 0, 1.0, 0.0, &ep, wk, ws);
+    } else {
+        conv_epilogue_ctx ctx = {bias, act, P};
+        gg_epilogue ep = {NULL, GG_ACT_NONE, conv_bias_act, &ctx};
+        KERNEL(gemm)(out, w, col, s->o, P, K, 0, 0, 1.0, 0.0, bias || act ? &ep : NULL, wk, ws);
+    }
 }
 
 /* x is (n, c, h, w), w is (o, c, kh, kw), bias is (o,) or NULL, out is (n, o, oh, ow) */
 void KERNEL(conv2d)(real *out, const real *x, const real *w, const real *bias, const gg_conv2d_shape *s, int32_t act,
                     real *scratch, int64_t scratch_elems, void *work, int64_t work_bytes) {
     int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, in_img = s->c * s->h * s->w;
-    int pointwise = conv_is_pointwise(s);
-    int64_t col_elems = pointwise ? 0 : K * P;
-    int64_t ws = KERNEL(gemm_workspace_bytes)(s->o, P, K, 1);
-    int nt = conv_threads(s, col_elems, scratch_elems, ws, work_bytes);
-    conv_epilogue_ctx ctx = {bias, act, P};
-    gg_epilogue ep = {NULL, GG_ACT_NONE, conv_bias_act, &ctx};
-    const gg_epilogue *epp = bias || act ? &ep : NULL;
+    int64_t per_thread = conv_scratch_per_thread(s, 0);
+    int64_t ws = KERNEL(gemm_workspace_bytes)(s->o, conv_padded_cols(s), K, 1);
+#if CONV_VEC
+    if (conv_direct_ok(s)) {
+        conv_direct_fwd(out, x, w, bias, s, act, scratch, conv_threads(s, per_thread, scratch_elems, 0, 0));
+        return;
+    }
+#endif
+    int nt = conv_threads(s, per_thread, scratch_elems, ws, work_bytes);
     if (nt == 1) {
-        for (int64_t i = 0; i < s->n; i++) {
-            const real *col = x + i * in_img;
-            if (!pointwise) {
-                KERNEL(im2col)(scratch, col, s);
-                col = scratch;
-            }
-            KERNEL(gemm)(out + i * s->o * P, w, col, s->o, P, K, 0, 0, 1.0, 0.0, epp, work, work_bytes);
-        }
+        for (int64_t i = 0; i < s->n; i++)
+            conv_fwd_image(out + i * s->o * P, x + i * in_img, w, bias, s, act, scratch, work, work_bytes);
         return;
     }
 #pragma omp parallel num_threads(nt)
-    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
-        real *mine = scratch + t * col_elems;
-        char *wk = (char *)work + t * ws;
-        for (int64_t i = t; i < s->n; i += nt) {
-            const real *col = x + i * in_img;
-            if (!pointwise) {
-                KERNEL(im2col)(mine, col, s);
-                col = mine;
-            }
-            KERNEL(gemm)(out + i * s->o * P, w, col, s->o, P, K, 0, 0, 1.0, 0.0, epp, wk, ws);
-        }
-    }
+    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads())
+        for (int64_t i = t; i < s->n; i += nt)
+            conv_fwd_image(out + i * s->o * P, x + i * in_img, w, bias, s, act, scratch + t * per_thread,
+                           (char *)work + t * ws, ws);
+}
+
+/* dx[i] (c, h, w) from dy[i] (o, P): mine is this thread's scratch, wk/ws its packing space */
+static void conv_dx_image(real *dx, const real *dy, const real *w, const gg_conv2d_shape *s, real *mine, void *wk,
+                          int64_t ws) {
+    int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow;
+    real *dcol = conv_is_pointwise(s) ? dx : mine;
+    KERNEL(gemm)(dcol, w, dy, K, P, s->o, 1, 0, 1.0, 0.0, NULL, wk, ws);
+    if (!conv_is_pointwise(s)) KERNEL(col2im)(dx, dcol, s);
 }
 
 /* dy is (n, o, oh, ow), w is (o, c, kh, kw), dx is (n, c, h, w) */
 void KERNEL(conv2d_input_grad)(real *dx, const real *dy, const real *w, const gg_conv2d_shape *s, real *scratch,
                                int64_t scratch_elems, void *work, int64_t work_bytes) {
     int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, in_img = s->c * s->h * s->w;
-    int pointwise = conv_is_pointwise(s);
-    int64_t col_elems = pointwise ? 0 : K * P;
+    int64_t per_thread = conv_scratch_per_thread(s, 1);
     int64_t ws = KERNEL(gemm_workspace_bytes)(K, P, s->o, 1);
-    int nt = conv_threads(s, col_elems, scratch_elems, ws, work_bytes);
+    int nt = conv_threads(s, per_thread, scratch_elems, ws, work_bytes);
     if (nt == 1) {
-        for (int64_t i = 0; i < s->n; i++) {
-            real *dcol = pointwise ? dx + i * in_img : scratch;
-            KERNEL(gemm)(dcol, w, dy + i * s->o * P, K, P, s->o, 1, 0, 1.0, 0.0, NULL, work, work_bytes);
-            if (!pointwise) KERNEL(col2im)(dx + i * in_img, dcol, s);
-        }
+        for (int64_t i = 0; i < s->n; i++)
+            conv_dx_image(dx + i * in_img, dy + i * s->o * P, w, s, scratch, work, work_bytes);
         return;
     }
 #pragma omp parallel num_threads(nt)
-    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
-        char *wk = (char *)work + t * ws;
-        for (int64_t i = t; i < s->n; i += nt) {
-            real *dcol = pointwise ? dx + i * in_img : scratch + t * col_elems;
-            KERNEL(gemm)(dcol, w, dy + i * s->o * P, K, P, s->o, 1, 0, 1.0, 0.0, NULL, wk, ws);
-            if (!pointwise) KERNEL(col2im)(dx + i * in_img, dcol, s);
-        }
-    }
+    for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads())
+        for (int64_t i = t; i < s->n; i += nt)
+            conv_dx_image(dx + i * in_img, dy + i * s->o * P, w, s, scratch + t * per_thread, (char *)work + t * ws, ws);
 }
 
 /* One thread's share of the weight gradient: dwᵀ (K, o) summed over images t, t + nt, ... into acc, as
@@ -260,6 +535,14 @@ void KERNEL(conv2d_weight_grad)(real *dw, const real *x, const real *dy, const g
         memset(dw, 0, (size_t)(s->o * K) * sizeof(real));
         return;
     }
+#if CONV_VEC
+    if (conv_direct_ok(s) && s->ph == 0 && s->pw == 0) {
+        int threads = gg_threads() < (s->o + 1) / 2 ? gg_threads() : (int)((s->o + 1) / 2);
+        if ((double)s->n * s->o * K * P < (double)GG_PARALLEL_MIN * 8) threads = 1;
+        conv_direct_dw(dw, x, dy, s, threads);
+        return;
+    }
+#endif
     if (nt == 1) {
         conv_dw_share(scratch + col_elems, x, dy, s, 0, 1, scratch, work, work_bytes);
     } else {
@@ -692,3 +975,4 @@ void KERNEL(batch_norm_param_grad)(real *dparams, const real *x, const real *sta
 #undef POOL_VEC
 #undef POOL_IS_MAX
 #undef CONV_MIN
+#undef CONV_VEC

@@ -13,6 +13,33 @@
 #define GG_SUM_CHUNK 4096   /* elements per partial sum of a full reduction (the unit threads share) */
 #endif
 
+/* the general case of sum: out (zeroed) += x's rows of the last axis, walked with an odometer over the
+ * outer axes */
+static void KERNEL(sum_rows)(real *out, const real *x, int32_t rank, const int64_t *in_shape, const int64_t *out_stride,
+                             int64_t total) {
+    int64_t inner = in_shape[rank - 1], inner_stride = out_stride[rank - 1];
+    int64_t outer = total / inner;
+    int64_t idx[32] = {0};
+    int64_t off = 0;
+    for (int64_t o = 0; o < outer; o++) {
+        const real *row = x + o * inner;
+        if (inner_stride == 0) {
+            out[off] += (real)gg_lane_sum(row, inner);
+        } else {
+            real *dst = out + off;
+            for (int64_t i = 0; i < inner; i++) dst[i * inner_stride] += row[i];
+        }
+        /* odometer step over the outer axes */
+        for (int32_t d = rank - 2; d >= 0; d--) {
+            idx[d]++;
+            off += out_stride[d];
+            if (idx[d] < in_shape[d]) break;
+            off -= idx[d] * out_stride[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 /* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. */
 void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
                  const int64_t *out_stride, double scale) {
@@ -37,26 +64,18 @@ void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const in
         for (int64_t i = 0; i < out_n; i++) out[i] = (real)(0.0 * scale);
         return;
     }
-    int64_t inner = in_shape[rank - 1], inner_stride = out_stride[rank - 1];
-    int64_t outer = total / inner;
-    int64_t idx[32] = {0};
-    int64_t off = 0;
-    for (int64_t o = 0; o < outer; o++) {
-        const real *row = x + o * inner;
-        if (inner_stride == 0) {
-            out[off] += (real)gg_lane_sum(row, inner);
-        } else {
-            real *dst = out + off;
-            for (int64_t i = 0; i < inner; i++) dst[i * inner_stride] += row[i];
-        }
-        /* odometer step over the outer axes */
-        for (int32_t d = rank - 2; d >= 0; d--) {
-            idx[d]++;
-            off += out_stride[d];
-            if (idx[d] < in_shape[d]) break;
-            off -= idx[d] * out_stride[d];
-            idx[d] = 0;
-        }
+    if (rank == 3 && out_stride[0] == 0 && out_stride[1] == 1 && out_stride[2] == 0) {
+        /* per-channel sums of (n, c, s), a convolution's bias gradient: the threads share out the
+         * channels, each summing its rows in the order of the loop below (the same bits, any thread count) */
+        const int64_t n = in_shape[0], c = in_shape[1], s = in_shape[2];
+        GG_PARALLEL_FOR(total >= GG_PARALLEL_MIN && c > 1,
+            for (int64_t ch = 0; ch < c; ch++) {
+                real acc = 0;
+                for (int64_t i = 0; i < n; i++) acc += (real)gg_lane_sum(x + (i * c + ch) * s, s);
+                out[ch] = acc;
+            });
+    } else {
+        KERNEL(sum_rows)(out, x, rank, in_shape, out_stride, total);
     }
     if (scale != 1.0)
         for (int64_t i = 0; i < out_n; i++) out[i] = (real)(out[i] * scale);

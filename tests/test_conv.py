@@ -124,6 +124,44 @@ def test_max_pool_tie_goes_to_the_first_maximum():
 
 # ---- random shapes ------------------------------------------------------------------------------
 
+#: float32 geometries wider than one 16-lane vector, and the first layer of mnist_convnet (one input
+#: channel, 3×3), which have vectorised and direct kernels of their own on AVX-512
+WIDE_GEOMETRIES = [
+    (2, 1, 28, 28, 32, 3, 1, 0, 1),
+    (2, 1, 28, 31, 5, 3, 1, 1, 1),
+    (1, 1, 30, 34, 3, 3, 1, 2, 1),
+    (3, 1, 9, 40, 2, 3, 1, (0, 2), 1),
+    (2, 3, 20, 37, 4, 3, 1, 1, 1),
+    (2, 2, 19, 40, 3, 3, 1, 1, 2),
+    (2, 2, 17, 35, 3, (3, 5), 1, (1, 2), 1),
+    (2, 1, 23, 33, 3, 3, 2, 1, 1),
+    (1, 2, 13, 18, 4, 3, (1, 2), 0, 1),
+]
+
+
+@pytest.mark.parametrize("geometry", WIDE_GEOMETRIES,
+                         ids=[f"n{g[0]}c{g[1]}h{g[2]}w{g[3]}o{g[4]}k{g[5]}s{g[6]}p{g[7]}d{g[8]}" for g in WIDE_GEOMETRIES])
+def test_conv2d_float32_wide_images_and_one_channel(geometry, rng):
+    n, c, h, w, o, k, s, p, d = geometry
+    x, wt, b = (a.astype(np.float32) for a in _arrays(geometry, rng))
+    X, W, B = (gg.placeholder(a.shape) for a in (x, wt, b))
+    for act in (None, "relu"):
+        y = gg.conv2d(X, W, B, stride=s, padding=p, dilation=d)
+        y = gg.relu(y) if act else y
+        x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+        want = cref.conv2d(x64, w64, b.astype(np.float64), s, p, d)
+        want = np.maximum(want, 0) if act else want
+        g = rng.standard_normal(want.shape).astype(np.float32)
+        dx, dw, db = gg.grad(gg.sum(y * gg.constant(g)), [X, W, B])
+        got_y, got_dx, got_dw, got_db = gg.compile([y, dx, dw, db])({X: x, W: wt, B: b})
+        g64 = g.astype(np.float64) * (want > 0 if act else 1)
+        tol = dict(rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(got_y, want, **tol)
+        np.testing.assert_allclose(got_dx, cref.conv2d_input_grad(g64, w64, (h, w), s, p, d), **tol)
+        np.testing.assert_allclose(got_dw, cref.conv2d_weight_grad(x64, g64, wt.shape[2:], s, p, d), **tol)
+        np.testing.assert_allclose(got_db, g64.sum(axis=(0, 2, 3)), **tol)
+
+
 @st.composite
 def conv_geometry(draw):
     n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
