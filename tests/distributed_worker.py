@@ -38,7 +38,7 @@ def mnist_images(n):
     return X[:n].reshape(n, 1, 28, 28), y[:n]
 
 
-def mnist_cnn(batch_norm=False):
+def mnist_cnn(batch_norm=False, dtype="float32"):
     """Keras' mnist_convnet, narrower (8 and 16 filters) and without its dropout (whose masks are
     per rank): Conv2D-ReLU-MaxPool-Conv2D-ReLU-MaxPool-Flatten-Dense; batch_norm puts a BatchNorm
     after each convolution."""
@@ -47,8 +47,8 @@ def mnist_cnn(batch_norm=False):
     def block(c_in, c_out, k):
         if batch_norm:
             return [nn.Conv2D(c_in, c_out, 3, use_bias=False, seed=k), nn.BatchNorm(c_out), nn.ReLU(), nn.MaxPool2D(2)]
-        return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k), nn.MaxPool2D(2)]
-    return nn.Sequential(*block(1, 8, 1), *block(8, 16, 2), nn.Flatten(), nn.Dense(16 * 5 * 5, 10, seed=3))
+        return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k, dtype=dtype), nn.MaxPool2D(2)]
+    return nn.Sequential(*block(1, 8, 1), *block(8, 16, 2), nn.Flatten(), nn.Dense(16 * 5 * 5, 10, seed=3, dtype=dtype))
 
 
 def save_rank(**arrays):
@@ -85,10 +85,12 @@ if CASE in ("equal", "equal_tcp"):
               step_losses=h.step_losses[0], loopback_bytes=np.array(sent),
               region_bytes=np.array(program.gradient_buffer().nbytes), threads=np.array(gg.get_num_threads()))
 
-elif CASE == "equal_cnn":
-    # 20 Adam steps at global batch 32 on the CNN
+elif CASE in ("equal_cnn", "equal_cnn64"):
+    # 20 Adam steps at global batch 32 on the CNN, float32 or float64
+    dtype = "float64" if CASE == "equal_cnn64" else "float32"
     X, y = mnist_images(20 * 32)
-    model, opt = mnist_cnn(), gg.optim.Adam(lr=1e-3)
+    X = X.astype(dtype)
+    model, opt = mnist_cnn(dtype=dtype), gg.optim.Adam(lr=1e-3)
     h = gg.fit(model, X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=1, batch_size=32, seed=5,
                metrics=["accuracy"], verbose=0, distributed=True)
     save_rank(**state_of(model, opt), step_losses=h.step_losses[0], path=np.array(h.distributed["path"]))
