@@ -219,20 +219,24 @@ typedef struct {
     int64_t ld;
 } conv_epilogue_ctx;
 
+/* out[j] = act(src[j] + b) over one row (out may be src): the two epilogue hooks' shared body */
+static inline void conv_bias_act_row(real *out, const real *src, int64_t n, real b, int32_t act) {
+    if (act == GG_ACT_RELU) {
+        for (int64_t j = 0; j < n; j++) {
+            real v = src[j] + b;
+            out[j] = v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) out[j] = src[j] + b;
+    }
+}
+
 static void conv_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
     const conv_epilogue_ctx *e = (const conv_epilogue_ctx *)ctx;
     (void)col0;
     for (int64_t i = 0; i < rows; i++) {
         real *ci = (real *)c + i * e->ld;
-        real b = e->bias ? e->bias[row0 + i] : (real)0;
-        if (e->act == GG_ACT_RELU) {
-            for (int64_t j = 0; j < cols; j++) {
-                real v = ci[j] + b;
-                ci[j] = v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
-            }
-        } else {
-            for (int64_t j = 0; j < cols; j++) ci[j] += b;
-        }
+        conv_bias_act_row(ci, ci, cols, e->bias ? e->bias[row0 + i] : (real)0, e->act);
     }
 }
 
@@ -417,15 +421,7 @@ static void conv_copy_bias_act(void *ctx, void *c, int64_t row0, int64_t col0, i
     for (int64_t i = 0; i < rows; i++) {
         const real *ci = (const real *)c + i * e->Pp;
         real *oi = e->out + (row0 + i) * e->P + col0;
-        real b = e->bias ? e->bias[row0 + i] : (real)0;
-        if (e->act == GG_ACT_RELU) {
-            for (int64_t j = 0; j < cols; j++) {
-                real v = ci[j] + b;
-                oi[j] = v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
-            }
-        } else {
-            for (int64_t j = 0; j < cols; j++) oi[j] = ci[j] + b;
-        }
+        conv_bias_act_row(oi, ci, cols, e->bias ? e->bias[row0 + i] : (real)0, e->act);
     }
 }
 
