@@ -14,6 +14,8 @@ import pytest
 import graphgrad as gg
 from graphgrad import distributed as dist
 
+from distributed_models import mnist_cnn, small_mlp
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 JOB_TIMEOUT = 180          # seconds: a job that runs past it is a failure (a hang)
@@ -267,17 +269,6 @@ def test_two_ranks_equal_one_process(tmp_path, tcp):
         assert int(r0["loopback_bytes"]) >= 20 * int(r0["region_bytes"])
 
 
-def _cnn(batch_norm=False, dtype="float32"):
-    """The worker's mnist_cnn: Keras' mnist_convnet, narrower, without dropout."""
-    nn = gg.nn
-
-    def block(c_in, c_out, k):
-        if batch_norm:
-            return [nn.Conv2D(c_in, c_out, 3, use_bias=False, seed=k), nn.BatchNorm(c_out), nn.ReLU(), nn.MaxPool2D(2)]
-        return [nn.Conv2D(c_in, c_out, 3, activation="relu", seed=k, dtype=dtype), nn.MaxPool2D(2)]
-    return nn.Sequential(*block(1, 8, 1), *block(8, 16, 2), nn.Flatten(), nn.Dense(16 * 5 * 5, 10, seed=3, dtype=dtype))
-
-
 #: the CNN's bounds after 20 Adam steps at lr 1e-3, max |2 ranks - 1 process| <= bound x max |1 process|
 #: per array, (parameters, optimizer state). float64: the data-parallel arithmetic itself (two
 #: half-batch sums instead of one) differs in the last bits only; measured 6.6e-16 at most.
@@ -288,14 +279,14 @@ CNN_BOUNDS = {"float64": (1e-12, 1e-12), "float32": (1e-2, 5e-2)}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_two_ranks_equal_one_process_on_the_cnn(tmp_path, dtype):
+def test_two_ranks_equal_one_process_on_themnist_cnn(tmp_path, dtype):
     job = mpirun("equal_cnn64" if dtype == "float64" else "equal_cnn", tmp_path)
     assert job.returncode == 0, job.stdout + job.stderr
     r0, r1 = ranks_of(tmp_path)
     assert str(r0["path"]) == "shared memory"       # the host-local path, on its own ranks' gradients
     (X, y), _ = gg.datasets.mnist(flatten=False)
     X = X.reshape(-1, 1, 28, 28).astype(dtype)
-    model, opt = _cnn(dtype=dtype), gg.optim.Adam(lr=1e-3)
+    model, opt = mnist_cnn(dtype=dtype), gg.optim.Adam(lr=1e-3)
     h = gg.fit(model, X[:20 * 32], y[:20 * 32], loss="softmax_cross_entropy", optimizer=opt, epochs=1,
                batch_size=32, seed=5, metrics=["accuracy"], verbose=0)
     for key, value in state_of(model, opt).items():
@@ -319,7 +310,7 @@ def test_batchnorm_running_statistics_are_the_mean_over_ranks(tmp_path):
     alone = []
     for r in range(2):
         rows = np.concatenate([np.arange(k * 20 + 10 * r, k * 20 + 10 * r + 10) for k in range(6)])
-        model = _cnn(batch_norm=True)
+        model = mnist_cnn(batch_norm=True)
         gg.fit(model, X[rows], y[rows], loss="softmax_cross_entropy", optimizer=gg.optim.SGD(lr=0.0), epochs=1,
                batch_size=10, shuffle=False, verbose=0)
         alone.append([b.value for b in model.buffers()])
@@ -331,17 +322,21 @@ def test_batchnorm_running_statistics_are_the_mean_over_ranks(tmp_path):
     assert np.isfinite(r0["loss"]).all() and r0["loss"][1] < r0["loss"][0]
 
 
+def _uneven_in_one_process():
+    """The "uneven" worker case trained in this one process: the reference its ranks must equal."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
+    model, opt = small_mlp(), gg.optim.SGD(lr=0.1, momentum=0.5)
+    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0)
+    return model, opt, h
+
+
 @pytest.mark.parametrize("tcp", [False, True], ids=["shared-memory", "two-hosts-tcp"])
 def test_uneven_split_gives_the_exact_mean_gradient(tmp_path, tcp):
     job = mpirun("uneven", tmp_path, tcp=tcp)
     assert job.returncode == 0, job.stdout + job.stderr
     r0, r1 = ranks_of(tmp_path)
-    rng = np.random.default_rng(3)
-    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
-    model = gg.nn.Sequential(gg.nn.Dense(12, 16, activation="tanh", seed=0, dtype="float64"),
-                             gg.nn.Dense(16, 3, seed=1, dtype="float64"))
-    opt = gg.optim.SGD(lr=0.1, momentum=0.5)
-    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0)
+    model, opt, h = _uneven_in_one_process()
     for key, value in state_of(model, opt).items():
         np.testing.assert_array_equal(r0[key], r1[key])
         # float64: 8 steps (4/3-row shares, a 1/0-row last batch) agree to rounding; a mean of the two
@@ -361,12 +356,7 @@ def test_hierarchical_path_over_two_simulated_hosts_of_two_ranks(tmp_path):
     assert job.returncode == 0, job.stdout + job.stderr
     ranks = ranks_of(tmp_path, 4)
     assert all(str(r["path"]) == "shared memory" and int(r["hosts"]) == 2 for r in ranks)
-    rng = np.random.default_rng(3)
-    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
-    model = gg.nn.Sequential(gg.nn.Dense(12, 16, activation="tanh", seed=0, dtype="float64"),
-                             gg.nn.Dense(16, 3, seed=1, dtype="float64"))
-    opt = gg.optim.SGD(lr=0.1, momentum=0.5)
-    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0)
+    model, opt, h = _uneven_in_one_process()
     for key, value in state_of(model, opt).items():
         for r in ranks[1:]:
             np.testing.assert_array_equal(ranks[0][key], r[key], err_msg=key)
