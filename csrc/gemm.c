@@ -594,9 +594,15 @@ static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_
 #undef GEMM_TILE
 }
 
-/* When a thread's share has at most this many rows, B (untransposed) is read in place instead of being
- * packed: each B panel is then used by only a few A panels, too few to repay the copy. */
+/* When a thread's share has at most DIRECT_B_MAX_ROWS rows, B (untransposed) is read in place instead of
+ * being packed: each B panel is then used by only a few A panels, too few to repay the copy. A wide B
+ * (more than DIRECT_B_NARROW_COLS columns in the share) gets a lower bar, DIRECT_B_WIDE_MAX_ROWS: its rows
+ * lie a page or more apart, so an unpacked panel's KC rows fall into the same few L1 sets and every A
+ * panel reloads them from L2 (on a Zen 4, 1024-wide layers at 128 rows: 3.3-4.5 ms unpacked, 2.7-3.3
+ * packed; at 48 rows unpacked still wins, 1.1-1.3 against 1.2-1.6 ms). */
 #define DIRECT_B_MAX_ROWS (12 * MR)
+#define DIRECT_B_WIDE_MAX_ROWS (6 * MR)
+#define DIRECT_B_NARROW_COLS (4 * NR)
 /* When it has at most this many columns, A's whole MR-row panels are read in place too: each is then
  * used by only a few B panels. The last, partial panel is always packed (zero rows, no reads past m). */
 #define DIRECT_A_MAX_COLS (4 * NR)
@@ -615,7 +621,8 @@ static void gemm_block(real *c, const real *a, const real *b, int64_t m, int64_t
                        int32_t trans_b, real alpha, real beta, const gg_epilogue *ep, int64_t i0, int64_t i1,
                        int64_t j0, int64_t j1, real *ap, real *bp) {
     const real *bias = ep ? (const real *)ep->bias : NULL;
-    int direct_b = !trans_b && i1 - i0 <= DIRECT_B_MAX_ROWS;
+    int64_t direct_b_rows = j1 - j0 <= DIRECT_B_NARROW_COLS ? DIRECT_B_MAX_ROWS : DIRECT_B_WIDE_MAX_ROWS;
+    int direct_b = !trans_b && i1 - i0 <= direct_b_rows;
     int direct_a = j1 - j0 <= DIRECT_A_MAX_COLS;
     const gemm_blocks *bl = gemm_blocking();
     int64_t mb_step = gemm_even_step(i1 - i0, bl->mb, MR), nb_step = gemm_even_step(j1 - j0, bl->nb, NR);
