@@ -54,7 +54,7 @@ class GradientStats(Callback):
                 for value, what in ((g, "g"), (var, var.name), (delta, f"Δ{var.name}")):
                     total = update_ops.grad_sumsq(value, name=f"Σ {what}²")
                     parts.append(ops.reshape(total, (1,)))
-        return ops.concat(parts, name="gradient statistics")
+            return ops.concat(parts, name="gradient statistics")   # (update role too: it reads the update)
 
     def on_step_records(self, steps: np.ndarray, values: np.ndarray, updates: list[Tensor]) -> None:
         names = [u.inputs[0].name for u in updates]

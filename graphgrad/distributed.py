@@ -312,11 +312,12 @@ class _LocalSteps:
                                accuracy=self.accuracy, threshold=self.graph.threshold,
                                correct=self.correct if self.accuracy else None, part="gradients")
 
-    def updates(self, k: int, only: tuple[int, ...] | None = None) -> None:
+    def updates(self, k: int, only: tuple[int, ...] | None = None, record: tuple | None = None) -> None:
         """The optimizer update of global step k on the (reduced) gradients in self.regions[k]
-        (only: the positions of the update instructions to run; None: all)."""
+        (only: the positions of the update instructions to run; None: all; record: run_steps'
+        record= of a recording callback, whose statistics the update part computes)."""
         self.program.run_steps(self.data, self.rows, first_step=k if self.shares[k][1] else 0, n_steps=1,
-                               part="updates", only=only)
+                               part="updates", only=only, record=record)
 
 
 class _SharedMemoryStep:
@@ -563,16 +564,17 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
         X, Y, validation_data = train._split_validation(X, Y, validation_split, validation_data)
     model.fitted_loss = loss     # what gg.evaluate uses when it is not given a loss
     callbacks = train._bind_callbacks(callbacks, model)
-    if train._recorder(callbacks) is not None:
-        raise ValueError("callbacks that record inside the C step (gg.callbacks.GradientStats) do not run with "
-                         "distributed=True yet")
+    # a callback that records inside the step (gg.callbacks.GradientStats) gets the statistics of
+    # the reduced gradient and the update, the same on every rank; its instructions read every
+    # gradient, so the flat path (every rank runs the whole update) serves
+    recorder = train._recorder(callbacks)
     n = len(X)
     B, n_steps, tail = epoch_steps(n, batch_size, drop_last)
     if B < N:
         raise ValueError(f"the global batch ({B} rows) must have at least one row per rank ({N} ranks)")
     accuracy = "accuracy" in metric_names
     graph = train._build(model, "train", X.shape[1:], Y.shape[1:], Y.dtype, loss, optimizer, check_numerics,
-                         split_gradients=True)
+                         recorder, split_gradients=True)
     program = graph.program
     valid = None
     if validation_data is not None:
@@ -598,7 +600,8 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
     n_full = n_steps - (1 if tail else 0)
     sizes = np.array([B] * n_full + ([tail] if tail else []), dtype=np.int64)
     local = _LocalSteps(graph, X, Y, B, sizes, N, me, accuracy)
-    shared = _SharedMemoryStep.make(ctx, local)     # None: one MPI Allreduce of the region per step
+    # None: one MPI Allreduce of the region per step (always with a recorder, see above)
+    shared = None if recorder is not None else _SharedMemoryStep.make(ctx, local)
     buffers = _rank_local_buffers(program)
     plan = [(local.regions[k], rows, rows / int(S)) for k, (S, (_, rows)) in enumerate(zip(sizes, local.shares))]
     validator = None
@@ -661,7 +664,11 @@ def fit(model, X, Y, loss: str | Callable = "mse", optimizer=None, epochs: int =
                 if failed or not math.isfinite(step_loss):
                     _stop(error, failed, step_loss, epoch, k, N, me, optimizer)
                 losses[k], correct[k] = step_loss, round(step_correct)
-                if shared is None:
+                if recorder is not None:
+                    record = train._Recording(recorder, graph, optimizer, 1)
+                    local.updates(k, record=record.request())
+                    record.deliver(1)
+                elif shared is None:
                     local.updates(k)   # the same on every rank: the same instructions on the same bits
                 else:
                     shared.update(k)   # this rank's share of the variables, then the parameter exchange

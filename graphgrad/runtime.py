@@ -456,7 +456,8 @@ class Program:
         part: "step" (default) runs whole steps. For data-parallel training, "gradients" runs one
         step (n_steps=1) up to the start of its updates — forward, loss, gradients, with the
         recording above — and "updates" then runs the rest of that same step (same arguments),
-        after you have changed the gradients in place (an allreduce, say). The program's schedule
+        after you have changed the gradients in place (an allreduce, say); a record (statistics of
+        the update, gg.callbacks.GradientStats') is taken there. The program's schedule
         must put every variable update after the last gradient (a step counter may come first),
         else GraphGradError says which update comes early. only (with part="updates"): the
         positions, ascending, in update_instructions(batch_size) of the instructions to run (a
@@ -496,6 +497,8 @@ class Program:
         if only is not None:
             if part != "updates":
                 raise ValueError('only= picks update instructions: it needs part="updates"')
+            if record is not None:
+                raise ValueError("record= reads statistics of every update: it runs without only=")
             only = tuple(int(i) if isinstance(i, (int, np.integer)) else tuple(int(v) for v in i) for i in only)
             first = [i if isinstance(i, int) else i[0] for i in only]
             if first != sorted(set(first)) or (first and first[0] < 0):
@@ -1015,6 +1018,8 @@ class _StepsRecord:
                     c_prog = exe.subset_program(parts)
                 status = lib.gg_program_run(c_prog)
                 done = int(status == lib.GG_OK)
+                if done:
+                    self._record_update(extras[1], offset)
             else:
                 s.order = ffi.NULL if order is None else ffi.cast("int64_t *", order.ctypes.data)
                 s.first_pos, s.n_steps = pos, k
@@ -1061,6 +1066,17 @@ class _StepsRecord:
             raise ValueError(f"only: {item} must name an optimizer update and elements 0 <= start < stop <= {size} "
                              f"of its variable (instruction {position} is {ins.node.op})")
         return (self.offset + position, item[1], item[2])
+
+    def _record_update(self, record: tuple | None, offset: int) -> None:
+        """The update part's record (run_steps' record=), as gg_program_run_steps takes it for a
+        whole step: the output's values into their row of out when count + offset is a multiple
+        of every."""
+        if record is None:
+            return
+        output, out, every, count = record
+        if (int(count) + offset) % int(every) == 0:
+            row = record_count(int(count), offset, int(every))
+            out[row] = self.exe.views[self.exe.plan.memory.buffer_of[output.id]].reshape(-1)
 
     def _point_extras(self, extras: tuple, offset: int) -> None:
         """Set the per-step scalar and the record of gg_steps (off when not asked for)."""

@@ -98,6 +98,18 @@ elif CASE == "uneven":
     save_rank(**state_of(model, opt), loss=np.array(h.history["loss"]), path=np.array(h.distributed["path"]),
               hosts=np.array(0 if ctx.cross is None else ctx.cross.Get_size()))
 
+elif CASE == "gradient_stats":
+    # float64, an uneven split (global batch 7: 4 + 3 rows, a ragged last batch of 1): GradientStats
+    # every 2 steps records the reduced gradient's and the update's norms, the same on every rank
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
+    model, opt = small_mlp(), gg.optim.Adam(lr=0.01)
+    stats = gg.callbacks.GradientStats(every=2)
+    h = gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0, distributed=True,
+               callbacks=[stats])
+    save_rank(**state_of(model, opt), path=np.array(h.distributed["path"]), steps=np.array(stats.stats["step"]),
+              **{f"{i}/{k}": np.array(v) for i, name in enumerate(stats.names) for k, v in stats.stats[name].items()})
+
 elif CASE == "mismatch":
     # rank 1 builds a wider hidden layer: both ranks must raise DistributedError
     X, y = mnist(256)

@@ -348,6 +348,26 @@ def test_uneven_split_gives_the_exact_mean_gradient(tmp_path, tcp):
     assert sorted(f for f in os.listdir(str(tmp_path)) if f.startswith("saved_by")) == ["saved_by_rank0.npz"]
 
 
+def test_gradient_stats_record_the_reduced_gradient_on_every_rank(tmp_path):
+    job = mpirun("gradient_stats", tmp_path)
+    assert job.returncode == 0, job.stdout + job.stderr
+    r0, r1 = ranks_of(tmp_path)
+    assert str(r0["path"]) == "flat allreduce"      # the statistics read every gradient
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(22, 12)), rng.normal(size=(22, 3))
+    model, opt = small_mlp(), gg.optim.Adam(lr=0.01)
+    stats = gg.callbacks.GradientStats(every=2)
+    gg.fit(model, X, Y, loss="mse", optimizer=opt, epochs=2, batch_size=7, seed=2, verbose=0, callbacks=[stats])
+    np.testing.assert_array_equal(r0["steps"], stats.stats["step"])
+    assert len(stats.stats["step"]) == 4           # steps 2, 4, 6, 8 of 2 epochs x 4 steps
+    for i, name in enumerate(stats.names):      # (by position: layer names count up per process)
+        for k, v in stats.stats[name].items():
+            np.testing.assert_array_equal(r0[f"{i}/{k}"], r1[f"{i}/{k}"], err_msg=f"ranks differ in {name}/{k}")
+            np.testing.assert_allclose(r0[f"{i}/{k}"], v, rtol=1e-12, err_msg=f"{name}/{k}")
+    for key, value in state_of(model, opt).items():
+        np.testing.assert_allclose(r0[key], value, rtol=1e-12, atol=1e-14, err_msg=key)
+
+
 def test_hierarchical_path_over_two_simulated_hosts_of_two_ranks(tmp_path):
     """4 ranks as 2 hosts x 2 (GRAPHGRAD_DIST_HOST_RANKS=2): each host sums through its shared
     window, then each rank allreduces its range with its peer on the other host. Global batch 7
