@@ -371,8 +371,8 @@ static inline void gemm_pack_transposed(real *restrict dst, const real *restrict
          * does not follow: ask for the next block of every row while this one is copied */
         int64_t pn = MIN(kc, pe + GEMM_PACK_T_BLOCK);
         for (int64_t i = 0; i < r && pe < pn; i++) {
-            for (int64_t q = pe; q < pn; q += GEMM_LINE_REALS) __builtin_prefetch(src + i * ld + q);
-            __builtin_prefetch(src + i * ld + pn - 1);
+            for (int64_t q = pe; q < pn; q += GEMM_LINE_REALS) __builtin_prefetch(src + i * ld + q, 0, 2);
+            __builtin_prefetch(src + i * ld + pn - 1, 0, 2);
         }
         int64_t pv = quads ? p0 + (pe - p0) / 4 * 4 : p0;
 #if defined(GEMM_T4)
@@ -430,8 +430,8 @@ static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, in
                      * prefetcher's reach: ask for the row GEMM_PF_ROWS ahead (a cold weight matrix
                      * otherwise costs a memory latency per row) */
                     if (p + GEMM_PF_ROWS < kc) {
-                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n);
-                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n + NR - 1);
+                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n, 0, 2);
+                        __builtin_prefetch(src + (p + GEMM_PF_ROWS) * n + NR - 1, 0, 2);
                     }
 #pragma GCC unroll 4
                     for (int v = 0; v < NV; v++) VSTOREU(dst + p * NR + v * VL, VLOADU(src + p * n + v * VL));
@@ -455,19 +455,19 @@ static void gemm_pack_b(real *restrict bp, const real *restrict b, int64_t n, in
 /* acc += A·B over kc steps for the first `rows` rows of the tile: A(i,p) = ap[i·a_rs + p·a_cs],
  * B(p,:) = bp[p·ldb ..]; masked: B loads read only the columns mk allows. Inlined into each caller
  * with constant strides and row count, so every variant keeps its accumulators in registers. */
-static inline __attribute__((always_inline)) void gemm_kloop(vec acc[MR][NV], const int rows, int64_t kc,
+static inline __attribute__((always_inline)) void gemm_kloop(vec acc[MR][NV], const int rows, const int nv, int64_t kc,
                                                              const real *restrict ap, int64_t a_rs, int64_t a_cs,
                                                              const real *restrict bp, int64_t ldb, int masked,
                                                              const vmask *mk) {
     for (int64_t p = 0; p < kc; p++) {
         vec bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = masked ? VLOADM(bp + v * VL, mk[v]) : VLOADU(bp + v * VL);
+        for (int v = 0; v < nv; v++) bv[v] = masked ? VLOADM(bp + v * VL, mk[v]) : VLOADU(bp + v * VL);
 #pragma GCC unroll 16
         for (int i = 0; i < rows; i++) {
             vec av = VBCAST(ap + i * a_rs);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
+            for (int v = 0; v < nv; v++) acc[i][v] = VFMA(av, bv[v], acc[i][v]);
         }
         ap += a_cs;
         bp += ldb;
@@ -480,7 +480,8 @@ static inline __attribute__((always_inline)) void gemm_kloop(vec acc[MR][NV], co
  * (k, 1) not); B(p,j) = bp[p·ldb + j]: a packed panel (ldb = NR) or B read in place (ldb = n, masked at
  * the right edge). c = alpha·A·B + beta·c (beta == 0: c is not read); with ep (the last K pass) then
  * + bias and the activation, in registers where possible. */
-static inline __attribute__((always_inline)) void gemm_tile(const int rows, int64_t kc, const real *restrict ap,
+static inline __attribute__((always_inline)) void gemm_tile(const int rows, const int nv, int64_t kc,
+                                                            const real *restrict ap,
                                                             int64_t a_rs, int64_t a_cs, const real *restrict bp,
                                                             int64_t ldb, real *restrict c, int64_t ldc, int64_t mr,
                                                             int64_t nr, real alpha, real beta, const gg_epilogue *ep,
@@ -489,11 +490,11 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
 #pragma GCC unroll 16
     for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+        for (int v = 0; v < nv; v++) acc[i][v] = VZERO();
 
     vmask mk[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) mk[v] = VMASK(nr - v * VL);
+    for (int v = 0; v < nv; v++) mk[v] = VMASK(nr - v * VL);
     int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
 #if defined(__AVX__)
     /* C's tile arrives while the loop runs (not worth it for a few k steps) */
@@ -506,14 +507,14 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
 #endif
 
     if (a_rs == 1 && a_cs == MR) {
-        if (masked) gemm_kloop(acc, rows, kc, ap, 1, MR, bp, ldb, 1, mk);
-        else gemm_kloop(acc, rows, kc, ap, 1, MR, bp, ldb, 0, mk);
+        if (masked) gemm_kloop(acc, rows, nv, kc, ap, 1, MR, bp, ldb, 1, mk);
+        else gemm_kloop(acc, rows, nv, kc, ap, 1, MR, bp, ldb, 0, mk);
     } else if (a_rs == 1) {
-        if (masked) gemm_kloop(acc, rows, kc, ap, 1, a_cs, bp, ldb, 1, mk);
-        else gemm_kloop(acc, rows, kc, ap, 1, a_cs, bp, ldb, 0, mk);
+        if (masked) gemm_kloop(acc, rows, nv, kc, ap, 1, a_cs, bp, ldb, 1, mk);
+        else gemm_kloop(acc, rows, nv, kc, ap, 1, a_cs, bp, ldb, 0, mk);
     } else {
-        if (masked) gemm_kloop(acc, rows, kc, ap, a_rs, 1, bp, ldb, 1, mk);
-        else gemm_kloop(acc, rows, kc, ap, a_rs, 1, bp, ldb, 0, mk);
+        if (masked) gemm_kloop(acc, rows, nv, kc, ap, a_rs, 1, bp, ldb, 1, mk);
+        else gemm_kloop(acc, rows, nv, kc, ap, a_rs, 1, bp, ldb, 0, mk);
     }
 
     /* write back in two passes, every read of C before any write: a masked store that ends a row
@@ -527,7 +528,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
     for (int i = 0; i < rows; i++) {
         if (i >= mr) break;
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
+        for (int v = 0; v < nv; v++) {
             const real *ct = c + i * ldc + v * VL;
             vec r = VMUL(va, acc[i][v]);
             if (beta != 0) r = VFMA(vb, whole ? VLOADU(ct) : VLOADM(ct, mk[v]), r);
@@ -536,25 +537,26 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, int6
     }
     vec vbias[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) vbias[v] = bias ? VLOADM(bias + v * VL, mk[v]) : zero;
+    for (int v = 0; v < nv; v++) vbias[v] = bias ? VLOADM(bias + v * VL, mk[v]) : zero;
     if (act == GG_ACT_SIGMOID) {
         /* through an aligned copy of the whole tile: the sigmoid loop then has no scalar remainder */
         real tile[MR * NR] __attribute__((aligned(64)));
 #pragma GCC unroll 16
         for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) VSTOREU(tile + i * NR + v * VL, bias ? VADD(acc[i][v], vbias[v]) : acc[i][v]);
-        for (int t = 0; t < rows * NR; t++) tile[t] = gg_sigmoid(tile[t]);
+            for (int v = 0; v < nv; v++) VSTOREU(tile + i * NR + v * VL, bias ? VADD(acc[i][v], vbias[v]) : acc[i][v]);
+        for (int i = 0; i < rows; i++)
+            for (int t = 0; t < nv * VL; t++) tile[i * NR + t] = gg_sigmoid(tile[i * NR + t]);
 #pragma GCC unroll 16
         for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = VLOADU(tile + i * NR + v * VL);
+            for (int v = 0; v < nv; v++) acc[i][v] = VLOADU(tile + i * NR + v * VL);
     }
 #pragma GCC unroll 16
     for (int i = 0; i < rows; i++) {
         if (i >= mr) break;
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
+        for (int v = 0; v < nv; v++) {
             real *ct = c + i * ldc + v * VL;
             vec r = acc[i][v];
             if (act != GG_ACT_SIGMOID) {
@@ -580,7 +582,11 @@ static inline int64_t gemm_tile_rows(int64_t mr) {
 static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_t a_cs, const real *restrict bp,
                        int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta,
                        const gg_epilogue *ep, const real *bias) {
-#define GEMM_TILE(rows) gemm_tile(rows, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias)
+    /* a tile at most one vector wide (an output layer of 10 classes) runs a k loop over one vector:
+     * the second one's multiply-adds would all be masked off */
+#define GEMM_TILE(rows) \
+    (NV > 1 && nr <= VL ? gemm_tile(rows, 1, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias) \
+                        : gemm_tile(rows, NV, kc, ap, a_rs, a_cs, bp, ldb, c, ldc, mr, nr, alpha, beta, ep, bias))
     switch (gemm_tile_rows(mr)) {
 #if MR % 3 == 0
     case MR / 3: GEMM_TILE(MR / 3); break;

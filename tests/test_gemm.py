@@ -156,6 +156,23 @@ def test_epilogue_bias_and_activation(dtype, act, threads, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["none", "relu", "sigmoid"])
+def test_narrow_outputs_one_vector_tiles(dtype, act, threads, rng):
+    """Products at most one vector wide (an output layer of 10 classes) run a k loop over one vector:
+    widths around one and two vectors of both dtypes, over several K passes and M blocks of tiles,
+    with bias, activation and beta."""
+    k = _prime_above(_KC)
+    for n in (1, 7, 8, 9, 10, 15, 16, 17):
+        for ta, tb in FORMS:
+            m = 250 + n
+            a, b = _operands(rng, dtype, m, n, k, ta, tb)
+            bias = rng.standard_normal(n).astype(dtype)
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            want, bound = expected(a, b, ta, tb, 0.5, 1.0, c0, bias, act)
+            check(run_gemm(c0.copy(), a, b, m, n, k, ta, tb, 0.5, 1.0, bias=bias, act=act), want, bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_reference_loop_matches_numpy(dtype, rng):
     sfx = _sfx(dtype)
     for (m, n, k), (ta, tb) in zip([(5, 33, 17), (33, 1, 8), (16, 16, 300), (7, 9, 2)], FORMS):
