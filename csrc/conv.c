@@ -367,6 +367,500 @@ static void conv_direct_dw(float *dw, const float *x, const float *dy, const gg_
 #undef CONV_LOAD_TAPS
 #endif
 
+/* ---- Winograd F(2×2, 3×3): 3×3 kernels, stride 1, dilation 1 (conv2 of mnist_convnet) ----
+ * Each 2×2 block of outputs ("tile") of one output channel is Aᵀ [Σ_c (G w Gᵀ) ⊙ (Bᵀ d B)] A, d the tile's
+ * 4×4 input patch: 16 multiplies per tile and input channel instead of 36, and the sum over the
+ * channels is, for each of the 16 positions ξ of the 4×4 transform, one GEMM
+ *     forward         M_ξ (o, T)  = U_ξ (o, c) · V_ξ (c, T)        U = G w Gᵀ, V = Bᵀ d B, T tiles
+ * Its two backward passes are that computation's exact adjoint (the transforms transposed):
+ *     input grad      dV_ξ (c, T) = U_ξᵀ (c, o) · dM_ξ (o, T)     dM = A dY Aᵀ, dd = B dV Bᵀ
+ *     weight grad     dU_ξ (o, c) += dM_ξ (o, T) · V_ξᵀ (T, c)      dw = Gᵀ dU G
+ * so all three run 16/36 of the im2col GEMM's multiply-adds (16·36 against 9·121 per channel pair for
+ * 11×11 outputs: the 6×6 tiles cover 12×12). The transforms are additions only (G's halves are
+ * exact), so the rounding is that of a few more additions: float32 results differ from the im2col
+ * GEMM's in the last bits. The images are processed in chunks of WG_TILES tiles (the GEMMs' N;
+ * 288 = 8 images of 36 tiles), each thread its own contiguous range of images; the transformed
+ * weights U (16, o, c) are made once per call at the start of the scratch. Tiles run past the
+ * output's last row and column when oh or ow is odd: those outputs are dropped in the forward and
+ * their dy is read as 0 in the backward. */
+#ifndef WG_TILES
+#define WG_TILES 288
+#endif
+#define WG_MAX_SIDE 64   /* oh, ow at most this: a padded plane and a tile row stay small */
+/* The 16 blocks of V, M and dM sit WG_SKEW reals further apart than their size: at conv2's sizes the
+ * blocks are multiples of 4 KiB, so the transforms' 16 streams (one per ξ) all fell into one L1 set
+ * (C harness, conv2 at batch 128: the dy transform alone took half of the weight gradient). */
+#define WG_SKEW 16
+
+static inline int conv_winograd_ok(const gg_conv2d_shape *s) {
+    return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 && s->c >= 8 &&
+           s->o >= 8 && s->oh <= WG_MAX_SIDE && s->ow <= WG_MAX_SIDE;
+}
+
+/* th×tw tiles per image; the zero-padded input plane is hp×wp (covers every tile's 4×4 patch); a chunk is
+ * `imgs` images, T = imgs·tiles columns */
+typedef struct {
+    int64_t th, tw, tiles, hp, wp, imgs, T;
+} wg_geo;
+
+static inline wg_geo wg_geometry(const gg_conv2d_shape *s) {
+    wg_geo g;
+    g.th = (s->oh + 1) / 2;
+    g.tw = (s->ow + 1) / 2;
+    g.tiles = g.th * g.tw;
+    g.hp = 2 * g.th + 2;
+    g.wp = 2 * g.tw + 2;
+    g.imgs = WG_TILES / g.tiles > 1 ? WG_TILES / g.tiles : 1;
+    g.T = g.imgs * g.tiles;
+    return g;
+}
+
+/* Scratch: U (16, o, c) once, then per thread V (16, c, T), M or dM (16, o, T), dU (16, o, c), a padded
+ * plane (hp, wp) and four tile rows (4, T) of the output transform. */
+static inline int64_t wg_shared(const gg_conv2d_shape *s) { return 16 * s->o * s->c; }
+static inline int64_t wg_per_thread(const gg_conv2d_shape *s) {
+    wg_geo g = wg_geometry(s);
+    return 16 * (g.T * (s->c + s->o) + 2 * WG_SKEW) + 16 * s->o * s->c + g.hp * g.wp + 4 * g.tiles;
+}
+
+/* U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1] */
+static void wg_weights(real *U, const real *w, const gg_conv2d_shape *s) {
+    const int64_t oc = s->o * s->c;
+    for (int64_t q = 0; q < oc; q++) {
+        const real *g = w + q * 9;
+        real t[4][3];   /* G g: rows */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = (real)0.5 * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = (real)0.5 * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) {
+            U[(4 * i + 0) * oc + q] = t[i][0];
+            U[(4 * i + 1) * oc + q] = (real)0.5 * (t[i][0] + t[i][1] + t[i][2]);
+            U[(4 * i + 2) * oc + q] = (real)0.5 * (t[i][0] - t[i][1] + t[i][2]);
+            U[(4 * i + 3) * oc + q] = t[i][2];
+        }
+    }
+}
+
+/* dw[o][c] = Gᵀ dU[·][o][c] G, the adjoint of wg_weights */
+static void wg_weights_adjoint(real *dw, const real *dU, const gg_conv2d_shape *s) {
+    const int64_t oc = s->o * s->c;
+    for (int64_t q = 0; q < oc; q++) {
+        real t[4][3];   /* dU G: each row's 4 entries to 3 */
+        for (int i = 0; i < 4; i++) {
+            real u0 = dU[(4 * i) * oc + q], u1 = dU[(4 * i + 1) * oc + q], u2 = dU[(4 * i + 2) * oc + q],
+                 u3 = dU[(4 * i + 3) * oc + q];
+            t[i][0] = u0 + (real)0.5 * (u1 + u2);
+            t[i][1] = (real)0.5 * (u1 - u2);
+            t[i][2] = (real)0.5 * (u1 + u2) + u3;
+        }
+        real *g = dw + q * 9;
+        for (int j = 0; j < 3; j++) {
+            g[j] = t[0][j] + (real)0.5 * (t[1][j] + t[2][j]);
+            g[3 + j] = (real)0.5 * (t[1][j] - t[2][j]);
+            g[6 + j] = (real)0.5 * (t[1][j] + t[2][j]) + t[3][j];
+        }
+    }
+}
+
+/* V[ξ][ch][t0 + tile] = (Bᵀ d B)[ξ] for every tile of image x (c, h, w), Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+ * 0 1 0 -1]. plane (hp, wp) is zero outside where the image is copied in (the caller zeroes it once). */
+static void wg_input(real *restrict V, int64_t T, int64_t t0, const real *restrict x, const gg_conv2d_shape *s,
+                     const wg_geo *g, real *restrict plane) {
+    const int64_t wp = g->wp, cT = s->c * T + WG_SKEW;
+    for (int64_t ch = 0; ch < s->c; ch++) {
+        for (int64_t y = 0; y < s->h; y++) {
+            real *dst = plane + (y + s->ph) * wp + s->pw;
+            const real *src = x + (ch * s->h + y) * s->w;
+            for (int64_t j = 0; j < s->w; j++) dst[j] = src[j];
+        }
+        real *v = V + ch * T + t0;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            const real *r0 = plane + 2 * ty * wp, *r1 = r0 + wp, *r2 = r1 + wp, *r3 = r2 + wp;
+            real rows[4][2 * WG_MAX_SIDE + 4];   /* Bᵀ d down the columns: the four combined rows */
+            for (int64_t j = 0; j < wp; j++) {
+                rows[0][j] = r0[j] - r2[j];
+                rows[1][j] = r1[j] + r2[j];
+                rows[2][j] = r2[j] - r1[j];
+                rows[3][j] = r1[j] - r3[j];
+            }
+            for (int i = 0; i < 4; i++) {
+                const real *r = rows[i];
+                real *v0 = v + (4 * i) * cT + ty * g->tw, *v1 = v0 + cT, *v2 = v1 + cT, *v3 = v2 + cT;
+                for (int64_t tx = 0; tx < g->tw; tx++) {
+                    real a = r[2 * tx], b = r[2 * tx + 1], c = r[2 * tx + 2], d = r[2 * tx + 3];
+                    v0[tx] = a - c;
+                    v1[tx] = b + c;
+                    v2[tx] = c - b;
+                    v3[tx] = b - d;
+                }
+            }
+        }
+    }
+}
+
+/* out (o, oh, ow) of one image = Aᵀ M A per tile, Aᵀ = [1 1 1 0; 0 1 -1 -1], then the bias and the
+ * activation; M[ξ][o][t0 + tile]. ys holds the four outputs of every tile (4, tiles). */
+static void wg_output(real *restrict out, const real *restrict M, int64_t T, int64_t t0, const real *bias, int32_t act,
+                      const gg_conv2d_shape *s, const wg_geo *g, real *restrict ys) {
+    const int64_t oT = s->o * T + WG_SKEW, tiles = g->tiles;
+    real *y00 = ys, *y01 = ys + tiles, *y10 = y01 + tiles, *y11 = y10 + tiles;
+    for (int64_t o = 0; o < s->o; o++) {
+        const real *m = M + o * T + t0;
+        for (int64_t t = 0; t < tiles; t++) {
+            real s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                real a = m[j * oT + t], b = m[(4 + j) * oT + t], c = m[(8 + j) * oT + t], d = m[(12 + j) * oT + t];
+                s0[j] = a + b + c;
+                s1[j] = b - c - d;
+            }
+            y00[t] = s0[0] + s0[1] + s0[2];
+            y01[t] = s0[1] - s0[2] - s0[3];
+            y10[t] = s1[0] + s1[1] + s1[2];
+            y11[t] = s1[1] - s1[2] - s1[3];
+        }
+        const real b = bias ? bias[o] : (real)0;
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            const real *ya = (oy & 1 ? y10 : y00) + (oy / 2) * g->tw, *yb = (oy & 1 ? y11 : y01) + (oy / 2) * g->tw;
+            real *row = out + (o * s->oh + oy) * s->ow;
+            for (int64_t ox = 0; ox < s->ow; ox++) {
+                real v = (ox & 1 ? yb : ya)[ox / 2] + b;
+                row[ox] = act == GG_ACT_RELU && v < 0 ? (real)0 : v;   /* relu's rule: NaN kept */
+            }
+        }
+    }
+}
+
+/* dM[ξ][o][t0 + tile] = (A dY Aᵀ)[ξ] for every tile of dy (o, oh, ow), the adjoint of wg_output
+ * (outputs past oh, ow read as 0) */
+static void wg_dy(real *restrict dM, int64_t T, int64_t t0, const real *restrict dy, const gg_conv2d_shape *s,
+                  const wg_geo *g) {
+    const int64_t oT = s->o * T + WG_SKEW, tw = g->tw;
+    for (int64_t o = 0; o < s->o; o++) {
+        real *m = dM + o * T + t0;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            const real *ra = dy + (o * s->oh + 2 * ty) * s->ow;
+            const real *rb = 2 * ty + 1 < s->oh ? ra + s->ow : NULL;
+            for (int64_t tx = 0; tx < tw; tx++) {
+                int64_t x0 = 2 * tx;
+                int second = x0 + 1 < s->ow;
+                real p0 = ra[x0], q0 = second ? ra[x0 + 1] : 0;
+                real p1 = rb ? rb[x0] : 0, q1 = rb && second ? rb[x0 + 1] : 0;
+                /* rows of A dY: (p0, q0), (p0 + p1, q0 + q1), (p0 - p1, q0 - q1), (-p1, -q1); each row (u, v)
+                 * then goes to (u, u + v, u - v, -v) */
+                real u[4] = {p0, p0 + p1, p0 - p1, -p1}, v[4] = {q0, q0 + q1, q0 - q1, -q1};
+                real *mt = m + ty * tw + tx;
+                for (int i = 0; i < 4; i++) {
+                    mt[(4 * i) * oT] = u[i];
+                    mt[(4 * i + 1) * oT] = u[i] + v[i];
+                    mt[(4 * i + 2) * oT] = u[i] - v[i];
+                    mt[(4 * i + 3) * oT] = -v[i];
+                }
+            }
+        }
+    }
+}
+
+/* dx (c, h, w) of one image = the sum over its tiles of B dV Bᵀ placed at each tile's patch (the adjoint
+ * of wg_input); plane (hp, wp) is the accumulator */
+static void wg_dx(real *restrict dx, const real *restrict dV, int64_t T, int64_t t0, const gg_conv2d_shape *s,
+                  const wg_geo *g, real *restrict plane) {
+    const int64_t wp = g->wp, cT = s->c * T + WG_SKEW;
+    for (int64_t ch = 0; ch < s->c; ch++) {
+        memset(plane, 0, (size_t)(g->hp * wp) * sizeof(real));
+        const real *v = dV + ch * T + t0;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            real *r0 = plane + 2 * ty * wp, *r1 = r0 + wp, *r2 = r1 + wp, *r3 = r2 + wp;
+            for (int i = 0; i < 4; i++) {
+                /* row i of dV Bᵀ for each tile, overlap-added along the tile row */
+                real row[2 * WG_MAX_SIDE + 4];
+                const real *v0 = v + (4 * i) * cT + ty * g->tw, *v1 = v0 + cT, *v2 = v1 + cT, *v3 = v2 + cT;
+                for (int64_t j = 0; j < wp; j++) row[j] = 0;
+                for (int64_t tx = 0; tx < g->tw; tx++) {
+                    real a = v0[tx], b = v1[tx], c = v2[tx], d = v3[tx];
+                    row[2 * tx] += a;
+                    row[2 * tx + 1] += b - c + d;
+                    row[2 * tx + 2] += c + b - a;
+                    row[2 * tx + 3] -= d;
+                }
+                /* B's column i: dd row 0 gets row 0, row 1 gets rows 1 - 2 + 3, row 2 gets -0 + 1 + 2,
+                 * row 3 gets -3 */
+                for (int64_t j = 0; j < wp; j++) {
+                    real e = row[j];
+                    if (i == 0) {
+                        r0[j] += e;
+                        r2[j] -= e;
+                    } else if (i == 1) {
+                        r1[j] += e;
+                        r2[j] += e;
+                    } else if (i == 2) {
+                        r1[j] -= e;
+                        r2[j] += e;
+                    } else {
+                        r1[j] += e;
+                        r3[j] -= e;
+                    }
+                }
+            }
+        }
+        for (int64_t y = 0; y < s->h; y++) {
+            const real *src = plane + (y + s->ph) * wp + s->pw;
+            real *dst = dx + (ch * s->h + y) * s->w;
+            for (int64_t j = 0; j < s->w; j++) dst[j] = src[j];
+        }
+    }
+}
+
+/* AVX-512 float32, planes up to 16 wide and high (oh, ow ≤ 14): one vector per row of the padded
+ * plane, so each transform works on a whole tile row at a time (tw ≤ 7 tiles in the lanes); the
+ * even and odd columns a tile row needs are permutes of that vector. The same additions in the same
+ * order as the scalar loops above, so the same bits. The V and dM rows are written with whole
+ * 16-lane stores (masked stores are slow on Zen 4: the dy transform took 16% of the C harness's
+ * time with them): the lanes past a tile row's tw tiles land on the next tile row's, written after
+ * (the last tile row of an image spills into the next image's first, also written after); only the
+ * tile rows within 16 columns of the end of the chunk's row are stored masked. */
+#if CONV_VEC
+static inline int wg_vec_ok(const wg_geo *g) { return g->wp <= 16 && g->hp <= 16; }
+
+/* lanes k -> lane 2k + off of a row vector (lanes past 15 read 0) */
+static inline __m512 wg_cols(__m512 row, int off) {
+    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                                         _mm512_set1_epi32(off));
+    const __mmask16 in = _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(16));
+    return _mm512_maskz_permutexvar_ps(in, idx, row);
+}
+/* -v (the sign flipped, as the scalar negation: -0 for 0) */
+static inline __m512 wg_neg(__m512 v) {
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
+}
+/* row lanes 2k = e[k], 2k + 1 = o[k] (k < 8) */
+static inline __m512 wg_interleave(__m512 e, __m512 o) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return _mm512_permutex2var_ps(e, lo, o);
+}
+
+/* a tile row of V or dM: a whole vector, or only the tiles when the 16 lanes would run past the
+ * chunk's row (the last tile rows of its last image) */
+static inline void wg_store_row(float *p, __m512 v, __mmask16 tiles, int last) {
+    if (last) _mm512_mask_storeu_ps(p, tiles, v);
+    else _mm512_storeu_ps(p, v);
+}
+
+/* V for the k images of a chunk from x[0..k) */
+static void wg_input16(float *restrict V, int64_t T, int64_t k, const float *restrict x, const gg_conv2d_shape *s,
+                       const wg_geo *g) {
+    const int64_t cT = s->c * T + WG_SKEW;
+    const __mmask16 cols = conv_lanes(s->pw, s->pw + s->w);
+    __m512 R[16];
+    const __mmask16 tiles = conv_lanes(0, g->tw);
+    for (int64_t img = 0; img < k; img++)
+      for (int64_t ch = 0; ch < s->c; ch++) {
+        const int64_t t0 = img * g->tiles;
+        const float *plane = x + (img * s->c + ch) * s->h * s->w - s->pw;   /* lane j of padded row y: image column j - pw */
+        for (int64_t y = 0; y < g->hp; y++) {
+            int64_t iy = y - s->ph;
+            R[y] = iy >= 0 && iy < s->h ? _mm512_maskz_loadu_ps(cols, plane + iy * s->w) : _mm512_setzero_ps();
+        }
+        float *v = V + ch * T + t0;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            const __m512 r0 = R[2 * ty], r1 = R[2 * ty + 1], r2 = R[2 * ty + 2], r3 = R[2 * ty + 3];
+            const __m512 rows[4] = {_mm512_sub_ps(r0, r2), _mm512_add_ps(r1, r2), _mm512_sub_ps(r2, r1),
+                                    _mm512_sub_ps(r1, r3)};
+            for (int i = 0; i < 4; i++) {
+                __m512 a = wg_cols(rows[i], 0), b = wg_cols(rows[i], 1), c = wg_cols(rows[i], 2), d = wg_cols(rows[i], 3);
+                float *v0 = v + (4 * i) * cT + ty * g->tw;
+                const int last = t0 + ty * g->tw + 16 > T;
+                wg_store_row(v0, _mm512_sub_ps(a, c), tiles, last);
+                wg_store_row(v0 + cT, _mm512_add_ps(b, c), tiles, last);
+                wg_store_row(v0 + 2 * cT, _mm512_sub_ps(c, b), tiles, last);
+                wg_store_row(v0 + 3 * cT, _mm512_sub_ps(b, d), tiles, last);
+            }
+        }
+    }
+}
+
+static void wg_output16(float *restrict out, const float *restrict M, int64_t T, int64_t t0, const float *bias,
+                        int32_t act, const gg_conv2d_shape *s, const wg_geo *g) {
+    const int64_t oT = s->o * T + WG_SKEW;
+    const __mmask16 tiles = conv_lanes(0, g->tw), cols = conv_lanes(0, s->ow);
+    for (int64_t o = 0; o < s->o; o++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            const float *m = M + o * T + t0 + ty * g->tw;
+            __m512 s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                __m512 a = _mm512_maskz_loadu_ps(tiles, m + j * oT), bb = _mm512_maskz_loadu_ps(tiles, m + (4 + j) * oT);
+                __m512 c = _mm512_maskz_loadu_ps(tiles, m + (8 + j) * oT), d = _mm512_maskz_loadu_ps(tiles, m + (12 + j) * oT);
+                s0[j] = _mm512_add_ps(_mm512_add_ps(a, bb), c);
+                s1[j] = _mm512_sub_ps(_mm512_sub_ps(bb, c), d);
+            }
+            __m512 y[2][2] = {{_mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]), _mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3])},
+                              {_mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]), _mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3])}};
+            for (int a = 0; a < 2 && 2 * ty + a < s->oh; a++) {
+                __m512 v = _mm512_add_ps(wg_interleave(y[a][0], y[a][1]), b);
+                if (act == GG_ACT_RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);   /* NaN kept (second operand) */
+                _mm512_mask_storeu_ps(out + (o * s->oh + 2 * ty + a) * s->ow, cols, v);
+            }
+        }
+    }
+}
+
+/* dM for the k images of a chunk from dy[0..k) */
+static void wg_dy16(float *restrict dM, int64_t T, int64_t k, const float *restrict dy, const gg_conv2d_shape *s,
+                    const wg_geo *g) {
+    const int64_t oT = s->o * T + WG_SKEW;
+    const __mmask16 cols = conv_lanes(0, s->ow);
+    const __mmask16 tiles = conv_lanes(0, g->tw);
+    for (int64_t img = 0; img < k; img++)
+      for (int64_t o = 0; o < s->o; o++) {
+        float *m = dM + o * T + img * g->tiles;
+        const float *plane = dy + (img * s->o + o) * s->oh * s->ow;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            __m512 ra = _mm512_maskz_loadu_ps(cols, plane + 2 * ty * s->ow);
+            __m512 rb = 2 * ty + 1 < s->oh ? _mm512_maskz_loadu_ps(cols, plane + (2 * ty + 1) * s->ow) : _mm512_setzero_ps();
+            __m512 p0 = wg_cols(ra, 0), q0 = wg_cols(ra, 1), p1 = wg_cols(rb, 0), q1 = wg_cols(rb, 1);
+            __m512 u[4] = {p0, _mm512_add_ps(p0, p1), _mm512_sub_ps(p0, p1), wg_neg(p1)};
+            __m512 v[4] = {q0, _mm512_add_ps(q0, q1), _mm512_sub_ps(q0, q1), wg_neg(q1)};
+            float *mt = m + ty * g->tw;
+            const int last = img * g->tiles + ty * g->tw + 16 > T;
+            for (int i = 0; i < 4; i++) {
+                wg_store_row(mt + (4 * i) * oT, u[i], tiles, last);
+                wg_store_row(mt + (4 * i + 1) * oT, _mm512_add_ps(u[i], v[i]), tiles, last);
+                wg_store_row(mt + (4 * i + 2) * oT, _mm512_sub_ps(u[i], v[i]), tiles, last);
+                wg_store_row(mt + (4 * i + 3) * oT, wg_neg(v[i]), tiles, last);
+            }
+        }
+    }
+}
+
+static void wg_dx16(float *restrict dx, const float *restrict dV, int64_t T, int64_t t0, const gg_conv2d_shape *s,
+                    const wg_geo *g) {
+    const int64_t cT = s->c * T + WG_SKEW;
+    const __mmask16 tiles = conv_lanes(0, g->tw), cols = conv_lanes(s->pw, s->pw + s->w);
+    /* lane k <- lane k - 1, lane 0 <- 0: the previous tile's last two columns land on this one's first two */
+    const __m512i prev = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+    __m512 acc[16];
+    for (int64_t ch = 0; ch < s->c; ch++) {
+        for (int64_t y = 0; y < g->hp; y++) acc[y] = _mm512_setzero_ps();
+        const float *v = dV + ch * T + t0;
+        for (int64_t ty = 0; ty < g->th; ty++) {
+            for (int i = 0; i < 4; i++) {
+                const float *v0 = v + (4 * i) * cT + ty * g->tw;
+                __m512 a = _mm512_maskz_loadu_ps(tiles, v0), b = _mm512_maskz_loadu_ps(tiles, v0 + cT);
+                __m512 c = _mm512_maskz_loadu_ps(tiles, v0 + 2 * cT), d = _mm512_maskz_loadu_ps(tiles, v0 + 3 * cT);
+                /* columns 2tx..2tx + 3 of tile tx get a, b - c + d, c + b - a, -d; overlap-added along the row,
+                 * in the scalar loop's order: even column 2k = a[k] + (c + b - a)[k - 1], odd 2k + 1 =
+                 * (b - c + d)[k] - d[k - 1] */
+                __m512 bcd = _mm512_add_ps(_mm512_sub_ps(b, c), d);
+                __m512 e1 = _mm512_maskz_permutexvar_ps(0xfffe, prev, _mm512_sub_ps(_mm512_add_ps(c, b), a));
+                __m512 o1 = _mm512_maskz_permutexvar_ps(0xfffe, prev, d);
+                __m512 row = wg_interleave(_mm512_add_ps(e1, a), _mm512_sub_ps(bcd, o1));
+                __m512 *r = acc + 2 * ty;
+                if (i == 0) {
+                    r[0] = _mm512_add_ps(r[0], row);
+                    r[2] = _mm512_sub_ps(r[2], row);
+                } else if (i == 1) {
+                    r[1] = _mm512_add_ps(r[1], row);
+                    r[2] = _mm512_add_ps(r[2], row);
+                } else if (i == 2) {
+                    r[1] = _mm512_sub_ps(r[1], row);
+                    r[2] = _mm512_add_ps(r[2], row);
+                } else {
+                    r[1] = _mm512_add_ps(r[1], row);
+                    r[3] = _mm512_sub_ps(r[3], row);
+                }
+            }
+        }
+        float *plane = dx + ch * s->h * s->w - s->pw;
+        for (int64_t y = 0; y < s->h; y++) _mm512_mask_storeu_ps(plane + y * s->w, cols, acc[y + s->ph]);
+    }
+}
+#endif
+
+/* This thread's range of images [i0, i1), chunk by chunk. kind 0: out = the forward; 1: dx from dy;
+ * 2: dU (16, o, c) = the sum of dM_ξ · V_ξᵀ over the range (not written when the range is empty). */
+static void wg_range(int kind, real *out, const real *x, const real *dy, const real *U, const real *bias, int32_t act,
+                     const gg_conv2d_shape *s, int64_t i0, int64_t i1, real *mine, void *wk, int64_t ws) {
+    const wg_geo g = wg_geometry(s);
+    const int64_t c = s->c, o = s->o, in_img = c * s->h * s->w, out_img = o * s->oh * s->ow;
+    real *V = mine, *M = V + 16 * (g.T * c + WG_SKEW), *dU = M + 16 * (g.T * o + WG_SKEW), *plane = dU + 16 * o * c,
+         *ys = plane + g.hp * g.wp;
+#if CONV_VEC
+    const int vec = wg_vec_ok(&g);
+#endif
+    memset(plane, 0, (size_t)(g.hp * g.wp) * sizeof(real));
+    for (int64_t i = i0; i < i1; i += g.imgs) {
+        const int64_t k = i1 - i < g.imgs ? i1 - i : g.imgs, T = k * g.tiles;
+#if CONV_VEC
+        if (vec) {
+            if (kind != 1) wg_input16(V, T, k, x + i * in_img, s, &g);
+            if (kind != 0) wg_dy16(M, T, k, dy + i * out_img, s, &g);
+        } else
+#endif
+        {
+            for (int64_t j = 0; j < k && kind != 1; j++) wg_input(V, T, j * g.tiles, x + (i + j) * in_img, s, &g, plane);
+            for (int64_t j = 0; j < k && kind != 0; j++) wg_dy(M, T, j * g.tiles, dy + (i + j) * out_img, s, &g);
+        }
+        for (int xi = 0; xi < 16; xi++) {
+            const real *Ux = U + xi * o * c;
+            real *Vx = V + xi * (c * T + WG_SKEW), *Mx = M + xi * (o * T + WG_SKEW);
+            if (kind == 0) KERNEL(gemm)(Mx, Ux, Vx, o, T, c, 0, 0, 1.0, 0.0, NULL, wk, ws);
+            else if (kind == 1) KERNEL(gemm)(Vx, Ux, Mx, c, T, o, 1, 0, 1.0, 0.0, NULL, wk, ws);
+            else KERNEL(gemm)(dU + xi * o * c, Mx, Vx, o, c, T, 0, 1, 1.0, i == i0 ? 0.0 : 1.0, NULL, wk, ws);
+        }
+        for (int64_t j = 0; j < k && kind != 2; j++) {
+#if CONV_VEC
+            if (vec && kind == 0) {
+                wg_output16(out + (i + j) * out_img, M, T, j * g.tiles, bias, act, s, &g);
+                continue;
+            }
+            if (vec) {
+                wg_dx16(out + (i + j) * in_img, V, T, j * g.tiles, s, &g);
+                continue;
+            }
+#endif
+            if (kind == 0) wg_output(out + (i + j) * out_img, M, T, j * g.tiles, bias, act, s, &g, ys);
+            else wg_dx(out + (i + j) * in_img, V, T, j * g.tiles, s, &g, plane);
+        }
+    }
+}
+
+static int64_t wg_workspace(const gg_conv2d_shape *s, int32_t kind) {
+    const wg_geo g = wg_geometry(s);
+    if (kind == 0) return KERNEL(gemm_workspace_bytes)(s->o, g.T, s->c, 1);
+    if (kind == 1) return KERNEL(gemm_workspace_bytes)(s->c, g.T, s->o, 1);
+    return KERNEL(gemm_workspace_bytes)(s->o, s->c, g.T, 1);
+}
+
+/* The three passes: out is the forward's (n, o, oh, ow), dx (n, c, h, w) or dw (o, c, 3, 3). Threads take
+ * contiguous ranges of images; the weight gradient's partial dU are added in thread order. */
+static void wg_run(int kind, real *out, const real *x, const real *dy, const real *w, const real *bias, int32_t act,
+                   const gg_conv2d_shape *s, real *scratch, int64_t scratch_elems, void *work, int64_t work_bytes) {
+    const int64_t shared = wg_shared(s), per = wg_per_thread(s), ws = wg_workspace(s, kind);
+    real *U = scratch;
+    int nt = conv_threads(s, per, scratch_elems - shared, ws, work_bytes);
+    if (kind != 2) wg_weights(U, w, s);
+    if (nt == 1) {
+        wg_range(kind, out, x, dy, U, bias, act, s, 0, s->n, scratch + shared, work, work_bytes);
+    } else {
+#pragma omp parallel num_threads(nt)
+        for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads())
+            wg_range(kind, out, x, dy, U, bias, act, s, s->n * t / nt, s->n * (t + 1) / nt,
+                     scratch + shared + t * per, (char *)work + t * ws, ws);
+    }
+    if (kind != 2) return;
+    /* every thread's range is non-empty (nt <= n): add the partials in thread order into U, then dw */
+    const int64_t m = 16 * s->o * s->c, at = 16 * (wg_geometry(s).T * (s->c + s->o) + 2 * WG_SKEW);
+    for (int64_t j = 0; j < m; j++) {
+        real v = 0;
+        for (int t = 0; t < nt; t++) v += scratch[shared + t * per + at + j];
+        U[j] = v;
+    }
+    wg_weights_adjoint(out, U, s);
+}
+
 /* ---- convolution ---- */
 
 /* The row stride of the forward's column buffer (and of its GEMM's output): oh·ow rounded up to whole
@@ -395,12 +889,14 @@ static inline int64_t conv_scratch_per_thread(const gg_conv2d_shape *s, int32_t 
 
 int64_t KERNEL(conv2d_scratch_elems)(const gg_conv2d_shape *s, int32_t kind, int32_t threads) {
     if (threads < 1) threads = 1;
+    if (conv_winograd_ok(s)) return wg_shared(s) + threads * wg_per_thread(s);
     return threads * conv_scratch_per_thread(s, kind);
 }
 
 int64_t KERNEL(conv2d_workspace_bytes)(const gg_conv2d_shape *s, int32_t kind, int32_t threads) {
     int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, Pp = conv_padded_cols(s);
     if (threads < 1) threads = 1;
+    if (conv_winograd_ok(s)) return threads * wg_workspace(s, kind);
     if (kind == 0) return threads * KERNEL(gemm_workspace_bytes)(s->o, Pp, K, 1);
     if (kind == 1) return threads * KERNEL(gemm_workspace_bytes)(K, P, s->o, 1);
     return threads * KERNEL(gemm_workspace_bytes)(K, s->o, P, 1);   /* the weight gradient's dwᵀ products */
@@ -457,6 +953,10 @@ void KERNEL(conv2d)(real *out, const real *x, const real *w, const real *bias, c
         return;
     }
 #endif
+    if (conv_winograd_ok(s)) {
+        wg_run(0, out, x, NULL, w, bias, act, s, scratch, scratch_elems, work, work_bytes);
+        return;
+    }
     int nt = conv_threads(s, per_thread, scratch_elems, ws, work_bytes);
     if (nt == 1) {
         for (int64_t i = 0; i < s->n; i++)
@@ -483,6 +983,10 @@ static void conv_dx_image(real *dx, const real *dy, const real *w, const gg_conv
 void KERNEL(conv2d_input_grad)(real *dx, const real *dy, const real *w, const gg_conv2d_shape *s, real *scratch,
                                int64_t scratch_elems, void *work, int64_t work_bytes) {
     int64_t K = s->c * s->kh * s->kw, P = s->oh * s->ow, in_img = s->c * s->h * s->w;
+    if (conv_winograd_ok(s)) {
+        wg_run(1, dx, NULL, dy, w, NULL, GG_ACT_NONE, s, scratch, scratch_elems, work, work_bytes);
+        return;
+    }
     int64_t per_thread = conv_scratch_per_thread(s, 1);
     int64_t ws = KERNEL(gemm_workspace_bytes)(K, P, s->o, 1);
     int nt = conv_threads(s, per_thread, scratch_elems, ws, work_bytes);
@@ -529,6 +1033,10 @@ void KERNEL(conv2d_weight_grad)(real *dw, const real *x, const real *dy, const g
     int nt = conv_threads(s, per_thread, scratch_elems, ws, work_bytes);
     if (s->n == 0) {
         memset(dw, 0, (size_t)(s->o * K) * sizeof(real));
+        return;
+    }
+    if (conv_winograd_ok(s)) {
+        wg_run(2, dw, x, dy, NULL, NULL, GG_ACT_NONE, s, scratch, scratch_elems, work, work_bytes);
         return;
     }
 #if CONV_VEC

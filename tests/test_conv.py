@@ -162,6 +162,86 @@ def test_conv2d_float32_wide_images_and_one_channel(geometry, rng):
         np.testing.assert_allclose(got_db, g64.sum(axis=(0, 2, 3)), **tol)
 
 
+#: 3×3, stride 1, dilation 1, at least 8 input and output channels: the Winograd F(2×2, 3×3) kernels
+#: (csrc/conv.c). Odd and even output sizes (odd ones have tiles past the last row and column),
+#: paddings 0-2, batch 1 and several; outputs up to 14×14 take the AVX-512 float32 transforms, wider
+#: ones the portable loops; 10 images of 11×11 are two chunks of the GEMMs (8 images each, the second
+#: partial); 29×31 is one image per chunk.
+WINOGRAD_GEOMETRIES = [
+    (2, 8, 5, 5, 8, 3, 1, 0, 1),
+    (1, 9, 6, 7, 10, 3, 1, 1, 1),
+    (3, 8, 4, 6, 9, 3, 1, 2, 1),
+    (10, 8, 13, 13, 8, 3, 1, 0, 1),
+    (2, 12, 16, 15, 8, 3, 1, 1, 1),
+    (2, 8, 29, 31, 8, 3, 1, 0, 1),
+]
+WG_IDS = [f"n{g[0]}c{g[1]}h{g[2]}w{g[3]}o{g[4]}p{g[7]}" for g in WINOGRAD_GEOMETRIES]
+
+
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES[:3], ids=WG_IDS[:3])
+def test_winograd_conv2d_float64_against_reference_and_finite_differences(geometry, rng):
+    n, c, h, w, o, k, s, p, d = geometry
+    x, wt, b = _arrays(geometry, rng)
+    conv = lambda x, w, b: gg.relu(gg.conv2d(x, w, b, stride=s, padding=p, dilation=d))  # noqa: E731
+    X, W, B = (gg.placeholder(a.shape, dtype="float64") for a in (x, wt, b))
+    got = gg.compile(conv(X, W, B))({X: x, W: wt, B: b})
+    np.testing.assert_allclose(got, np.maximum(cref.conv2d(x, wt, b, s, p, d), 0), rtol=1e-12, atol=1e-12)
+    assert gg.gradcheck(conv, [x, wt, b], atol=1e-6, rtol=1e-5)
+    y = cref.conv2d(x, wt, None, s, p, d)
+    dy = rng.standard_normal(y.shape)
+    attrs = {"stride": (1, 1), "padding": _pair(p), "dilation": (1, 1)}
+    assert gg.gradcheck(lambda g, k: make("conv2d_input_grad", [g, k], {**attrs, "input_hw": (h, w)}), [dy, wt],
+                        atol=1e-6, rtol=1e-5)
+    assert gg.gradcheck(lambda x, g: make("conv2d_weight_grad", [x, g], {**attrs, "kernel": (3, 3)}), [x, dy],
+                        atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES, ids=WG_IDS)
+def test_winograd_conv2d_and_its_gradients_against_reference(geometry, dtype, rng):
+    n, c, h, w, o, k, s, p, d = geometry
+    x, wt, b = (a.astype(dtype) for a in _arrays(geometry, rng))
+    X, W, B = (gg.placeholder(a.shape, dtype=dtype) for a in (x, wt, b))
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    for act in (None, "relu"):
+        y = gg.conv2d(X, W, B, padding=p)
+        y = gg.relu(y) if act else y
+        want = cref.conv2d(x64, w64, b.astype(np.float64), s, p, d)
+        want = np.maximum(want, 0) if act else want
+        g = rng.standard_normal(want.shape).astype(dtype)
+        dx, dw, db = gg.grad(gg.sum(y * gg.constant(g, dtype=dtype)), [X, W, B])
+        got_y, got_dx, got_dw, got_db = gg.compile([y, dx, dw, db])({X: x, W: wt, B: b})
+        g64 = g.astype(np.float64) * (want > 0 if act else 1)
+        tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(got_y, want, **tol)
+        np.testing.assert_allclose(got_dx, cref.conv2d_input_grad(g64, w64, (h, w), s, p, d), **tol)
+        np.testing.assert_allclose(got_dw, cref.conv2d_weight_grad(x64, g64, (3, 3), s, p, d), **tol)
+        np.testing.assert_allclose(got_db, g64.sum(axis=(0, 2, 3)), **tol)
+
+
+def test_winograd_one_and_two_threads_and_fused_and_unfused_agree(rng):
+    """mnist_convnet's conv2 (32 -> 64 channels, 13×13) in a small training-step graph: the images are
+    shared out among the threads in contiguous ranges, the weight gradient's partials added in order."""
+    x = rng.standard_normal((12, 32, 13, 13)).astype(np.float32)
+    wt = (0.1 * rng.standard_normal((64, 32, 3, 3))).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    g = rng.standard_normal((12, 64, 11, 11)).astype(np.float32)
+    X, W, B = (gg.placeholder(a.shape) for a in (x, wt, b))
+    y = gg.relu(gg.conv2d(X, W, B))
+    outs = [y] + gg.grad(gg.sum(y * gg.constant(g)), [X, W, B])
+    runs = []
+    for threads, passes in ((1, None), (2, None), (1, [])):
+        gg.set_num_threads(threads)
+        try:
+            runs.append(gg.compile(outs, passes=passes)({X: x, W: wt, B: b}))
+        finally:
+            gg.set_num_threads(0)
+    for other in runs[1:]:   # float32 sums of 12·121 terms in another order: ~1e-5 of their scale
+        for a, c in zip(runs[0], other):
+            np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5 * np.abs(a).max())
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])   # the forward does not depend on the threads
+
+
 @st.composite
 def conv_geometry(draw):
     n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -428,6 +508,15 @@ def test_model_summary_lists_output_shapes_and_parameters():
     assert "(None, 6, 2, 2)" in lines["c2"] and lines["c2"].split()[-1] == "222"
     assert "(None, 6)" in lines["g"] and "(None, 3)" in lines["out"] and lines["out"].split()[-1] == "21"
     assert "Trainable params: 287" in text and "Non-trainable params: 8" in text
+
+
+def test_an_elementwise_op_after_conv_relu_is_not_fused_into_the_convolution(rng):
+    """relu(conv(x)) · c: the product stays its own instruction (it was once fused into the conv + ReLU
+    instruction and dropped, which returned relu(conv(x)))."""
+    x, wt, c = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 3, 3))
+    X, W = gg.placeholder(x.shape, dtype="float64"), gg.placeholder(wt.shape, dtype="float64")
+    got = gg.compile(gg.relu(gg.conv2d(X, W)) * gg.constant(c, dtype="float64"))({X: x, W: wt})
+    np.testing.assert_allclose(got, np.maximum(cref.conv2d(x, wt), 0) * c, rtol=1e-12, atol=1e-12)
 
 
 def test_fused_conv_relu_and_pool_backward_keep_relus_nan_rule():

@@ -157,7 +157,10 @@ def fuse(order: list[Tensor], shapes: dict[int, tuple], fetched: set[int], enabl
             continue
         merged: list[list[Tensor]] = []
         for i in node.inputs:
-            if can_absorb(i, node) and i.op != "conv2d" and not any(group_of[i.id] is g for g in merged):
+            # a convolution's group (conv2d, or conv2d + its ReLU) takes nothing more: its kernel has
+            # only the bias and activation epilogue (an elementwise op that took conv2d + ReLU in
+            # was dropped by the lowering: relu(conv(x)) * c computed relu(conv(x)))
+            if can_absorb(i, node) and group_of[i.id][0].op != "conv2d" and not any(group_of[i.id] is g for g in merged):
                 merged.append(group_of[i.id])
         heads = [g for g in merged if g[0].id in head_of]
         if len(heads) > 1:   # one matmul per instruction: keep the first head's group
