@@ -415,6 +415,15 @@ def test_corrupted_files_raise_typed_errors(data, tmp_path_factory):
         pass
 
 
+def test_an_initializer_whose_data_do_not_fill_its_dims_raises_a_format_error():
+    """The corruption the fuzz test above once found: one flipped bit in an initializer's dims
+    (6 floats, dims (2,)); onnx's to_array raised a bare ValueError."""
+    blob = bytearray(_CORRUPTION_BASE)
+    blob[287] ^= 1 << 4
+    with pytest.raises(go.OnnxFormatError, match='initializer "w" cannot be read'):
+        go.load(bytes(blob))
+
+
 def _small_model_bytes():
     x = gg.placeholder((None, 3), name="x")
     w = gg.variable(np.arange(6.0).reshape(3, 2), name="w")

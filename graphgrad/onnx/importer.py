@@ -31,6 +31,15 @@ from .common import (FLOAT_TYPES, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, OnnxError,
                      OnnxShapeError, StaticValueRequired, UnsupportedOpError, require_onnx)
 
 
+def _tensor_array(onnx, tensor, what: str) -> np.ndarray:
+    """A TensorProto's values as a NumPy array; onnx's own complaints about a malformed tensor (data
+    that does not fill its dims, a segment, an undefined element type) become OnnxFormatError."""
+    try:
+        return onnx.numpy_helper.to_array(tensor)
+    except (ValueError, TypeError) as err:
+        raise OnnxFormatError(f'{what} "{tensor.name}" cannot be read: {err}') from err
+
+
 class _Batch:
     """The batch size inside a shape value known at import time (Shape of a (None, ...) tensor)."""
 
@@ -514,7 +523,7 @@ def _constant(n):
     onnx = n.ctx.onnx
     (key, value), = n.attrs.items()
     if key == "value":
-        return [onnx.numpy_helper.to_array(value)]
+        return [_tensor_array(onnx, value, f"{n.label}: its value")]
     if key in ("value_float", "value_floats"):
         return [np.array(value, dtype=np.float32)]
     if key in ("value_int", "value_ints"):
@@ -798,7 +807,7 @@ class ImportedModel(Module):
         NumPy arrays."""
         ctx = _Context(self.onnx, self)
         for name, t in self._initializers.items():
-            ctx.values[name] = self.onnx.numpy_helper.to_array(t)
+            ctx.values[name] = _tensor_array(self.onnx, t, f"{self.where}: initializer")
         ctx.values.update(self._static_inputs)
         missing = [k for k in self.input_names if k not in feeds]
         if missing:
