@@ -494,6 +494,8 @@ class Program:
         if part == "updates" and (want_loss or accuracy or predictions):
             raise ValueError('part="updates" records nothing: losses, accuracy and predictions belong to '
                              'part="gradients"')
+        if record is not None and part == "gradients":
+            raise ValueError('record= copies its output after the whole step: pass it to part="updates"')
         if only is not None:
             if part != "updates":
                 raise ValueError('only= picks update instructions: it needs part="updates"')

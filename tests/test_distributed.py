@@ -200,6 +200,11 @@ def test_placed_memory_and_a_split_update_part_equal_the_plain_step():
         split.run_steps(data, 16, n_steps=1, part="updates", only=((w1, 0, 129),))
     with pytest.raises(ValueError, match="only= picks update instructions"):
         split.run_steps(data, 16, n_steps=1, part="gradients", only=(0,))
+    record = (split.outputs[0], np.zeros((1, 1)), 1, 0)     # (refused before the record itself is checked)
+    with pytest.raises(ValueError, match="record= reads statistics of every update"):
+        split.run_steps(data, 16, n_steps=1, part="updates", only=(0,), record=record)
+    with pytest.raises(ValueError, match='pass it to part="updates"'):
+        split.run_steps(data, 16, n_steps=1, part="gradients", record=record)
     with pytest.raises(ValueError, match="64-byte-aligned"):
         split.place_gradients(16, outside[start + 1:start + 1 + region.size])
 
