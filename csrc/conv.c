@@ -367,7 +367,7 @@ static void conv_direct_dw(float *dw, const float *x, const float *dy, const gg_
 #undef CONV_LOAD_TAPS
 #endif
 
-/* ---- Winograd F(2×2, 3×3): 3×3 kernels, stride 1, dilation 1 (conv2 of mnist_convnet) ----
+/* ---- Winograd F(2×2, 3×3): 3×3 kernels, stride 1, dilation 1 (F(4×4) below takes the small planes) ----
  * Each 2×2 block of outputs ("tile") of one output channel is Aᵀ [Σ_c (G w Gᵀ) ⊙ (Bᵀ d B)] A, d the tile's
  * 4×4 input patch: 16 multiplies per tile and input channel instead of 36, and the sum over the
  * channels is, for each of the 16 positions ξ of the 4×4 transform, one GEMM
@@ -397,30 +397,44 @@ static inline int conv_winograd_ok(const gg_conv2d_shape *s) {
            s->o >= 8 && s->oh <= WG_MAX_SIDE && s->ow <= WG_MAX_SIDE;
 }
 
-/* th×tw tiles per image; the zero-padded input plane is hp×wp (covers every tile's 4×4 patch); a chunk is
- * `imgs` images, T = imgs·tiles columns */
+/* F(4×4, 3×3) (below) takes the AVX-512 float32 case when every plane is at most 12×12: 36 multiplies per
+ * 4×4 outputs instead of F(2×2)'s 16 per 2×2, so the GEMMs do 0.56× the work; everything else keeps
+ * F(2×2). WG4_TILES is its chunk (16 images of mnist_convnet's conv2, 9 tiles each). */
+#ifndef WG4_TILES
+#define WG4_TILES 144
+#endif
+static inline int wg4_ok(const gg_conv2d_shape *s) {
+    return CONV_VEC && s->oh <= 12 && s->ow <= 12;
+}
+
+/* m×m outputs per tile (2 or 4), pos = (m + 2)² transform positions ξ; th×tw tiles per image; the
+ * zero-padded input plane is hp×wp (covers every tile's (m + 2)² patch); a chunk is `imgs` images, T =
+ * imgs·tiles columns */
 typedef struct {
-    int64_t th, tw, tiles, hp, wp, imgs, T;
+    int64_t m, pos, th, tw, tiles, hp, wp, imgs, T;
 } wg_geo;
 
 static inline wg_geo wg_geometry(const gg_conv2d_shape *s) {
     wg_geo g;
-    g.th = (s->oh + 1) / 2;
-    g.tw = (s->ow + 1) / 2;
+    g.m = wg4_ok(s) ? 4 : 2;
+    g.pos = (g.m + 2) * (g.m + 2);
+    g.th = (s->oh + g.m - 1) / g.m;
+    g.tw = (s->ow + g.m - 1) / g.m;
     g.tiles = g.th * g.tw;
-    g.hp = 2 * g.th + 2;
-    g.wp = 2 * g.tw + 2;
-    g.imgs = WG_TILES / g.tiles > 1 ? WG_TILES / g.tiles : 1;
+    g.hp = g.m * g.th + 2;
+    g.wp = g.m * g.tw + 2;
+    int64_t chunk = g.m == 4 ? WG4_TILES : WG_TILES;
+    g.imgs = chunk / g.tiles > 1 ? chunk / g.tiles : 1;
     g.T = g.imgs * g.tiles;
     return g;
 }
 
-/* Scratch: U (16, o, c) once, then per thread V (16, c, T), M or dM (16, o, T), dU (16, o, c), a padded
- * plane (hp, wp) and four tile rows (4, T) of the output transform. */
-static inline int64_t wg_shared(const gg_conv2d_shape *s) { return 16 * s->o * s->c; }
+/* Scratch: U (pos, o, c) once, then per thread V (pos, c, T), M or dM (pos, o, T), dU (pos, o, c), a padded
+ * plane (hp, wp) and four tile rows (4, T) of F(2×2)'s output transform. */
+static inline int64_t wg_shared(const gg_conv2d_shape *s) { return wg_geometry(s).pos * s->o * s->c; }
 static inline int64_t wg_per_thread(const gg_conv2d_shape *s) {
     wg_geo g = wg_geometry(s);
-    return 16 * (g.T * (s->c + s->o) + 2 * WG_SKEW) + 16 * s->o * s->c + g.hp * g.wp + 4 * g.tiles;
+    return g.pos * (g.T * (s->c + s->o) + 2 * WG_SKEW) + g.pos * s->o * s->c + g.hp * g.wp + 4 * g.tiles;
 }
 
 /* U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1] */
@@ -779,22 +793,327 @@ static void wg_dx16(float *restrict dx, const float *restrict dV, int64_t T, int
 }
 #endif
 
+/* ---- Winograd F(4×4, 3×3), AVX-512 float32, planes up to 12×12 ----
+ * The same three GEMM passes as F(2×2) with 6×6 transforms (Lavin and Gray's matrices):
+ *     Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *     G  = [¼ 0 0; -⅙ -⅙ -⅙; -⅙ ⅙ -⅙; 1/24 1/12 ⅙; 1/24 -1/12 ⅙; 0 0 1]
+ *     Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * ξ = 6i + j is row i, column j of a 6×6 transform. G's fractions are not exact in binary, and the
+ * transforms multiply by up to 8, so float32 results carry a few more rounding errors than F(2×2)'s
+ * (test_conv checks them against float64 loops).
+ * The data transforms put one image's tiles in the lanes of a vector (lane ty·tw + tx, at most 9 tiles):
+ * every tile's 36 values are then 36 whole vectors, and the transforms are plain vector arithmetic.
+ * Going between a tile-major vector and the plane's rows (one vector per row, lanes = columns) takes
+ * two permutes per vector. */
+#if CONV_VEC
+static const double WG4_G[6][3] = {{0.25, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+
+/* U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ], 16 pairs (o, c) at a time: their 3×3 kernels gathered into nine
+ * vectors, G applied down and across, each ξ a contiguous store */
+static __attribute__((noinline)) void wg4_weights(float *U, const float *w, const gg_conv2d_shape *s) {
+    const int64_t oc = s->o * s->c;
+    const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(9));
+    for (int64_t q = 0; q < oc; q += 16) {
+        const __mmask16 in = conv_lanes(0, oc - q);
+        __m512 g[9], t[6][3];
+        for (int k = 0; k < 9; k++)
+            g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, nine, w + q * 9 + k, 4);
+        for (int i = 0; i < 6; i++)
+            for (int k = 0; k < 3; k++)
+                t[i][k] = _mm512_fmadd_ps(_mm512_set1_ps((float)WG4_G[i][0]), g[k],
+                                          _mm512_fmadd_ps(_mm512_set1_ps((float)WG4_G[i][1]), g[3 + k],
+                                                          _mm512_mul_ps(_mm512_set1_ps((float)WG4_G[i][2]), g[6 + k])));
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 6; j++) {
+                __m512 u = _mm512_fmadd_ps(t[i][0], _mm512_set1_ps((float)WG4_G[j][0]),
+                                           _mm512_fmadd_ps(t[i][1], _mm512_set1_ps((float)WG4_G[j][1]),
+                                                           _mm512_mul_ps(t[i][2], _mm512_set1_ps((float)WG4_G[j][2]))));
+                _mm512_mask_storeu_ps(U + (6 * i + j) * oc + q, in, u);
+            }
+    }
+}
+
+/* dw[o][c] = Gᵀ dU[·][o][c] G, the adjoint of wg4_weights: 16 pairs at a time, scattered back */
+static __attribute__((noinline)) void wg4_weights_adjoint(float *dw, const float *dU, const gg_conv2d_shape *s) {
+    const int64_t oc = s->o * s->c;
+    const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(9));
+    for (int64_t q = 0; q < oc; q += 16) {
+        const __mmask16 in = conv_lanes(0, oc - q);
+        __m512 t[6][3];   /* dU G */
+        for (int i = 0; i < 6; i++) {
+            for (int k = 0; k < 3; k++) t[i][k] = _mm512_setzero_ps();
+            for (int j = 0; j < 6; j++) {
+                __m512 u = _mm512_maskz_loadu_ps(in, dU + (6 * i + j) * oc + q);
+                for (int k = 0; k < 3; k++) t[i][k] = _mm512_fmadd_ps(u, _mm512_set1_ps((float)WG4_G[j][k]), t[i][k]);
+            }
+        }
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 3; k++) {
+                __m512 v = _mm512_setzero_ps();
+                for (int i = 0; i < 6; i++) v = _mm512_fmadd_ps(_mm512_set1_ps((float)WG4_G[i][r]), t[i][k], v);
+                _mm512_mask_i32scatter_ps(dw + q * 9 + 3 * r + k, in, nine, v, 4);
+            }
+    }
+}
+
+#define WG4_C(v) _mm512_set1_ps(v)
+/* t = Bᵀ r over six vectors */
+static inline void wg4_bt(const __m512 r[6], __m512 t[6]) {
+    __m512 r34 = _mm512_add_ps(r[3], r[4]), r12 = _mm512_add_ps(r[1], r[2]);
+    __m512 d43 = _mm512_sub_ps(r[4], r[3]), d12 = _mm512_sub_ps(r[1], r[2]);
+    __m512 d42 = _mm512_sub_ps(r[4], r[2]), d31 = _mm512_sub_ps(r[3], r[1]);
+    t[0] = _mm512_fmadd_ps(WG4_C(4.0f), r[0], _mm512_fmadd_ps(WG4_C(-5.0f), r[2], r[4]));
+    t[1] = _mm512_fnmadd_ps(WG4_C(4.0f), r12, r34);
+    t[2] = _mm512_fmadd_ps(WG4_C(4.0f), d12, d43);
+    t[3] = _mm512_fmadd_ps(WG4_C(2.0f), d31, d42);
+    t[4] = _mm512_fnmadd_ps(WG4_C(2.0f), d31, d42);
+    t[5] = _mm512_fmadd_ps(WG4_C(4.0f), r[1], _mm512_fmadd_ps(WG4_C(-5.0f), r[3], r[5]));
+}
+/* y = B x over six vectors (the adjoint of wg4_bt) */
+static inline void wg4_b(const __m512 x[6], __m512 y[6]) {
+    __m512 p = _mm512_add_ps(x[1], x[2]), q = _mm512_sub_ps(x[2], x[1]);
+    __m512 u = _mm512_add_ps(x[3], x[4]), v = _mm512_sub_ps(x[4], x[3]);
+    y[0] = _mm512_mul_ps(WG4_C(4.0f), x[0]);
+    y[1] = _mm512_fmadd_ps(WG4_C(4.0f), _mm512_add_ps(q, x[5]), _mm512_add_ps(v, v));
+    y[2] = _mm512_fnmsub_ps(WG4_C(5.0f), x[0], _mm512_fmadd_ps(WG4_C(4.0f), p, u));
+    y[3] = _mm512_fnmsub_ps(WG4_C(5.0f), x[5], _mm512_fmadd_ps(WG4_C(2.0f), v, q));
+    y[4] = _mm512_add_ps(_mm512_add_ps(x[0], p), u);
+    y[5] = x[5];
+}
+/* s = Aᵀ m: six vectors to four */
+static inline void wg4_at(const __m512 m[6], __m512 s[4]) {
+    __m512 p = _mm512_add_ps(m[1], m[2]), q = _mm512_sub_ps(m[1], m[2]);
+    __m512 u = _mm512_add_ps(m[3], m[4]), v = _mm512_sub_ps(m[3], m[4]);
+    s[0] = _mm512_add_ps(_mm512_add_ps(m[0], p), u);
+    s[1] = _mm512_fmadd_ps(WG4_C(2.0f), v, q);
+    s[2] = _mm512_fmadd_ps(WG4_C(4.0f), u, p);
+    s[3] = _mm512_fmadd_ps(WG4_C(8.0f), v, _mm512_add_ps(q, m[5]));
+}
+/* e = A d: four vectors to six (the adjoint of wg4_at) */
+static inline void wg4_a(const __m512 d[4], __m512 e[6]) {
+    __m512 d02 = _mm512_add_ps(d[0], d[2]), d13 = _mm512_add_ps(d[1], d[3]);
+    __m512 g = _mm512_fmadd_ps(WG4_C(4.0f), d[2], d[0]), h = _mm512_fmadd_ps(WG4_C(4.0f), d[3], d[1]);
+    e[0] = d[0];
+    e[1] = _mm512_add_ps(d02, d13);
+    e[2] = _mm512_sub_ps(d02, d13);
+    e[3] = _mm512_fmadd_ps(WG4_C(2.0f), h, g);
+    e[4] = _mm512_fnmadd_ps(WG4_C(2.0f), h, g);
+    e[5] = d[3];
+}
+
+/* The permutes between an image's rows and its tile-major vectors, for one geometry:
+ *   gather[b]/gather3[b]: lane ty·tw + tx <- row[4ty + ·][4tx + b] (rows of tile rows 0, 1 by a
+ *     two-source permute, tile row 2 merged in over the lanes `third`)
+ *   place[ty]: lane X (a column) <- lane ty·tw + X/4 of the first or second source (X odd: second),
+ *     so the pairs (v0, v1) and (v2, v3) of a tile row's four column vectors give the columns X % 4 = 0, 1
+ *     and 2, 3; shift[ty] does the same for columns X = 4tx + 4 + {0, 1} (a tile's columns 4 and 5) */
+typedef struct {
+    __m512i gather[6], gather3[6], place[3], shift[3];
+    __mmask16 third, tile_cols, low2, shifted;
+} wg4_perm;
+
+static inline wg4_perm wg4_perms(const wg_geo *g) {
+    wg4_perm p;
+    int32_t idx[16];
+    for (int b = 0; b < 6; b++) {
+        for (int l = 0; l < 16; l++) {
+            int64_t ty = l / g->tw, tx = l % g->tw;
+            idx[l] = ty == 0 ? (int32_t)(4 * tx + b) : ty == 1 ? (int32_t)(16 + 4 * tx + b) : 0;
+        }
+        p.gather[b] = _mm512_loadu_si512(idx);
+        for (int l = 0; l < 16; l++) idx[l] = (int32_t)(4 * (l % g->tw) + b);
+        p.gather3[b] = _mm512_loadu_si512(idx);
+    }
+    p.third = conv_lanes(2 * g->tw, 3 * g->tw);
+    for (int ty = 0; ty < 3; ty++) {
+        for (int X = 0; X < 16; X++) idx[X] = (int32_t)((X & 1 ? 16 : 0) + ty * g->tw + (X / 4 < g->tw ? X / 4 : 0));
+        p.place[ty] = _mm512_loadu_si512(idx);
+        for (int X = 0; X < 16; X++)
+            idx[X] = (int32_t)((X & 1 ? 16 : 0) + ty * g->tw + (X >= 4 && (X - 4) / 4 < g->tw ? (X - 4) / 4 : 0));
+        p.shift[ty] = _mm512_loadu_si512(idx);
+    }
+    p.tile_cols = conv_lanes(0, 4 * g->tw);
+    p.low2 = 0x3333;
+    p.shifted = 0;
+    for (int X = 4; X < 16; X++)
+        if ((X & 3) < 2 && (X - 4) / 4 < g->tw) p.shifted |= (__mmask16)(1u << X);
+    return p;
+}
+
+/* the tile-major vector of column b from the rows of tile rows 0, 1, 2 (absent ones zero) */
+static inline __m512 wg4_gather(__m512 r0, __m512 r1, __m512 r2, const wg4_perm *p, int b) {
+    __m512 v = _mm512_permutex2var_ps(r0, p->gather[b], r1);
+    return _mm512_mask_permutexvar_ps(v, p->third, p->gather3[b], r2);
+}
+/* tile row ty's row of columns from its four column vectors (lane X <- column X % 4 of tile X / 4) */
+static inline __m512 wg4_place(const __m512 c[4], const wg4_perm *p, int ty) {
+    __m512 lo = _mm512_permutex2var_ps(c[0], p->place[ty], c[1]), hi = _mm512_permutex2var_ps(c[2], p->place[ty], c[3]);
+    return _mm512_mask_blend_ps((__mmask16)~p->low2, lo, hi);
+}
+
+/* V for the k images of a chunk from x[0..k) */
+static __attribute__((noinline)) void wg4_input(float *restrict V, int64_t T, int64_t k, const float *restrict x,
+                                                const gg_conv2d_shape *s, const wg_geo *g, const wg4_perm *p) {
+    const int64_t C = s->c, H = s->h, W = s->w, PH = s->ph, HP = g->hp, TH = g->th, tiles = g->tiles;
+    const int64_t cT = C * T + WG_SKEW;
+    const __mmask16 cols = conv_lanes(s->pw, s->pw + W), lanes = conv_lanes(0, tiles);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t img = 0; img < k; img++) {   /* images inner: each of V's rows is written front to back */
+            const int64_t t0 = img * tiles;
+            const float *plane = x + (img * C + ch) * H * W - s->pw;   /* lane j: image column j - pw */
+            __m512 R[14];
+            for (int64_t y = 0; y < HP; y++) {
+                int64_t iy = y - PH;
+                R[y] = iy >= 0 && iy < H ? _mm512_maskz_loadu_ps(cols, plane + iy * W) : zero;
+            }
+            __m512 rows[3][6];   /* Bᵀ d down the columns, per tile row */
+            for (int64_t ty = 0; ty < 3; ty++) {
+                if (ty < TH) wg4_bt(R + 4 * ty, rows[ty]);
+                else
+                    for (int i = 0; i < 6; i++) rows[ty][i] = zero;
+            }
+            float *v = V + ch * T + t0;
+            const int last = t0 + 16 > T;
+            for (int i = 0; i < 6; i++) {
+                __m512 e[6], t[6];
+                for (int b = 0; b < 6; b++) e[b] = wg4_gather(rows[0][i], rows[1][i], rows[2][i], p, b);
+                wg4_bt(e, t);
+                for (int j = 0; j < 6; j++, v += cT) wg_store_row(v, t[j], lanes, last);
+            }
+        }
+}
+
+/* out (o, oh, ow) of the k images of a chunk = Aᵀ M A per tile, then the bias and the activation */
+static __attribute__((noinline)) void wg4_output(float *restrict out, const float *restrict M, int64_t T, int64_t k,
+                                                 const float *bias, int32_t act, const gg_conv2d_shape *s, const wg_geo *g,
+                                                 const wg4_perm *p) {
+    const int64_t O = s->o, OH = s->oh, OW = s->ow, TH = g->th, tiles = g->tiles;
+    const int64_t oT = O * T + WG_SKEW, out_img = O * OH * OW;
+    const __mmask16 lanes = conv_lanes(0, tiles), cols = conv_lanes(0, OW);
+    const int relu = act == GG_ACT_RELU;
+    for (int64_t o = 0; o < O; o++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+        for (int64_t img = 0; img < k; img++) {   /* images inner: each of M's rows is read front to back */
+            __m512 sr[4][6];   /* Aᵀ M: row r of column j */
+            for (int j = 0; j < 6; j++) {
+                const float *q = M + o * T + img * tiles + j * oT;
+                __m512 col[6], r4[4];
+                for (int i = 0; i < 6; i++, q += 6 * oT) col[i] = _mm512_maskz_loadu_ps(lanes, q);
+                wg4_at(col, r4);
+                for (int r = 0; r < 4; r++) sr[r][j] = r4[r];
+            }
+            float *dst = out + img * out_img + o * OH * OW;
+            for (int r = 0; r < 4; r++) {
+                __m512 y[4];   /* output (r, c) of every tile */
+                wg4_at(sr[r], y);
+                for (int64_t ty = 0; ty < TH && 4 * ty + r < OH; ty++) {
+                    __m512 v = _mm512_add_ps(wg4_place(y, p, (int)ty), b);
+                    if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);   /* NaN kept (second operand) */
+                    _mm512_mask_storeu_ps(dst + (4 * ty + r) * OW, cols, v);
+                }
+            }
+        }
+    }
+}
+
+/* dM for the k images of a chunk from dy[0..k): A dY Aᵀ per tile (outputs past oh, ow read as 0) */
+static __attribute__((noinline)) void wg4_dy(float *restrict dM, int64_t T, int64_t k, const float *restrict dy,
+                                             const gg_conv2d_shape *s, const wg_geo *g, const wg4_perm *p) {
+    const int64_t O = s->o, OH = s->oh, OW = s->ow, tiles = g->tiles;
+    const int64_t oT = O * T + WG_SKEW;
+    const __mmask16 cols = conv_lanes(0, OW), lanes = conv_lanes(0, tiles);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t img = 0; img < k; img++) {   /* images inner: each of dM's rows is written front to back */
+            const int64_t t0 = img * tiles;
+            const float *plane = dy + (img * O + o) * OH * OW;
+            __m512 D[12];
+            for (int64_t y = 0; y < 12; y++) D[y] = y < OH ? _mm512_maskz_loadu_ps(cols, plane + y * OW) : zero;
+            __m512 e[6][4];   /* A dY: row i of column c */
+            for (int c = 0; c < 4; c++) {
+                __m512 d[4], t[6];
+                for (int r = 0; r < 4; r++) d[r] = wg4_gather(D[r], D[4 + r], D[8 + r], p, c);
+                wg4_a(d, t);
+                for (int i = 0; i < 6; i++) e[i][c] = t[i];
+            }
+            float *mt = dM + o * T + t0;
+            const int last = t0 + 16 > T;
+            for (int i = 0; i < 6; i++) {
+                __m512 t[6];
+                wg4_a(e[i], t);
+                for (int j = 0; j < 6; j++, mt += oT) wg_store_row(mt, t[j], lanes, last);
+            }
+        }
+}
+
+/* dx (c, h, w) of the k images of a chunk = the sum over each image's tiles of B dV Bᵀ placed at the
+ * tile's 6×6 patch */
+static __attribute__((noinline)) void wg4_dx(float *restrict dx, const float *restrict dV, int64_t T, int64_t k,
+                                             const gg_conv2d_shape *s, const wg_geo *g, const wg4_perm *p) {
+    const int64_t C = s->c, H = s->h, W = s->w, PH = s->ph, HP = g->hp, TH = g->th, tiles = g->tiles;
+    const int64_t cT = C * T + WG_SKEW, in_img = C * H * W;
+    const __mmask16 lanes = conv_lanes(0, tiles), cols = conv_lanes(s->pw, s->pw + W);
+    const __mmask16 low = p->low2 & p->tile_cols, high = (__mmask16)~p->low2 & p->tile_cols;
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t img = 0; img < k; img++) {   /* images inner: each of dV's rows is read front to back */
+            __m512 z[6][6];   /* B dV: row a of column j */
+            for (int j = 0; j < 6; j++) {
+                const float *q = dV + ch * T + img * tiles + j * cT;
+                __m512 col[6], t[6];
+                for (int i = 0; i < 6; i++, q += 6 * cT) col[i] = _mm512_maskz_loadu_ps(lanes, q);
+                wg4_b(col, t);
+                for (int a = 0; a < 6; a++) z[a][j] = t[a];
+            }
+            __m512 acc[14];   /* the padded plane's rows */
+            for (int64_t y = 0; y < HP; y++) acc[y] = _mm512_setzero_ps();
+            for (int a = 0; a < 6; a++) {
+                __m512 d[6];   /* entry (a, b) of every tile's B dV Bᵀ */
+                wg4_b(z[a], d);
+                for (int64_t ty = 0; ty < TH; ty++) {
+                    /* columns 4tx + 0..3 of every tile, then its columns 4 and 5 (on the next tile's 0 and 1) */
+                    __m512 lo = _mm512_maskz_permutex2var_ps(low, d[0], p->place[ty], d[1]);
+                    lo = _mm512_mask_mov_ps(lo, high, _mm512_permutex2var_ps(d[2], p->place[ty], d[3]));
+                    __m512 hi = _mm512_maskz_permutex2var_ps(p->shifted, d[4], p->shift[ty], d[5]);
+                    acc[4 * ty + a] = _mm512_add_ps(acc[4 * ty + a], _mm512_add_ps(lo, hi));
+                }
+            }
+            float *plane = dx + img * in_img + ch * H * W - s->pw;
+            for (int64_t y = 0; y < H; y++) _mm512_mask_storeu_ps(plane + y * W, cols, acc[y + PH]);
+        }
+}
+#undef WG4_C
+#endif
+
 /* This thread's range of images [i0, i1), chunk by chunk. kind 0: out = the forward; 1: dx from dy;
  * 2: dU (16, o, c) = the sum of dM_ξ · V_ξᵀ over the range (not written when the range is empty). */
 static void wg_range(int kind, real *out, const real *x, const real *dy, const real *U, const real *bias, int32_t act,
                      const gg_conv2d_shape *s, int64_t i0, int64_t i1, real *mine, void *wk, int64_t ws) {
     const wg_geo g = wg_geometry(s);
     const int64_t c = s->c, o = s->o, in_img = c * s->h * s->w, out_img = o * s->oh * s->ow;
-    real *V = mine, *M = V + 16 * (g.T * c + WG_SKEW), *dU = M + 16 * (g.T * o + WG_SKEW), *plane = dU + 16 * o * c,
+    const int64_t pos = g.pos;
+    real *V = mine, *M = V + pos * (g.T * c + WG_SKEW), *dU = M + pos * (g.T * o + WG_SKEW), *plane = dU + pos * o * c,
          *ys = plane + g.hp * g.wp;
 #if CONV_VEC
     const int vec = wg_vec_ok(&g);
+    wg4_perm perm;
+    if (g.m == 4) perm = wg4_perms(&g);
 #endif
     memset(plane, 0, (size_t)(g.hp * g.wp) * sizeof(real));
     for (int64_t i = i0; i < i1; i += g.imgs) {
         const int64_t k = i1 - i < g.imgs ? i1 - i : g.imgs, T = k * g.tiles;
 #if CONV_VEC
-        if (vec) {
+        if (g.m == 4) {
+            if (kind != 1) wg4_input(V, T, k, x + i * in_img, s, &g, &perm);
+            if (kind != 0) wg4_dy(M, T, k, dy + i * out_img, s, &g, &perm);
+        } else if (vec) {
             if (kind != 1) wg_input16(V, T, k, x + i * in_img, s, &g);
             if (kind != 0) wg_dy16(M, T, k, dy + i * out_img, s, &g);
         } else
@@ -803,13 +1122,18 @@ static void wg_range(int kind, real *out, const real *x, const real *dy, const r
             for (int64_t j = 0; j < k && kind != 1; j++) wg_input(V, T, j * g.tiles, x + (i + j) * in_img, s, &g, plane);
             for (int64_t j = 0; j < k && kind != 0; j++) wg_dy(M, T, j * g.tiles, dy + (i + j) * out_img, s, &g);
         }
-        for (int xi = 0; xi < 16; xi++) {
+        for (int xi = 0; xi < pos; xi++) {
             const real *Ux = U + xi * o * c;
             real *Vx = V + xi * (c * T + WG_SKEW), *Mx = M + xi * (o * T + WG_SKEW);
             if (kind == 0) KERNEL(gemm)(Mx, Ux, Vx, o, T, c, 0, 0, 1.0, 0.0, NULL, wk, ws);
             else if (kind == 1) KERNEL(gemm)(Vx, Ux, Mx, c, T, o, 1, 0, 1.0, 0.0, NULL, wk, ws);
             else KERNEL(gemm)(dU + xi * o * c, Mx, Vx, o, c, T, 0, 1, 1.0, i == i0 ? 0.0 : 1.0, NULL, wk, ws);
         }
+#if CONV_VEC
+        if (g.m == 4 && kind == 0) wg4_output(out + i * out_img, M, T, k, bias, act, s, &g, &perm);
+        if (g.m == 4 && kind == 1) wg4_dx(out + i * in_img, V, T, k, s, &g, &perm);
+        if (g.m == 4) continue;
+#endif
         for (int64_t j = 0; j < k && kind != 2; j++) {
 #if CONV_VEC
             if (vec && kind == 0) {
@@ -841,7 +1165,14 @@ static void wg_run(int kind, real *out, const real *x, const real *dy, const rea
     const int64_t shared = wg_shared(s), per = wg_per_thread(s), ws = wg_workspace(s, kind);
     real *U = scratch;
     int nt = conv_threads(s, per, scratch_elems - shared, ws, work_bytes);
-    if (kind != 2) wg_weights(U, w, s);
+    const wg_geo g = wg_geometry(s);
+    if (kind != 2) {
+#if CONV_VEC
+        if (g.m == 4) wg4_weights(U, w, s);
+        else
+#endif
+            wg_weights(U, w, s);
+    }
     if (nt == 1) {
         wg_range(kind, out, x, dy, U, bias, act, s, 0, s->n, scratch + shared, work, work_bytes);
     } else {
@@ -852,12 +1183,18 @@ static void wg_run(int kind, real *out, const real *x, const real *dy, const rea
     }
     if (kind != 2) return;
     /* every thread's range is non-empty (nt <= n): add the partials in thread order into U, then dw */
-    const int64_t m = 16 * s->o * s->c, at = 16 * (wg_geometry(s).T * (s->c + s->o) + 2 * WG_SKEW);
+    const int64_t m = g.pos * s->o * s->c, at = g.pos * (g.T * (s->c + s->o) + 2 * WG_SKEW);
     for (int64_t j = 0; j < m; j++) {
         real v = 0;
         for (int t = 0; t < nt; t++) v += scratch[shared + t * per + at + j];
         U[j] = v;
     }
+#if CONV_VEC
+    if (g.m == 4) {
+        wg4_weights_adjoint(out, U, s);
+        return;
+    }
+#endif
     wg_weights_adjoint(out, U, s);
 }
 

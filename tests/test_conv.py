@@ -162,16 +162,20 @@ def test_conv2d_float32_wide_images_and_one_channel(geometry, rng):
         np.testing.assert_allclose(got_db, g64.sum(axis=(0, 2, 3)), **tol)
 
 
-#: 3×3, stride 1, dilation 1, at least 8 input and output channels: the Winograd F(2×2, 3×3) kernels
-#: (csrc/conv.c). Odd and even output sizes (odd ones have tiles past the last row and column),
-#: paddings 0-2, batch 1 and several; outputs up to 14×14 take the AVX-512 float32 transforms, wider
-#: ones the portable loops; 10 images of 11×11 are two chunks of the GEMMs (8 images each, the second
-#: partial); 29×31 is one image per chunk.
+#: 3×3, stride 1, dilation 1, at least 8 input and output channels: the Winograd kernels (csrc/conv.c).
+#: Under AVX-512 float32, outputs up to 12×12 take F(4×4, 3×3) (one image's tiles in a vector: 1×1 to 3×3
+#: tiles here, 16 images a chunk, so 20 images are two chunks, the second partial); 13-14 wide take
+#: F(2×2, 3×3)'s vector transforms, wider ones and float64 its portable loops (29×31: one image a chunk).
+#: Odd and even output sizes (tiles past the last row and column), paddings 0-2, batch 1 and several.
 WINOGRAD_GEOMETRIES = [
     (2, 8, 5, 5, 8, 3, 1, 0, 1),
     (1, 9, 6, 7, 10, 3, 1, 1, 1),
     (3, 8, 4, 6, 9, 3, 1, 2, 1),
     (10, 8, 13, 13, 8, 3, 1, 0, 1),
+    (20, 8, 13, 13, 8, 3, 1, 0, 1),
+    (3, 8, 12, 5, 9, 3, 1, 0, 1),
+    (2, 8, 5, 14, 8, 3, 1, 0, 1),
+    (2, 8, 16, 16, 8, 3, 1, 0, 1),
     (2, 12, 16, 15, 8, 3, 1, 1, 1),
     (2, 8, 29, 31, 8, 3, 1, 0, 1),
 ]
