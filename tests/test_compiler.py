@@ -11,6 +11,8 @@ from graphgrad.compiler import build_plan, cse, fold_constants, schedule, simpli
 from graphgrad.graph import Graph, ancestors
 from graphgrad.ops import REGISTRY
 
+import conv_reference as cref
+
 
 def _mlp():
     x = gg.placeholder((None, 4), name="x")
@@ -273,6 +275,28 @@ def test_simplify_points_relu_backward_at_the_relu_output():
     assert back.inputs[0].op == "relu"
     feed = {x: np.array([[1.0, -2.0, 0.0, -0.0], [np.nan, 3.0, -1.0, 2.0]], dtype=np.float32)}
     assert np.array_equal(gg.compile(gw, passes=["simplify"])(feed), gg.compile(gw, passes=[])(feed), equal_nan=True)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 2, 1), (2, 1, 0)])
+def test_simplify_sums_a_pooled_relus_gradient_before_the_scatter(kernel, stride, padding, rng):
+    """A conv -> ReLU -> max-pool bias gradient sums the pooled gradient (relu_backward of the pooled
+    values), not the input-sized scatter; overlapping windows (stride 1) and padding included."""
+    x = gg.placeholder((None, 3, 8, 9), name="x")
+    w = gg.variable(rng.standard_normal((4, 3, 3, 3)) * 0.3, name="w")
+    b = gg.variable(rng.standard_normal(4) * 0.3, name="b")
+    pooled = gg.max_pool2d(gg.relu(gg.conv2d(x, w, b)), kernel, stride=stride, padding=padding)
+    g = rng.standard_normal((2, 4) + pooled.shape[2:])
+    gw, gb = gg.grad(gg.sum(pooled * gg.constant(g)), [w, b])
+    graph = simplify(Graph([gb]))
+    total = next(n for n in graph.nodes if n.op == "sum" and n.shape == (4,))
+    assert total.inputs[0].op == "relu_backward" and total.inputs[0].inputs[0].op == "max_pool2d"
+    feed = {x: rng.standard_normal((2, 3, 8, 9))}
+    want = np.asarray(gg.compile([gw, gb], passes=[])(feed)[1], dtype=np.float64)
+    xs = feed[x].astype(np.float64)
+    y = np.maximum(cref.conv2d(xs, w.value.astype(np.float64), b.value.astype(np.float64), 1, 0, 1), 0)
+    dy = cref.max_pool2d_backward(y, g, kernel, stride, padding, positive=True)
+    np.testing.assert_allclose(gg.compile(gb)(feed), dy.sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gg.compile(gb)(feed), want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_variable_never_stands_in_for_a_computed_value():

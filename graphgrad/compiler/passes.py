@@ -13,7 +13,11 @@
   early and the matmul+bias+relu fuse); relu_backward(r, max_pool2d_backward(r, g)) with r = relu(x)
   is one max_pool2d_backward(r, g) that passes the gradient only where the window's maximum is not
   <= 0 (the mask is the same: the gradient sits only at the arg-max, and relu_backward's mask r <= 0
-  holds there exactly when it holds for the maximum). Never when x is a variable (see `rewrite`).
+  holds there exactly when it holds for the maximum). The sum over an image's axes of such a
+  max_pool2d_backward(r, g) is the sum of relu_backward(max_pool2d(r), g): every window that passes
+  puts its gradient on one element, so the totals are those of the pooled tensor (a convolution's
+  bias gradient then reads a quarter of the data for 2×2 pools). Never when x is a variable (see
+  `rewrite`).
 
 A pass never mutates the user's Tensors: it builds new nodes for whatever changed (and for
 everything downstream of a change) and returns a new Graph over the new outputs; outputs keep
@@ -249,7 +253,23 @@ def simplify(graph: Graph) -> Graph:
             if r is not None and ins[0].op != "relu":
                 # x > 0 exactly where relu(x) > 0 (NaN and -0 included), so the mask is the same
                 return _clone(node, [r, ins[1]])
+        elif op == "sum" and ins[0].op == "max_pool2d_backward" and ins[0].attrs.get("positive") \
+                and not node.attrs["mean"] and {2, 3} <= set(node.attrs["axes"]):
+            return _clone(node, [_pooled_gradient(ins[0])])
         return None
+
+    def _pooled_gradient(pool_backward: Tensor) -> Tensor:
+        """relu_backward(max_pool2d(r), g) for max_pool2d_backward(r, g) with the positive flag: the
+        same values before they are scattered to the arg-max (a bias gradient's sum over the image
+        then reads the pooled tensor, not the input-sized one; cse merges the max_pool2d with the
+        forward's)."""
+        r, g = pool_backward.inputs
+        attrs = {k: v for k, v in pool_backward.attrs.items() if k != "positive"}
+        pooled = Tensor("max_pool2d", [r], attrs, g.shape, r.dtype, source=pool_backward.source)
+        pooled.role = r.role
+        masked = Tensor("relu_backward", [pooled, g], {}, g.shape, g.dtype, source=pool_backward.source)
+        masked.role = pool_backward.role
+        return masked
 
     return rewrite(graph, rule)
 
