@@ -1713,6 +1713,157 @@ void KERNEL(avg_pool2d_backward)(real *dx, const real *dy, const gg_pool2d_shape
         });
 }
 
+/* ---- a first layer's weight gradient through its max pool ----
+ * dw (o, c, kh, kw) of conv2d(x) when the output gradient is dy = max_pool2d_backward(r, g, positive)
+ * (r the convolution's ReLU output (n, o, oh, ow), g the pooled gradient): each pooled gradient that
+ * passes (its window's maximum is not <= 0) goes straight to the window's arg-max, whose patch of x it
+ * multiplies, so dy is never written and the zeros between the maxima are never read (simplify makes
+ * this of a small first layer's weight gradient; compiler/passes.py). Each output channel's sums are
+ * one thread's, in a fixed order, so results do not depend on the thread count. */
+
+#if POOL_VEC
+/* A 3×3 kernel on one input channel (stride 1, no padding) under MaxPool2D(2) of at most 15 windows
+ * per row: one output channel at a time, nine 16-lane accumulators (lanes: the windows of a pooled
+ * row). For each window the tap's x value is the one under its arg-max: four candidates (the
+ * window's four positions), chosen by the arg-max masks of the pool's backward. */
+static inline int pooled_dw_vec_ok(const gg_conv2d_shape *s, const gg_pool2d_shape *ps) {
+    return s->c == 1 && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 && s->ph == 0 &&
+           s->pw == 0 && ps->kh == 2 && ps->kw == 2 && ps->sh == 2 && ps->sw == 2 && ps->ph == 0 && ps->pw == 0 &&
+           ps->ow <= 15;
+}
+
+static void pooled_dw_vec(float *dw, const float *x, const float *r, const float *g, const gg_conv2d_shape *s,
+                          const gg_pool2d_shape *ps) {
+    const int64_t plane = s->oh * s->ow, pooled = ps->oh * ps->ow, in_img = s->h * s->w, W = s->w, OW = s->ow;
+    const int64_t windows = ps->ow;
+    const __mmask16 lanes = pool_lanes(windows), k0 = pool_lanes(W), k1 = pool_lanes(W - 16);
+    __m512i cols[4];   /* lane px <- column 2·px + off of a row's two vectors */
+    for (int off = 0; off < 4; off++)
+        cols[off] = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                                     _mm512_set1_epi32(off));
+    GG_PARALLEL_FOR(s->n * s->o * pooled * 9 >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < s->o; o++) {
+            __m512 acc[9];
+            for (int t = 0; t < 9; t++) acc[t] = _mm512_setzero_ps();
+            for (int64_t i = 0; i < s->n; i++) {
+                const float *rp = r + (i * s->o + o) * plane, *gp = g + (i * s->o + o) * pooled, *xi = x + i * in_img;
+                for (int64_t py = 0; py < ps->oh; py++) {
+                    __m512 a, b, c, d;
+                    __m512 m = pool_max16(rp + 2 * py * OW, rp + (2 * py + 1) * OW, windows, &a, &b, &c, &d);
+                    __mmask16 ea = pool_is_max16(a, m), eb = pool_is_max16(b, m) & ~ea;
+                    __mmask16 ec = pool_is_max16(c, m) & ~(ea | eb), ed = (__mmask16)~(ea | eb | ec);
+                    __m512 v = _mm512_maskz_loadu_ps(lanes, gp + py * windows);
+                    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+                    __m512 X[4][4];   /* X[row][off]: x at input row 2·py + row, column 2·px + off */
+                    for (int row = 0; row < 4; row++) {
+                        const float *xr = xi + (2 * py + row) * W;
+                        __m512 lo = _mm512_maskz_loadu_ps(k0, xr), hi = _mm512_maskz_loadu_ps(k1, xr + 16);
+                        for (int off = 0; off < 4; off++) X[row][off] = _mm512_permutex2var_ps(lo, cols[off], hi);
+                    }
+                    for (int ki = 0; ki < 3; ki++)
+                        for (int kj = 0; kj < 3; kj++) {
+                            __m512 xs = X[ki][kj];   /* the arg-max at the window's top left (ea) */
+                            xs = _mm512_mask_blend_ps(eb, xs, X[ki][kj + 1]);
+                            xs = _mm512_mask_blend_ps(ec, xs, X[ki + 1][kj]);
+                            xs = _mm512_mask_blend_ps(ed, xs, X[ki + 1][kj + 1]);
+                            acc[3 * ki + kj] = _mm512_fmadd_ps(v, xs, acc[3 * ki + kj]);
+                        }
+                }
+            }
+            for (int t = 0; t < 9; t++) dw[o * 9 + t] = _mm512_reduce_add_ps(acc[t]);
+        });
+}
+#endif
+
+/* The gradient dy = max_pool2d_backward(r, g, positive) at convolution output `at` (flat in one plane of
+ * r): the sum of the passing pooled gradients whose window's arg-max it is (0 when none) */
+static real pooled_dy_at(const real *rp, const real *gp, const gg_pool2d_shape *ps, int64_t at) {
+    const int64_t oy = at / ps->w, ox = at % ps->w;
+    real v = 0;
+    for (int64_t py = 0; py < ps->oh; py++) {
+        int64_t y0 = py * ps->sh - ps->ph;
+        if (oy < y0 || oy >= y0 + ps->kh) continue;
+        for (int64_t px = 0; px < ps->ow; px++) {
+            int64_t x0 = px * ps->sw - ps->pw;
+            if (ox < x0 || ox >= x0 + ps->kw) continue;
+            if (pool_argmax(rp, ps, py, px) == at && !(rp[at] <= 0)) v += gp[py * ps->ow + px];
+        }
+    }
+    return v;
+}
+
+/* The dense weight gradient multiplies every x by its position's dy, zeros included, so an infinite or
+ * NaN x makes NaN (0·x) in every tap whose position there has dy = 0; the pass over the arg-maxima
+ * never reads those, so this adds them. Only when x holds such a value (a scan of x otherwise). */
+static void pooled_dw_nonfinite(real *dw, const real *x, const real *r, const real *g, const gg_conv2d_shape *s,
+                                const gg_pool2d_shape *ps) {
+    const int64_t in_img = s->c * s->h * s->w, plane = s->oh * s->ow, pooled = ps->oh * ps->ow;
+    int bad = 0;
+    for (int64_t k = 0; k < s->n * in_img; k++) bad |= !isfinite(x[k]);
+    if (!bad) return;
+    for (int64_t i = 0; i < s->n; i++)
+        for (int64_t ch = 0; ch < s->c; ch++)
+            for (int64_t y = 0; y < s->h; y++)
+                for (int64_t xx = 0; xx < s->w; xx++) {
+                    real v = x[i * in_img + (ch * s->h + y) * s->w + xx];
+                    if (isfinite(v)) continue;
+                    for (int64_t ki = 0; ki < s->kh; ki++)
+                        for (int64_t kj = 0; kj < s->kw; kj++) {
+                            int64_t oy = y + s->ph - ki * s->dh, ox = xx + s->pw - kj * s->dw;
+                            if (oy < 0 || ox < 0 || oy % s->sh || ox % s->sw) continue;
+                            oy /= s->sh;
+                            ox /= s->sw;
+                            if (oy >= s->oh || ox >= s->ow) continue;
+                            for (int64_t o = 0; o < s->o; o++) {
+                                const real *rp = r + (i * s->o + o) * plane, *gp = g + (i * s->o + o) * pooled;
+                                if (pooled_dy_at(rp, gp, ps, oy * s->ow + ox) == 0)
+                                    dw[((o * s->c + ch) * s->kh + ki) * s->kw + kj] += (real)0 * v;
+                            }
+                        }
+                }
+}
+
+/* x is (n, c, h, w), r is (n, o, oh, ow), g is (n, o, poh, pow), dw is (o, c, kh, kw); s the convolution's
+ * geometry, ps the pool's (over r) */
+void KERNEL(conv2d_pooled_weight_grad)(real *dw, const real *x, const real *r, const real *g, const gg_conv2d_shape *s,
+                                       const gg_pool2d_shape *ps) {
+#if POOL_VEC
+    if (pooled_dw_vec_ok(s, ps)) {
+        pooled_dw_vec(dw, x, r, g, s, ps);
+        pooled_dw_nonfinite(dw, x, r, g, s, ps);
+        return;
+    }
+#endif
+    const int64_t K = s->c * s->kh * s->kw, in_img = s->c * s->h * s->w, plane = s->oh * s->ow;
+    const int64_t pooled = ps->oh * ps->ow;
+    GG_PARALLEL_FOR(s->n * s->o * pooled * K >= GG_PARALLEL_MIN,
+        for (int64_t o = 0; o < s->o; o++) {
+            real *acc = dw + o * K;
+            for (int64_t k = 0; k < K; k++) acc[k] = 0;
+            for (int64_t i = 0; i < s->n; i++) {
+                const real *rp = r + (i * s->o + o) * plane, *gp = g + (i * s->o + o) * pooled, *xi = x + i * in_img;
+                for (int64_t py = 0; py < ps->oh; py++)
+                    for (int64_t px = 0; px < ps->ow; px++) {
+                        int64_t at = pool_argmax(rp, ps, py, px);
+                        if (at < 0 || rp[at] <= 0) continue;   /* NaN passes, as in the positive backward */
+                        real v = gp[py * ps->ow + px];
+                        int64_t y0 = at / s->ow * s->sh - s->ph, x0 = at % s->ow * s->sw - s->pw;
+                        for (int64_t ch = 0; ch < s->c; ch++)
+                            for (int64_t ki = 0; ki < s->kh; ki++) {
+                                int64_t iy = y0 + ki * s->dh;
+                                if (iy < 0 || iy >= s->h) continue;
+                                for (int64_t kj = 0; kj < s->kw; kj++) {
+                                    int64_t ix = x0 + kj * s->dw;
+                                    if (ix >= 0 && ix < s->w)
+                                        acc[(ch * s->kh + ki) * s->kw + kj] += v * xi[(ch * s->h + iy) * s->w + ix];
+                                }
+                            }
+                    }
+            }
+        });
+    pooled_dw_nonfinite(dw, x, r, g, s, ps);
+}
+
 /* ---- batch normalisation: x is (n, c, s) ---- */
 
 /* stats is (2, c): the batch mean and the biased variance of each channel */

@@ -386,6 +386,11 @@ void gg_max_pool2d_backward_f32(float *dx, const float *x, const float *dy, cons
 void gg_max_pool2d_backward_f64(double *dx, const double *x, const double *dy, const gg_pool2d_shape *s, int32_t positive);
 void gg_max_pool2d_gather_f32(float *out, const float *x, const float *g, const gg_pool2d_shape *s, int32_t positive);
 void gg_max_pool2d_gather_f64(double *out, const double *x, const double *g, const gg_pool2d_shape *s, int32_t positive);
+/* x is (n, c, h, w), r is (n, o, oh, ow) (the convolution's ReLU output), g is (n, o, poh, pow) (its max pool's
+ * output gradient, ps the pool's geometry over r), dw is (o, c, kh, kw): conv2d_weight_grad(x,
+ * max_pool2d_backward(r, g, positive = 1)) without the input-sized gradient in between */
+void gg_conv2d_pooled_weight_grad_f32(float *dw, const float *x, const float *r, const float *g, const gg_conv2d_shape *s, const gg_pool2d_shape *ps);
+void gg_conv2d_pooled_weight_grad_f64(double *dw, const double *x, const double *r, const double *g, const gg_conv2d_shape *s, const gg_pool2d_shape *ps);
 void gg_avg_pool2d_f32(float *out, const float *x, const gg_pool2d_shape *s);
 void gg_avg_pool2d_f64(double *out, const double *x, const gg_pool2d_shape *s);
 void gg_avg_pool2d_backward_f32(float *dx, const float *dy, const gg_pool2d_shape *s);

@@ -279,17 +279,20 @@ static gg_pool2d_shape pool_shape_of(const int64_t *d) {
 
 /* A convolution's geometry and scratch, checked: the sizes positive, the output size the one the
  * input, kernel, stride, padding and dilation give, and room for at least one thread's columns. */
+static int conv_geometry_ok(const gg_conv2d_shape *s) {
+    if (s->n < 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->sh <= 0 ||
+        s->sw <= 0 || s->ph < 0 || s->pw < 0 || s->dh <= 0 || s->dw <= 0)
+        return 0;
+    return s->oh == (s->h + 2 * s->ph - s->dh * (s->kh - 1) - 1) / s->sh + 1 && s->oh > 0 &&
+           s->ow == (s->w + 2 * s->pw - s->dw * (s->kw - 1) - 1) / s->sw + 1 && s->ow > 0;
+}
+
 static int conv_checked(const gg_program *p, const gg_instr *ins, int32_t kind, gg_conv2d_shape *s, void **scratch,
                         int64_t *scratch_elems) {
     *s = conv_shape_of(ins->dims);
     int32_t slot = kind == 0 ? 3 : 2;
     if (ins->n_in <= slot || ins->in[slot] < 0) return GG_ERR_BAD_INSTR;
-    if (s->n < 0 || s->c <= 0 || s->h <= 0 || s->w <= 0 || s->o <= 0 || s->kh <= 0 || s->kw <= 0 || s->sh <= 0 ||
-        s->sw <= 0 || s->ph < 0 || s->pw < 0 || s->dh <= 0 || s->dw <= 0)
-        return GG_ERR_BAD_INSTR;
-    if (s->oh != (s->h + 2 * s->ph - s->dh * (s->kh - 1) - 1) / s->sh + 1 || s->oh <= 0 ||
-        s->ow != (s->w + 2 * s->pw - s->dw * (s->kw - 1) - 1) / s->sw + 1 || s->ow <= 0)
-        return GG_ERR_BAD_INSTR;
+    if (!conv_geometry_ok(s)) return GG_ERR_BAD_INSTR;
     *scratch = BUF(p, ins->in[slot]);
     *scratch_elems = ins->dims[kind == 0 ? 16 : 15];
     int64_t need = ins->dtype == GG_F64 ? gg_conv2d_scratch_elems_f64(s, kind, 1) : gg_conv2d_scratch_elems_f32(s, kind, 1);
@@ -358,6 +361,17 @@ POOL_RUNNER(max_pool2d_gather, (OUT, IN(0), IN(1), &s, d[12] != 0))
 POOL_RUNNER(avg_pool2d, (OUT, IN(0), &s))
 POOL_RUNNER(avg_pool2d_backward, (OUT, IN(0), &s))
 #undef POOL_RUNNER
+
+/* the convolution's geometry, then the pool's over its output (conv.c) */
+OWN_RUNNER(conv2d_pooled_weight_grad) {
+    (void)a;
+    gg_conv2d_shape s = conv_shape_of(d);
+    gg_pool2d_shape ps;
+    if (!conv_geometry_ok(&s) || pool_checked(d + 15, &ps) != GG_OK) return GG_ERR_BAD_INSTR;
+    if (ps.n != s.n || ps.c != s.o || ps.h != s.oh || ps.w != s.ow) return GG_ERR_BAD_INSTR;
+    DISPATCH(conv2d_pooled_weight_grad, (OUT, IN(0), IN(1), IN(2), &s, &ps));
+    return GG_OK;
+}
 
 OWN_RUNNER(batch_norm_stats) {
     (void)a;

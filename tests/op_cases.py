@@ -485,6 +485,20 @@ def _gather_case(x_shape, kernel, stride=None, padding=0, positive=False):
                   prepare=[_centred_distinct if positive else _distinct])
 
 
+def _pooled_weight_grad_case(x_shape, kernel_hw, o, pool, pool_stride=None, pool_padding=0, stride=1, padding=0,
+                             dilation=1):
+    """conv2d_pooled_weight_grad(x, r, g) against the weight gradient of the scattered pool gradient."""
+    r_shape = cref.conv2d(np.zeros(x_shape), np.zeros((o, x_shape[1], *kernel_hw)), None, stride, padding, dilation).shape
+    attrs = {**_conv_attrs(stride, padding, dilation), "kernel": kernel_hw,
+             "pool": _pool_attrs(pool, pool_stride, pool_padding)}
+    return OpCase(lambda x, r, g: make("conv2d_pooled_weight_grad", [x, r, g], attrs),
+                  lambda x, r, g: cref.conv2d_weight_grad(
+                      x, cref.max_pool2d_backward(r, g, pool, pool_stride, pool_padding, positive=True), kernel_hw,
+                      stride, padding, dilation),
+                  [x_shape, r_shape, _pooled_shape(r_shape, pool, pool_stride, pool_padding)],
+                  prepare=[None, _centred_distinct, None], differentiable=False)
+
+
 def _avg_backward_case(x_shape, kernel, stride=None, padding=0):
     attrs = {**_pool_attrs(kernel, stride, padding), "input_hw": x_shape[2:]}
     return OpCase(lambda dy: make("avg_pool2d_backward", [dy], attrs),
@@ -530,6 +544,14 @@ OP_CASES.update({
                            _weight_grad_case((2, 2, 8, 7), (3, 2, 3, 2), stride=2, padding=1),
                            _weight_grad_case((3, 3, 9, 8), (2, 3, 3, 3), stride=(2, 1), padding=(2, 0), dilation=2),
                            _weight_grad_case((2, 4, 5, 5), (3, 4, 1, 1))],
+    "conv2d_pooled_weight_grad": [
+        _pooled_weight_grad_case((2, 1, 12, 14), (3, 3), 3, 2),          # the AVX-512 float32 kernel
+        _pooled_weight_grad_case((2, 1, 28, 30), (3, 3), 2, 2),          # 13 × 14 windows
+        _pooled_weight_grad_case((2, 1, 9, 10), (3, 3), 3, 2),           # an odd row and column in no window
+        _pooled_weight_grad_case((1, 1, 9, 8), (3, 3), 2, 3, 2, 1),      # the portable loops: padded windows
+        _pooled_weight_grad_case((2, 1, 7, 7), (3, 3), 2, 2, 1),         # overlapping windows add up
+        _pooled_weight_grad_case((1, 2, 9, 9), (2, 2), 3, 2, stride=2, padding=1),
+        _pooled_weight_grad_case((1, 1, 11, 10), (1, 3), 2, 2, dilation=2)],
     "max_pool2d": [_pool_case("max_pool2d", (2, 3, 6, 6), 2),
                    _pool_case("max_pool2d", (1, 2, 7, 5), 3, stride=2, padding=1),
                    _pool_case("max_pool2d", (2, 1, 5, 6), (2, 3), stride=(1, 2))],

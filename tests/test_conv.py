@@ -539,3 +539,37 @@ def test_fused_conv_relu_and_pool_backward_keep_relus_nan_rule():
     assert np.isnan(fused[0]).any() and np.isnan(fused[2]).any()   # the NaN pixel's windows, and dw
     for a, b in zip(fused, plain):
         np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), o=st.integers(1, 5), h=st.integers(4, 12), w=st.integers(4, 12), k=st.sampled_from([1, 2, 3]),
+       pool=st.sampled_from([(2, None, 0), (3, 2, 1), (2, 1, 0)]), seed=st.integers(0, 2**31 - 1))
+def test_first_layer_weight_gradient_through_its_pool_is_one_pass(n, o, h, w, k, pool, seed):
+    """A one-channel conv -> ReLU -> max pool: simplify turns its weight gradient into
+    conv2d_pooled_weight_grad (no input-sized gradient in between); the gradients equal those with the
+    passes off (same terms, another order of the additions)."""
+    rng = np.random.default_rng(seed)
+    kernel, stride, padding = pool
+    if (h - k + 1) < kernel or (w - k + 1) < kernel:
+        return
+    x = rng.standard_normal((n, 1, h, w)).astype(np.float32)
+    wt = gg.variable(rng.standard_normal((o, 1, k, k)), name="w")
+    b = gg.variable(rng.standard_normal(o) * 0.1, name="b")
+    X = gg.placeholder(x.shape, name="x")
+    y = gg.max_pool2d(gg.relu(gg.conv2d(X, wt, b)), kernel, stride=stride, padding=padding)
+    grads = gg.grad(gg.sum(y * gg.constant(rng.standard_normal(y.shape))), [wt, b])
+    program = gg.compile(grads)
+    ops = [ins.node.op for ins in program.plan().instructions]
+    assert "conv2d_pooled_weight_grad" in ops and "max_pool2d_backward" not in ops
+    for a, c in zip(program(x=x), gg.compile(grads, passes=[])(x=x)):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+def test_the_pooled_weight_gradient_is_only_for_small_first_layers():
+    """With more input channels (or more than 9 taps) the weight gradient keeps the GEMM path."""
+    for c, k in ((2, 3), (1, 4)):
+        x = gg.placeholder((None, c, 10, 10), name="x")
+        wt = gg.variable(np.ones((2, c, k, k), dtype=np.float32), name="w")
+        y = gg.max_pool2d(gg.relu(gg.conv2d(x, wt)), 2)
+        ops = [ins.node.op for ins in gg.compile(gg.grad(gg.sum(y), wt)).plan(2).instructions]
+        assert "conv2d_weight_grad" in ops and "conv2d_pooled_weight_grad" not in ops

@@ -16,8 +16,12 @@
   holds there exactly when it holds for the maximum). The sum over an image's axes of such a
   max_pool2d_backward(r, g) is the sum of relu_backward(max_pool2d(r), g): every window that passes
   puts its gradient on one element, so the totals are those of the pooled tensor (a convolution's
-  bias gradient then reads a quarter of the data for 2×2 pools). Never when x is a variable (see
-  `rewrite`).
+  bias gradient then reads a quarter of the data for 2×2 pools). Likewise the weight gradient of a
+  first layer with one input channel and at most 9 taps through such a pool is
+  conv2d_pooled_weight_grad(x, r, g) (each passing pooled gradient times the patch under its
+  window's arg-max), so the input-sized gradient is not made when nothing else reads it. These two
+  add the same terms as before in another order (rounding may differ in the last bits). Never when
+  x is a variable (see `rewrite`).
 
 A pass never mutates the user's Tensors: it builds new nodes for whatever changed (and for
 everything downstream of a change) and returns a new Graph over the new outputs; outputs keep
@@ -253,6 +257,13 @@ def simplify(graph: Graph) -> Graph:
             if r is not None and ins[0].op != "relu":
                 # x > 0 exactly where relu(x) > 0 (NaN and -0 included), so the mask is the same
                 return _clone(node, [r, ins[1]])
+        elif op == "conv2d_weight_grad" and ins[1].op == "max_pool2d_backward" and ins[1].attrs.get("positive") \
+                and ins[0].shape[1] * node.attrs["kernel"][0] * node.attrs["kernel"][1] <= 9:
+            # a first layer on one channel: each passing pooled gradient times the patch under its
+            # window's arg-max, without the input-sized gradient in between
+            pool = ins[1]
+            attrs = {**node.attrs, "pool": {k: v for k, v in pool.attrs.items() if k != "positive"}}
+            return _remade(node, "conv2d_pooled_weight_grad", [ins[0], *pool.inputs], attrs)
         elif op == "sum" and ins[0].op == "max_pool2d_backward" and ins[0].attrs.get("positive") \
                 and not node.attrs["mean"] and {2, 3} <= set(node.attrs["axes"]):
             return _clone(node, [_pooled_gradient(ins[0])])

@@ -240,6 +240,30 @@ register(OpDef("conv2d_weight_grad", "GG_OP_CONV2D_WEIGHT_GRAD",
                doc="dw of conv2d: the sum over images of dy·colᵀ through GEMM"))
 
 
+# ---- conv2d_pooled_weight_grad(x, r, g): conv2d_weight_grad(x, max_pool2d_backward(r, g, positive)) ---------
+# The compiler's simplify pass makes it of a small first layer's weight gradient (conv -> ReLU -> max pool):
+# only the pooled gradients and their windows' arg-max in r are read, not the input-sized gradient.
+# attrs: the weight gradient's (stride, padding, dilation, kernel) and "pool", the max pool's attrs.
+
+def _pooled_weight_grad_geometry(shapes, attrs) -> tuple[list, list]:
+    x, r, g = shapes
+    conv = _weight_grad_geometry(x, r, attrs)
+    pool = _pool_geometry(r, attrs["pool"], "max_pool2d")
+    if tuple(g[1:]) != (pool[1], pool[4], pool[5]):
+        raise OpShapeError(f"the pooled gradient {tuple(g)} does not match the pool's output "
+                           f"(N, {pool[1]}, {pool[4]}, {pool[5]})")
+    return conv, pool
+
+
+register(OpDef("conv2d_pooled_weight_grad", "GG_OP_CONV2D_POOLED_WEIGHT_GRAD",
+               lambda shapes, attrs: (lambda g: (g[4], g[1], g[5], g[6]))(_pooled_weight_grad_geometry(shapes, attrs)[0]),
+               None,
+               lambda ins, out, attrs: Lowered(dims=sum(_pooled_weight_grad_geometry(ins, attrs), [])),
+               flops=lambda ins, out, attrs: 2 * numel(ins[2]) * numel(out[1:]),
+               doc="dw of conv2d through a ReLU and max pool: each passing pooled gradient times the patch "
+                   "under its window's arg-max"))
+
+
 @export
 def conv2d(x: Tensor, w: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            name: str | None = None) -> Tensor:
