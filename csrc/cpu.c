@@ -89,15 +89,17 @@ static int64_t sys_cache_bytes(int32_t level) {
 }
 
 /* bytes of the level-`level` data cache (1 = L1d, 2 = L2, 3 = L3) as the machine reports it:
- * sysconf first, then /sys; 0 when neither says (the caller has its own fallbacks) */
+ * /sys (the kernel's reading of cpuid) first, then sysconf; 0 when neither says (the caller has its
+ * own fallbacks). /sys first because glibc's sysconf can be wrong in a VM: on a 2-core AMD EPYC (Zen 4)
+ * guest it gave an L3 of 320 MiB where /sys and lscpu say 32 MiB. */
 int64_t gg_cache_bytes(int32_t level) {
-    long size = 0;
-#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
-    if (level == 1) size = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-    else if (level == 2) size = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    else if (level == 3) size = sysconf(_SC_LEVEL3_CACHE_SIZE);
-#endif
-    if (size > 0) return size;
     if (level < 1 || level > 3) return 0;
-    return sys_cache_bytes(level);
+    int64_t size = sys_cache_bytes(level);
+    if (size > 0) return size;
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
+    long got = level == 1 ? sysconf(_SC_LEVEL1_DCACHE_SIZE)
+             : level == 2 ? sysconf(_SC_LEVEL2_CACHE_SIZE) : sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (got > 0) return got;
+#endif
+    return 0;
 }
