@@ -813,12 +813,16 @@ static const double WG4_G[6][3] = {{0.25, 0, 0},
                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                    {0, 0, 1}};
 
+/* lane k -> 9k: the first taps of 16 consecutive 3×3 kernels */
+static inline __m512i wg4_kernels(void) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(9));
+}
+
 /* U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ], 16 pairs (o, c) at a time: their 3×3 kernels gathered into nine
  * vectors, G applied down and across, each ξ a contiguous store */
 static __attribute__((noinline)) void wg4_weights(float *U, const float *w, const gg_conv2d_shape *s) {
     const int64_t oc = s->o * s->c;
-    const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(9));
+    const __m512i nine = wg4_kernels();
     for (int64_t q = 0; q < oc; q += 16) {
         const __mmask16 in = conv_lanes(0, oc - q);
         __m512 g[9], t[6][3];
@@ -842,8 +846,7 @@ static __attribute__((noinline)) void wg4_weights(float *U, const float *w, cons
 /* dw[o][c] = Gᵀ dU[·][o][c] G, the adjoint of wg4_weights: 16 pairs at a time, scattered back */
 static __attribute__((noinline)) void wg4_weights_adjoint(float *dw, const float *dU, const gg_conv2d_shape *s) {
     const int64_t oc = s->o * s->c;
-    const __m512i nine = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(9));
+    const __m512i nine = wg4_kernels();
     for (int64_t q = 0; q < oc; q += 16) {
         const __mmask16 in = conv_lanes(0, oc - q);
         __m512 t[6][3];   /* dU G */
