@@ -219,7 +219,8 @@ typedef int vmask;
  *     over it; half of L2 leaves room for the A panels and C tiles; a multiple of NR in [4·NR, 4096].
  *     (Zen 4, 1 MiB: 512 for both; Sapphire Rapids, 2 MiB: f32 800, f64 672.)
  * MB: the packed A block (MB×KC) is read once per B block, so it only has to fit in a quarter of
- *     L3 (next to the other cores' blocks); at most 2048 rows, which also bounds the workspace.
+ *     L3 (next to the other cores' blocks); at most 4096 rows, which also bounds the workspace. Every
+ *     extra block packs the whole B block again: with 2040 rows, a 2048-row product packed B twice.
  * When the machine reports nothing: L1d 32 KiB, L2 512 KiB, L3 8 MiB. GRAPHGRAD_GEMM_BLOCKS="kc,nb,mb"
  * overrides the result (for experiments; each value is clamped to the same ranges). Computed once per
  * process (the GEMM's only state besides the thread setting: it never changes after). */
@@ -248,7 +249,7 @@ static void gemm_blocks_init(void) {
     nb = enb > 0 ? enb : g->l2 / 2 / (kc * s);
     g->nb = gemm_clamp(nb / NR * NR, 4 * NR, 4096 / NR * NR);
     mb = emb > 0 ? emb : g->l3 / 4 / (kc * s);
-    g->mb = gemm_clamp(mb / MR * MR, 8 * MR, 2048 / MR * MR);
+    g->mb = gemm_clamp(mb / MR * MR, 8 * MR, 4096 / MR * MR);
 }
 
 static inline const gemm_blocks *gemm_blocking(void) {
@@ -497,10 +498,12 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, cons
     for (int v = 0; v < nv; v++) mk[v] = VMASK(nr - v * VL);
     int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
 #if defined(__AVX__)
-    /* C's tile arrives while the loop runs (not worth it for a few k steps) */
+    /* C's tile arrives while the loop runs (not worth it for a few k steps): every line of each row,
+     * which is three, not two, when C's rows do not start on a line (a NumPy array starts 16 bytes
+     * into one); a line left out is a demand miss, from memory for a large C, at the write-back */
     if (kc >= 32) {
         for (int64_t i = 0; i < mr; i++) {
-            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            for (int o = 0; o < NR; o += GEMM_LINE_REALS) _mm_prefetch((const char *)(c + i * ldc + o), _MM_HINT_T0);
             _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
         }
     }
@@ -524,16 +527,37 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, cons
     int32_t act = ep ? ep->act : GG_ACT_NONE;
     int whole = nr == NR;
     vec va = VSET1(alpha), vb = VSET1(beta), zero = VZERO();
+    /* alpha is 1 in nearly every call (a program's matmuls): skip the multiply, a tenth of a tile's
+     * work when K is shallow (Xᵀ·dY with a batch of 10: 10 k steps of MR·NV FMAs) */
+    if (alpha != 1) {
 #pragma GCC unroll 16
-    for (int i = 0; i < rows; i++) {
-        if (i >= mr) break;
+        for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            const real *ct = c + i * ldc + v * VL;
-            vec r = VMUL(va, acc[i][v]);
-            if (beta != 0) r = VFMA(vb, whole ? VLOADU(ct) : VLOADM(ct, mk[v]), r);
-            acc[i][v] = r;
+            for (int v = 0; v < nv; v++) acc[i][v] = VMUL(va, acc[i][v]);
+    }
+    if (beta != 0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++) {
+            if (i >= mr) break;
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                const real *ct = c + i * ldc + v * VL;
+                acc[i][v] = VFMA(vb, whole ? VLOADU(ct) : VLOADM(ct, mk[v]), acc[i][v]);
+            }
         }
+    }
+    if (!ep && mr == rows) {
+        /* the common case (no epilogue, every row in C) on its own: plain stores through one row
+         * pointer; the general loop below keeps 2·MR row addresses live, and GCC spills them */
+        real *ct = c;
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++, ct += ldc)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                if (whole) VSTOREU(ct + v * VL, acc[i][v]);
+                else VSTOREM(ct + v * VL, mk[v], acc[i][v]);
+            }
+        return;
     }
     vec vbias[NV];
 #pragma GCC unroll 4
@@ -614,8 +638,8 @@ static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_
 #define DIRECT_A_MAX_COLS (4 * NR)
 
 /* The step that cuts `total` into as few blocks of at most `most` as possible, all of about the same
- * size (a multiple of `align`; `most` is one): 2048 rows with MB = 2040 run as 1032 + 1016, not as
- * 2040 + 8, whose B packing would serve 8 rows. */
+ * size (a multiple of `align`; `most` is one): 4100 rows with MB = 4092 run as 2052 + 2048, not as
+ * 4092 + 8, whose B packing would serve 8 rows. */
 static inline int64_t gemm_even_step(int64_t total, int64_t most, int64_t align) {
     int64_t blocks = (total + most - 1) / most;
     if (blocks < 1) blocks = 1;
