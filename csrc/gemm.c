@@ -28,9 +28,9 @@
  * After the last K pass, each finished MR×NB block goes to the epilogue hook while still in cache (the
  * fused instructions of csrc/fused.c run their elementwise op list there).
  *
- * Threads: C is cut into a tm×tn grid of blocks (aligned to MR/NR), one per thread, each thread
- * running the loop nest above with its own packing buffers: no barriers, and the duplicated packing
- * is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
+ * Threads: C is cut into a tm×tn grid of blocks (rows in steps of MR/3, columns of NR; rows are
+ * preferred, see gemm_grid), one per thread, each thread running the loop nest above with its own
+ * packing buffers: no barriers, and the duplicated packing is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
  * (Shared packed blocks with a barrier per B block and a dynamic schedule over A panels, as BLIS
  * does, were tried and not kept: on this shared 2-core host each barrier waits out whichever thread
  * another process has preempted; docs/performance.md has the numbers.)
@@ -722,15 +722,43 @@ int64_t KERNEL(gemm_workspace_bytes)(int64_t m, int64_t n, int64_t k, int32_t th
     return GEMM_ALIGN + threads * gemm_thread_bytes(m, n, k);
 }
 
-/* The tm×tn thread grid with the least work on the busiest thread (its padded block's multiply-adds
- * plus its packing), over the factorisations of nt; *rows, *cols get the block sizes. */
+/* Micro-kernel work of a share's r rows (c columns): its whole tiles, plus the k loop its last, partial
+ * tile runs (gemm_tile_rows rows; one vector for a tile at most one vector wide). */
+static int64_t gemm_rows_work(int64_t r) { return r / MR * MR + (r % MR ? gemm_tile_rows(r % MR) : 0); }
+static int64_t gemm_cols_work(int64_t c) {
+    int64_t rest = c % NR;
+    return c / NR * NR + (rest == 0 ? 0 : NV > 1 && rest <= VL ? VL : NR);
+}
+
+/* A thread's rows start on a multiple of the smallest k-loop row count (MR/3), not of MR: 784 rows on
+ * two threads run as 392 + 392 (32 tiles and one of 8 rows each), not 396 + 388. */
+#define GEMM_ROW_STEP (MR % 3 == 0 ? MR / 3 : MR / 2)
+
+/* What one packed element costs, in multiply-adds: a copy from L2 or memory at 1-3 cycles an element
+ * against 8 (float64) or 16 (float32) multiply-adds a cycle. (With 4, a 64-row Bᵀ product on two
+ * threads was split by rows, and each thread transposed all of B for 32 rows: 0.87-0.89× the column
+ * split, float64, three runs.) */
+#define GEMM_PACK_COST 12.0
+
+/* Column splits cost more than their work and packing say: at the same work, a 2-thread column split
+ * ran 2-15 % slower (fastest call of a batch, several runs) than a row split on the Zen 4 (784x1024x1024
+ * Aᵀ·B, 1024x1024x784 float32 and float64, 512³ float64, 784x128x64 Aᵀ·B, with C on a cache line or
+ * 16 bytes off one), and its typical call much slower. Each thread of a column split writes half of
+ * every row of C and packs all of A; a row split keeps each thread's C and A rows its own. So a grid
+ * with tn > 1 must win by this factor. */
+#define GEMM_COL_SPLIT_COST 1.10
+
+/* The tm×tn thread grid with the least work on the busiest thread (its micro-kernel work plus its
+ * packing; column splits weighted by GEMM_COL_SPLIT_COST), over the factorisations of nt; *rows,
+ * *cols get the block sizes. */
 static void gemm_grid(int64_t m, int64_t n, int64_t k, int nt, int64_t *rows, int64_t *cols) {
     double best = -1;
-    for (int tm = 1; tm <= nt; tm++) {
+    for (int tm = nt; tm >= 1; tm--) {
         if (nt % tm) continue;
         int tn = nt / tm;
-        int64_t r = ROUND_UP((m + tm - 1) / tm, MR), cl = ROUND_UP((n + tn - 1) / tn, NR);
-        double cost = (double)r * cl * k + 4.0 * (double)(r + cl) * k;
+        int64_t r = ROUND_UP((m + tm - 1) / tm, GEMM_ROW_STEP), cl = ROUND_UP((n + tn - 1) / tn, NR);
+        double cost = (double)gemm_rows_work(r) * gemm_cols_work(cl) * k + GEMM_PACK_COST * (double)(r + cl) * k;
+        if (tn > 1) cost *= GEMM_COL_SPLIT_COST;
         if (best < 0 || cost < best) {
             best = cost;
             *rows = r;
