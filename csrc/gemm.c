@@ -28,9 +28,9 @@
  * After the last K pass, each finished MR×NB block goes to the epilogue hook while still in cache (the
  * fused instructions of csrc/fused.c run their elementwise op list there).
  *
- * Threads: C is cut into a tm×tn grid of blocks (rows in steps of MR/3, columns of NR; rows are
- * preferred, see gemm_grid), one per thread, each thread running the loop nest above with its own
- * packing buffers: no barriers, and the duplicated packing is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
+ * Threads: C is cut into a tm×tn grid of blocks (aligned to MR/NR), one per thread, each thread
+ * running the loop nest above with its own packing buffers: no barriers, and the duplicated packing
+ * is O(1/n) or O(1/m) of the work. Products below GEMM_SERIAL_MACS multiply-adds run serially.
  * (Shared packed blocks with a barrier per B block and a dynamic schedule over A panels, as BLIS
  * does, were tried and not kept: on this shared 2-core host each barrier waits out whichever thread
  * another process has preempted; docs/performance.md has the numbers.)
@@ -219,8 +219,7 @@ typedef int vmask;
  *     over it; half of L2 leaves room for the A panels and C tiles; a multiple of NR in [4·NR, 4096].
  *     (Zen 4, 1 MiB: 512 for both; Sapphire Rapids, 2 MiB: f32 800, f64 672.)
  * MB: the packed A block (MB×KC) is read once per B block, so it only has to fit in a quarter of
- *     L3 (next to the other cores' blocks); at most 4096 rows, which also bounds the workspace. Every
- *     extra block packs the whole B block again: with 2040 rows, a 2048-row product packed B twice.
+ *     L3 (next to the other cores' blocks); at most 2048 rows, which also bounds the workspace.
  * When the machine reports nothing: L1d 32 KiB, L2 512 KiB, L3 8 MiB. GRAPHGRAD_GEMM_BLOCKS="kc,nb,mb"
  * overrides the result (for experiments; each value is clamped to the same ranges). Computed once per
  * process (the GEMM's only state besides the thread setting: it never changes after). */
@@ -249,7 +248,7 @@ static void gemm_blocks_init(void) {
     nb = enb > 0 ? enb : g->l2 / 2 / (kc * s);
     g->nb = gemm_clamp(nb / NR * NR, 4 * NR, 4096 / NR * NR);
     mb = emb > 0 ? emb : g->l3 / 4 / (kc * s);
-    g->mb = gemm_clamp(mb / MR * MR, 8 * MR, 4096 / MR * MR);
+    g->mb = gemm_clamp(mb / MR * MR, 8 * MR, 2048 / MR * MR);
 }
 
 static inline const gemm_blocks *gemm_blocking(void) {
@@ -638,8 +637,8 @@ static void gemm_micro(int64_t kc, const real *restrict ap, int64_t a_rs, int64_
 #define DIRECT_A_MAX_COLS (4 * NR)
 
 /* The step that cuts `total` into as few blocks of at most `most` as possible, all of about the same
- * size (a multiple of `align`; `most` is one): 4100 rows with MB = 4092 run as 2052 + 2048, not as
- * 4092 + 8, whose B packing would serve 8 rows. */
+ * size (a multiple of `align`; `most` is one): 2048 rows with MB = 2040 run as 1032 + 1016, not as
+ * 2040 + 8, whose B packing would serve 8 rows. */
 static inline int64_t gemm_even_step(int64_t total, int64_t most, int64_t align) {
     int64_t blocks = (total + most - 1) / most;
     if (blocks < 1) blocks = 1;
@@ -722,43 +721,18 @@ int64_t KERNEL(gemm_workspace_bytes)(int64_t m, int64_t n, int64_t k, int32_t th
     return GEMM_ALIGN + threads * gemm_thread_bytes(m, n, k);
 }
 
-/* Micro-kernel work of a share's r rows (c columns): its whole tiles, plus the k loop its last, partial
- * tile runs (gemm_tile_rows rows; one vector for a tile at most one vector wide). */
-static int64_t gemm_rows_work(int64_t r) { return r / MR * MR + (r % MR ? gemm_tile_rows(r % MR) : 0); }
-static int64_t gemm_cols_work(int64_t c) {
-    int64_t rest = c % NR;
-    return c / NR * NR + (rest == 0 ? 0 : NV > 1 && rest <= VL ? VL : NR);
-}
-
-/* A thread's rows start on a multiple of the smallest k-loop row count (MR/3), not of MR: 784 rows on
- * two threads run as 392 + 392 (32 tiles and one of 8 rows each), not 396 + 388. */
-#define GEMM_ROW_STEP (MR % 3 == 0 ? MR / 3 : MR / 2)
-
-/* What one packed element costs, in multiply-adds: a copy from L2 or memory at 1-3 cycles an element
- * against 8 (float64) or 16 (float32) multiply-adds a cycle. (With 4, a 64-row Bᵀ product on two
- * threads was split by rows, and each thread transposed all of B for 32 rows: 0.87-0.89× the column
- * split, float64, three runs.) */
-#define GEMM_PACK_COST 12.0
-
-/* Column splits cost more than their work and packing say: at the same work, a 2-thread column split
- * ran 2-15 % slower (fastest call of a batch, several runs) than a row split on the Zen 4 (784x1024x1024
- * Aᵀ·B, 1024x1024x784 float32 and float64, 512³ float64, 784x128x64 Aᵀ·B, with C on a cache line or
- * 16 bytes off one), and its typical call much slower. Each thread of a column split writes half of
- * every row of C and packs all of A; a row split keeps each thread's C and A rows its own. So a grid
- * with tn > 1 must win by this factor. */
-#define GEMM_COL_SPLIT_COST 1.10
-
-/* The tm×tn thread grid with the least work on the busiest thread (its micro-kernel work plus its
- * packing; column splits weighted by GEMM_COL_SPLIT_COST), over the factorisations of nt; *rows,
- * *cols get the block sizes. */
+/* The tm×tn thread grid with the least work on the busiest thread (its padded block's multiply-adds
+ * plus its packing), over the factorisations of nt; *rows, *cols get the block sizes. (A rule that
+ * preferred row splits, cut rows in steps of MR/3 and counted a partial tile's real k loop was tried
+ * and not kept: faster in a C harness's fastest calls, slower for square float64 in bench/gemm.py;
+ * docs/performance.md has the numbers.) */
 static void gemm_grid(int64_t m, int64_t n, int64_t k, int nt, int64_t *rows, int64_t *cols) {
     double best = -1;
-    for (int tm = nt; tm >= 1; tm--) {
+    for (int tm = 1; tm <= nt; tm++) {
         if (nt % tm) continue;
         int tn = nt / tm;
-        int64_t r = ROUND_UP((m + tm - 1) / tm, GEMM_ROW_STEP), cl = ROUND_UP((n + tn - 1) / tn, NR);
-        double cost = (double)gemm_rows_work(r) * gemm_cols_work(cl) * k + GEMM_PACK_COST * (double)(r + cl) * k;
-        if (tn > 1) cost *= GEMM_COL_SPLIT_COST;
+        int64_t r = ROUND_UP((m + tm - 1) / tm, MR), cl = ROUND_UP((n + tn - 1) / tn, NR);
+        double cost = (double)r * cl * k + 4.0 * (double)(r + cl) * k;
         if (best < 0 || cost < best) {
             best = cost;
             *rows = r;

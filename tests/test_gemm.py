@@ -172,9 +172,10 @@ def test_narrow_outputs_one_vector_tiles(dtype, act, threads, rng):
             check(run_gemm(c0.copy(), a, b, m, n, k, ta, tb, 0.5, 1.0, bias=bias, act=act), want, bound)
 
 
-# Shapes whose 2-thread split (gemm_grid) puts a thread boundary where the AVX-512 tiles do not: rows cut
-# in steps of MR/3 (784 -> 392 + 392, 64 -> 32 + 32, 100 -> 52 + 48), a column split (a 12-row product
-# two vectors wide and more; a 64-row Bᵀ product in float64), and products just over the serial cut.
+# Shapes just over the serial cut whose 2-thread grid (gemm_grid) leaves the second thread a short share:
+# row splits (784 -> 396 + 388 with AVX-512's 12-row tiles) and column splits (12 or 13 rows, 2048 or
+# 1000 columns; 64 x 784), which of the two depending on the tile of the kernel set in use; with and
+# without the write-back's epilogue path (bias + ReLU, alpha and beta), every transpose form.
 SPLITS = [(784, 40, 40), (64, 784, 128), (100, 96, 97), (12, 2048, 64), (13, 1000, 70), (97, 97, 97)]
 
 
