@@ -497,10 +497,12 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, cons
     for (int v = 0; v < nv; v++) mk[v] = VMASK(nr - v * VL);
     int masked = ldb != NR && nr != NR;   /* the right edge of an unpacked B: read nothing past column nr */
 #if defined(__AVX__)
-    /* C's tile arrives while the loop runs (not worth it for a few k steps) */
+    /* C's tile arrives while the loop runs (not worth it for a few k steps): every line of each row,
+     * which is three, not two, when C's rows do not start on a line (a NumPy array starts 16 bytes
+     * into one); a line left out is a demand miss, from memory for a large C, at the write-back */
     if (kc >= 32) {
         for (int64_t i = 0; i < mr; i++) {
-            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            for (int o = 0; o < NR; o += GEMM_LINE_REALS) _mm_prefetch((const char *)(c + i * ldc + o), _MM_HINT_T0);
             _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
         }
     }
@@ -524,16 +526,37 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rows, cons
     int32_t act = ep ? ep->act : GG_ACT_NONE;
     int whole = nr == NR;
     vec va = VSET1(alpha), vb = VSET1(beta), zero = VZERO();
+    /* alpha is 1 in nearly every call (a program's matmuls): skip the multiply, a tenth of a tile's
+     * work when K is shallow (Xᵀ·dY with a batch of 10: 10 k steps of MR·NV FMAs) */
+    if (alpha != 1) {
 #pragma GCC unroll 16
-    for (int i = 0; i < rows; i++) {
-        if (i >= mr) break;
+        for (int i = 0; i < rows; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            const real *ct = c + i * ldc + v * VL;
-            vec r = VMUL(va, acc[i][v]);
-            if (beta != 0) r = VFMA(vb, whole ? VLOADU(ct) : VLOADM(ct, mk[v]), r);
-            acc[i][v] = r;
+            for (int v = 0; v < nv; v++) acc[i][v] = VMUL(va, acc[i][v]);
+    }
+    if (beta != 0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++) {
+            if (i >= mr) break;
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                const real *ct = c + i * ldc + v * VL;
+                acc[i][v] = VFMA(vb, whole ? VLOADU(ct) : VLOADM(ct, mk[v]), acc[i][v]);
+            }
         }
+    }
+    if (!ep && mr == rows) {
+        /* the common case (no epilogue, every row in C) on its own: plain stores through one row
+         * pointer; the general loop below keeps 2·MR row addresses live, and GCC spills them */
+        real *ct = c;
+#pragma GCC unroll 16
+        for (int i = 0; i < rows; i++, ct += ldc)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                if (whole) VSTOREU(ct + v * VL, acc[i][v]);
+                else VSTOREM(ct + v * VL, mk[v], acc[i][v]);
+            }
+        return;
     }
     vec vbias[NV];
 #pragma GCC unroll 4
@@ -699,7 +722,10 @@ int64_t KERNEL(gemm_workspace_bytes)(int64_t m, int64_t n, int64_t k, int32_t th
 }
 
 /* The tm×tn thread grid with the least work on the busiest thread (its padded block's multiply-adds
- * plus its packing), over the factorisations of nt; *rows, *cols get the block sizes. */
+ * plus its packing), over the factorisations of nt; *rows, *cols get the block sizes. (A rule that
+ * preferred row splits, cut rows in steps of MR/3 and counted a partial tile's real k loop was tried
+ * and not kept: faster in a C harness's fastest calls, slower for square float64 in bench/gemm.py;
+ * docs/performance.md has the numbers.) */
 static void gemm_grid(int64_t m, int64_t n, int64_t k, int nt, int64_t *rows, int64_t *cols) {
     double best = -1;
     for (int tm = 1; tm <= nt; tm++) {

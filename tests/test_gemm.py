@@ -172,6 +172,32 @@ def test_narrow_outputs_one_vector_tiles(dtype, act, threads, rng):
             check(run_gemm(c0.copy(), a, b, m, n, k, ta, tb, 0.5, 1.0, bias=bias, act=act), want, bound)
 
 
+# Shapes just over the serial cut whose 2-thread grid (gemm_grid) leaves the second thread a short share:
+# row splits (784 -> 396 + 388 with AVX-512's 12-row tiles) and column splits (12 or 13 rows, 2048 or
+# 1000 columns; 64 x 784), which of the two depending on the tile of the kernel set in use; with and
+# without the write-back's epilogue path (bias + ReLU, alpha and beta), every transpose form.
+SPLITS = [(784, 40, 40), (64, 784, 128), (100, 96, 97), (12, 2048, 64), (13, 1000, 70), (97, 97, 97)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SPLITS, ids=lambda s: "x".join(map(str, s)))
+def test_thread_splits_match_numpy(dtype, shape, rng):
+    m, n, k = shape
+    before = gg.get_num_threads()
+    gg.set_num_threads(2)
+    try:
+        for ta, tb in FORMS:
+            a, b = _operands(rng, dtype, m, n, k, ta, tb)
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            bias = rng.standard_normal(n).astype(dtype)
+            want, bound = expected(a, b, ta, tb)
+            check(run_gemm(np.full((m, n), np.nan, dtype), a, b, m, n, k, ta, tb), want, bound)
+            want, bound = expected(a, b, ta, tb, 0.5, 1.0, c0, bias, "relu")
+            check(run_gemm(c0.copy(), a, b, m, n, k, ta, tb, 0.5, 1.0, bias=bias, act="relu"), want, bound)
+    finally:
+        gg.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reference_loop_matches_numpy(dtype, rng):
     sfx = _sfx(dtype)
