@@ -17,7 +17,7 @@
   max_pool2d_backward(r, g) is the sum of relu_backward(max_pool2d(r), g): every window that passes
   puts its gradient on one element, so the totals are those of the pooled tensor (a convolution's
   bias gradient then reads a quarter of the data for 2×2 pools). Likewise the weight gradient of a
-  first layer with one input channel and at most 9 taps through such a pool is
+  first layer with at most 9 taps in all (channels · kh · kw, e.g. 3×3 on one channel) through such a pool is
   conv2d_pooled_weight_grad(x, r, g) (each passing pooled gradient times the patch under its
   window's arg-max), so the input-sized gradient is not made when nothing else reads it. These two
   add the same terms as before in another order (rounding may differ in the last bits). Never when
@@ -259,15 +259,18 @@ def simplify(graph: Graph) -> Graph:
                 return _clone(node, [r, ins[1]])
         elif op == "conv2d_weight_grad" and ins[1].op == "max_pool2d_backward" and ins[1].attrs.get("positive") \
                 and ins[0].shape[1] * node.attrs["kernel"][0] * node.attrs["kernel"][1] <= 9:
-            # a first layer on one channel: each passing pooled gradient times the patch under its
-            # window's arg-max, without the input-sized gradient in between
-            pool = ins[1]
-            attrs = {**node.attrs, "pool": {k: v for k, v in pool.attrs.items() if k != "positive"}}
-            return _remade(node, "conv2d_pooled_weight_grad", [ins[0], *pool.inputs], attrs)
+            # a small first layer (c·kh·kw <= 9): each passing pooled gradient times the patch under
+            # its window's arg-max, without the input-sized gradient in between
+            attrs = {**node.attrs, "pool": _pool_attrs(ins[1])}
+            return _remade(node, "conv2d_pooled_weight_grad", [ins[0], *ins[1].inputs], attrs)
         elif op == "sum" and ins[0].op == "max_pool2d_backward" and ins[0].attrs.get("positive") \
                 and not node.attrs["mean"] and {2, 3} <= set(node.attrs["axes"]):
             return _clone(node, [_pooled_gradient(ins[0])])
         return None
+
+    def _pool_attrs(pool_backward: Tensor) -> dict:
+        """The forward max_pool2d's attrs of a max_pool2d_backward (its own, less the positive flag)."""
+        return {k: v for k, v in pool_backward.attrs.items() if k != "positive"}
 
     def _pooled_gradient(pool_backward: Tensor) -> Tensor:
         """relu_backward(max_pool2d(r), g) for max_pool2d_backward(r, g) with the positive flag: the
@@ -275,8 +278,7 @@ def simplify(graph: Graph) -> Graph:
         then reads the pooled tensor, not the input-sized one; cse merges the max_pool2d with the
         forward's)."""
         r, g = pool_backward.inputs
-        attrs = {k: v for k, v in pool_backward.attrs.items() if k != "positive"}
-        pooled = Tensor("max_pool2d", [r], attrs, g.shape, r.dtype, source=pool_backward.source)
+        pooled = Tensor("max_pool2d", [r], _pool_attrs(pool_backward), g.shape, r.dtype, source=pool_backward.source)
         pooled.role = r.role
         masked = Tensor("relu_backward", [pooled, g], {}, g.shape, g.dtype, source=pool_backward.source)
         masked.role = pool_backward.role
