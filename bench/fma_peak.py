@@ -96,8 +96,9 @@ int main(int argc, char **argv) {
 """
 
 
-def measure_peaks(kernel_sets, thread_counts, iters: int = 10_000_000) -> dict:
-    """{(kernel_set, threads): float32 GFLOP/s} measured with independent FMA chains; float64 is half.
+def measure_peaks(kernel_sets, thread_counts, iters: int = 10_000_000, passes: int = 3) -> dict:
+    """{(kernel_set, threads): float32 GFLOP/s} measured with independent FMA chains, the best of `passes`
+    runs; float64 is half.
     Empty when no C compiler is available or the CPU is not x86-64."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return {}
@@ -110,11 +111,15 @@ def measure_peaks(kernel_sets, thread_counts, iters: int = 10_000_000) -> dict:
             subprocess.run(["gcc", "-O3", "-fopenmp", src, "-o", exe], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError):
             return {}
-        for isa in kernel_sets:
-            for threads in thread_counts:
-                out = subprocess.run([exe, isa, str(threads), str(iters // (1 if isa == "avx512" else 2))],
-                                     check=True, capture_output=True, text=True).stdout
-                peaks[(isa, threads)] = float(out) / 1e9
+        # three passes over every setting, the best kept: one pass on a Zen 4 KVM guest once read a 2-thread
+        # peak of 128 GFLOP/s where every other read 225-234. A thread's CPU clock cannot see a slowdown
+        # outside the guest (most likely another guest on the same physical core's FMA pipes).
+        for _ in range(passes):
+            for isa in kernel_sets:
+                for threads in thread_counts:
+                    out = subprocess.run([exe, isa, str(threads), str(iters // (1 if isa == "avx512" else 2))],
+                                         check=True, capture_output=True, text=True).stdout
+                    peaks[(isa, threads)] = max(peaks.get((isa, threads), 0.0), float(out) / 1e9)
     return peaks
 
 
