@@ -10,7 +10,7 @@ they are (gg.isa()).
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import importlib.machinery
 import os
 
 from .errors import ISAError
@@ -23,9 +23,16 @@ def _module_name(kernel_set: str) -> str:
     return f"{__package__}._core_{kernel_set}"
 
 
+# this package's own directory: where its kernel-set modules are looked for
+_PACKAGE_DIR = [os.path.dirname(os.path.abspath(__file__))]
+
+
 def built_kernel_sets() -> list[str]:
-    """The kernel-set modules this installation holds, best first."""
-    return [s for s in (CUSTOM,) + KERNEL_SETS if importlib.util.find_spec(_module_name(s)) is not None]
+    """The kernel-set modules this installation holds, best first. Looked up in this package's own
+    directory only: an editable install of another checkout puts a finder on sys.meta_path that
+    would lend this one any module it lacks (a sanitizer build's _core_custom, say)."""
+    return [s for s in (CUSTOM,) + KERNEL_SETS
+            if importlib.machinery.PathFinder.find_spec(_module_name(s), _PACKAGE_DIR) is not None]
 
 
 def supported_kernel_sets() -> list[str]:

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import importlib.machinery
 import importlib.util
 
 import numpy as np
@@ -155,3 +156,22 @@ def test_baseline_modules_hold_no_wider_instructions():
     assert not WIDE["zmm"].search(avx2)
     assert WIDE["ymm"].search(avx2) and "vfmadd" in avx2      # and it is what its name says
     assert WIDE["zmm"].search(_disassembly("avx512"))
+
+
+def test_kernel_sets_are_looked_for_in_this_package_only(monkeypatch):
+    """An editable install of another checkout adds a finder to sys.meta_path that resolves any
+    graphgrad module this checkout lacks from that one (a sanitizer build's _core_custom, say):
+    the kernel sets listed are exactly the extension modules in this package's directory."""
+    class OtherCheckout:
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname.startswith("graphgrad._core_"):
+                return importlib.util.spec_from_loader(fullname, loader=None)
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", sys.meta_path + [OtherCheckout()])
+    package = os.path.dirname(_core.__file__)
+    here = [s for s in (_core.CUSTOM,) + _core.KERNEL_SETS
+            if any(os.path.exists(os.path.join(package, f"_core_{s}{suffix}"))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)]
+    assert _core.built_kernel_sets() == here
+    assert _core.CUSTOM in here or _core.CUSTOM not in _core.supported_kernel_sets()
