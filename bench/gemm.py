@@ -204,6 +204,11 @@ def main():
         g = peaks.get((kernel_set, threads))
         return None if g is None else g / (1 if np.dtype(dtype) == np.float32 else 2)
 
+    def set_peak_fractions(r):
+        own, best = peak_of(PEAK_SET[isa], r["dtype"], r["threads"]), peak_of(runnable[0], r["dtype"], r["threads"])
+        r["peak_fraction"] = r["gg_gflops"] / own if own else None
+        r["numpy_peak_fraction"] = r["numpy_gflops"] / best if best else None
+
     min_batch_s, rounds = (0.02, 3) if args.quick else (0.03, args.rounds)
     rows = []
     head = (f"{'case':38} {'dtype':7} {'thr':>3} {'graphgrad':>10} {'numpy':>8} {'ratio':>6} {'%peak':>6} "
@@ -215,9 +220,7 @@ def main():
         for threads in args.threads:
             r = run_case(name, dtype, m, n, k, ta, tb, threads, blas, min_batch_s, rounds)
             r["group"] = group
-            own, best = peak_of(PEAK_SET[isa], dtype, threads), peak_of(runnable[0], dtype, threads)
-            r["peak_fraction"] = r["gg_gflops"] / own if own else None
-            r["numpy_peak_fraction"] = r["numpy_gflops"] / best if best else None
+            set_peak_fractions(r)
             rows.append(r)
             pct = lambda f: f"{100 * f:5.0f}%" if f else "    ?"   # noqa: E731
             print(f"{name:38} {r['dtype']:7} {threads:>3} {r['gg_gflops']:10.1f} {r['numpy_gflops']:8.1f} "
@@ -236,9 +239,7 @@ def main():
             "; the %peak columns above used the low reading, the JSON has them against the higher one")
         peaks.update(low_peaks)
         for r in rows:
-            own, best = peak_of(PEAK_SET[isa], r["dtype"], r["threads"]), peak_of(runnable[0], r["dtype"], r["threads"])
-            r["peak_fraction"] = r["gg_gflops"] / own if own else None
-            r["numpy_peak_fraction"] = r["numpy_gflops"] / best if best else None
+            set_peak_fractions(r)
 
     target = [r for r in rows if in_target(r)]
     low = [r for r in target if r["ratio"] < 0.95]
