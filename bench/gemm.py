@@ -90,6 +90,19 @@ def calls_for(fn, min_batch_s: float, clock) -> int:
     return max(1, int(min_batch_s / max(clock() - t0, 1e-7)))
 
 
+def wait_until_idle(window_s: float = 0.01, most_s: float = 2.0) -> None:
+    """Sleep until this process's other threads stop using the CPU (under a tenth of a core over one
+    window). After a call, OpenBLAS's workers spin for 2^28 TSC cycles (its THREAD_TIMEOUT): 0.07 s
+    on a 3.7 GHz Zen 4, 0.14 s on a 1.9 GHz Sapphire Rapids, where a fixed 0.1 s sleep left one spinning
+    through graphgrad's next 2-thread batch and halved it. libgomp's idle workers spin too, briefly."""
+    end = time.perf_counter() + most_s
+    while time.perf_counter() < end:
+        c0 = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - c0 < 0.1 * window_s:
+            return
+
+
 def batch_seconds(fn, calls: int, clock, each: bool = False) -> float:
     """Seconds per call over one batch of `calls` calls; each=True: the fastest single call of the batch."""
     if each:
@@ -136,16 +149,19 @@ def run_case(name, dtype, m, n, k, ta, tb, threads, blas, min_batch_s, rounds):
     # process for a time slice somewhere, and the fastest call is the one where none was lost
     each = threads > 1
     t_gg = t_np = float("inf")
-    calls_gg, calls_np = calls_for(run_gg, min_batch_s, clock), calls_for(run_np, min_batch_s, clock)
+    wait_until_idle()
+    calls_gg = calls_for(run_gg, min_batch_s, clock)
+    wait_until_idle()
+    calls_np = calls_for(run_np, min_batch_s, clock)
     cpu_gg = wall_gg = 0.0   # graphgrad's process CPU time per wall second: 2 when both threads ran
     for _ in range(rounds):   # the two sides alternate batch by batch, so a noisy neighbour hits both alike
-        # OpenBLAS's idle workers spin for a while after a call and would steal the core graphgrad's
-        # second thread needs (and libgomp's, briefly, OpenBLAS's): let them go to sleep first
-        time.sleep(0.1 if threads > 1 else 0.002)
+        # the other side's idle workers spin for a while after a call and would take the core this
+        # side's second thread needs (or share the one thread's core): let them go to sleep first
+        wait_until_idle()
         c0, w0 = time.process_time(), time.perf_counter()
         t_gg = min(t_gg, batch_seconds(run_gg, calls_gg, clock, each))
         cpu_gg, wall_gg = cpu_gg + time.process_time() - c0, wall_gg + time.perf_counter() - w0
-        time.sleep(0.03 if threads > 1 else 0.002)
+        wait_until_idle()
         t_np = min(t_np, batch_seconds(run_np, calls_np, clock, each))
     flop = 2.0 * m * n * k
     return {"case": name, "dtype": np.dtype(dtype).name, "m": m, "n": n, "k": k, "trans_a": ta, "trans_b": tb,
@@ -231,6 +247,7 @@ def main():
 
     # the peak once more, after the table: a reading taken while the host slowed a core (one run read a
     # 2-thread avx512 peak of 126 GFLOP/s where the runs around it read 225-234) would inflate %peak
+    wait_until_idle()   # OpenBLAS's workers, still spinning after the last row, would share the cores
     again = measure_peaks(runnable, args.threads)
     low_peaks = {key: g for key, g in again.items() if g > 1.1 * peaks.get(key, g)}
     if low_peaks:
