@@ -40,6 +40,23 @@ static void KERNEL(sum_rows)(real *out, const real *x, int32_t rank, const int64
     }
 }
 
+/* Column sums, out[j] = sum over rows of x[r, j] for x (rows, cols): a bias's gradient. The threads
+ * share out blocks of columns; each block's sums stay in L1 while the rows stream past, and every
+ * column is added up in row order, the same bits on any thread count as the general loop's. */
+#define GG_SUM_COLUMN_BLOCK 512
+static void KERNEL(sum_columns)(real *restrict out, const real *restrict x, int64_t rows, int64_t cols) {
+    int64_t blocks = (cols + GG_SUM_COLUMN_BLOCK - 1) / GG_SUM_COLUMN_BLOCK;
+    GG_PARALLEL_FOR(rows * cols >= GG_PARALLEL_MIN && blocks > 1,
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t j0 = b * GG_SUM_COLUMN_BLOCK, width = cols - j0 < GG_SUM_COLUMN_BLOCK ? cols - j0 : GG_SUM_COLUMN_BLOCK;
+            real *restrict o = out + j0;
+            for (int64_t r = 0; r < rows; r++) {
+                const real *restrict row = x + r * cols + j0;
+                for (int64_t j = 0; j < width; j++) o[j] += row[j];
+            }
+        });
+}
+
 /* x is in_shape[rank]; out has out_n elements; out_stride is 0 on reduced axes. */
 void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const int64_t *in_shape,
                  const int64_t *out_stride, double scale) {
@@ -74,6 +91,9 @@ void KERNEL(sum)(real *out, int64_t out_n, const real *x, int32_t rank, const in
                 for (int64_t i = 0; i < n; i++) acc += (real)gg_lane_sum(x + (i * c + ch) * s, s);
                 out[ch] = acc;
             });
+    } else if (out_stride[rank - 1] == 1 && out_n == in_shape[rank - 1]) {
+        /* every axis but the last reduced: column sums of (total / cols, cols) */
+        KERNEL(sum_columns)(out, x, total / out_n, out_n);
     } else {
         KERNEL(sum_rows)(out, x, rank, in_shape, out_stride, total);
     }

@@ -110,6 +110,31 @@ def test_reduction_fuzz(shape, data, keepdims, mean):
     np.testing.assert_allclose(gg.compile(out)({p: x}), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape, axis", [((300, 1500), 0), ((7, 40, 1100), (0, 1)), ((2000, 513), 0),
+                                         ((64, 1, 600), (0, 1))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_sums_are_the_same_bits_on_any_thread_count(shape, axis, dtype):
+    """A bias gradient's sum over every axis but the last splits the columns among the threads: each
+    column is still added up in row order, so one thread and two give the same bits, and both match
+    the float64 reference."""
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+    p = gg.placeholder(shape, dtype=dtype)
+    program = gg.compile(gg.sum(p, axis=axis))
+    before = gg.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            gg.set_num_threads(threads)
+            results.append(program({p: x}).copy())
+    finally:
+        gg.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+    # a float32 sum in row order of n terms (|x| < 5 here) drifts by up to about n·eps·|x|
+    rows = x.size // shape[-1]
+    tol = TOL[dtype] if dtype == "float64" else dict(rtol=0, atol=5 * rows * np.finfo(np.float32).eps)
+    np.testing.assert_allclose(results[0], x.astype(np.float64).sum(axis=axis), **tol)
+
+
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3),
        op=binary_ops)
 def test_binary_broadcast_gradients_fuzz(shapes, op):
