@@ -92,9 +92,10 @@ def calls_for(fn, min_batch_s: float, clock) -> int:
 
 def wait_until_idle(window_s: float = 0.01, most_s: float = 2.0) -> None:
     """Sleep until this process's other threads stop using the CPU (under a tenth of a core over one
-    window). After a call, OpenBLAS's workers spin for 2^28 TSC cycles (its THREAD_TIMEOUT): 0.07 s
-    on a 3.7 GHz Zen 4, 0.14 s on a 1.9 GHz Sapphire Rapids, where a fixed 0.1 s sleep left one spinning
-    through graphgrad's next 2-thread batch and halved it. libgomp's idle workers spin too, briefly."""
+    window). After a call OpenBLAS's idle workers keep spinning for a number of TSC cycles (its
+    THREAD_TIMEOUT): measured 0.14 s on a Sapphire Rapids with a 2.0 GHz TSC, about 2^28 cycles, where
+    the fixed 0.1 s sleep this replaced left one spinning through graphgrad's next 2-thread batch and
+    halved it. libgomp's idle workers spin too, briefly."""
     end = time.perf_counter() + most_s
     while time.perf_counter() < end:
         c0 = time.process_time()
